@@ -1,0 +1,1 @@
+"""crystalloop.digital_twin."""
