@@ -28,6 +28,7 @@ __all__ = [
     "DeviceDisconnected",
     "StoreError",
     "SafetyError",
+    "WatchdogError",
 ]
 
 
@@ -107,3 +108,8 @@ class DeviceDisconnected(DeviceError, ConnectionError):
 
 class StoreError(CrystalloopError, OSError):
     """The experiment store cannot be opened or written."""
+
+
+class WatchdogError(DeviceError):
+    """The safety watchdog gave up after repeated failed exchanges and put the plant in its
+    safe state (the message names the device, the number of failures and the last error)."""
