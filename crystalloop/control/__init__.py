@@ -1,1 +1,24 @@
-"""crystalloop.control."""
+"""Control: execute recipes and feedback controllers safely on any backend.
+
+* :mod:`~crystalloop.control.safety`: :class:`SafeThermostat` (limits, software ramping,
+  watchdog with safe state) in front of every thermostat.
+* :mod:`~crystalloop.control.pid`: :class:`PID` (anti-windup, rate limit, bumpless),
+  :class:`ProfileTracker` and :class:`CascadePID` on the reactor temperature.
+* :mod:`~crystalloop.control.nmpc`: :class:`NMPCController` (CasADi/Ipopt, multiple
+  shooting, warm-started, falls back to tracking).
+* :mod:`~crystalloop.control.dnc`: :class:`DirectNucleationController` from particle counts.
+* :mod:`~crystalloop.control.runner`: :func:`run` a recipe or controller on a backend URL,
+  logging everything to the experiment store.
+"""
+
+from crystalloop.control.dnc import DirectNucleationController, dnc_mode
+from crystalloop.control.nmpc import NMPCController, ThermalModel, thermal_model_from_params
+from crystalloop.control.pid import PID, CascadePID, Observation, ProfileTracker
+from crystalloop.control.safety import SAFE_STATES, SafeThermostat, SafetyLimits, Watchdog
+
+__all__ = [
+    "PID", "CascadePID", "ProfileTracker", "Observation",
+    "NMPCController", "ThermalModel", "thermal_model_from_params",
+    "DirectNucleationController", "dnc_mode",
+    "SafeThermostat", "SafetyLimits", "Watchdog", "SAFE_STATES",
+]

@@ -1,0 +1,169 @@
+"""Direct nucleation control (DNC) from particle counts.
+
+The law (DOMAIN.md §4; as commonly described for FBRM/image-count DNC): with ``N`` the
+filtered particle count per measurement, a count setpoint ``N_sp`` and a half band
+``delta``,
+
+* ``N > N_sp + delta`` (too many fines): **heat** at ``heating_rate_c_min`` up to
+  ``t_max_c`` (kept below the saturation temperature so the seeds survive) to dissolve
+  fines;
+* ``N < N_sp - delta``: **cool** at ``cooling_rate_c_min`` down to ``t_min_c`` to grow the
+  crystals (and nucleate if the count falls further);
+* otherwise **hold** the temperature.
+
+The setpoint integrates the chosen rate between control instants and is clipped to
+``[t_min_c, t_max_c]``. Counts are smoothed by a moving average of ``filter_window``
+measurements before the comparison. The batch ends once the setpoint has sat at
+``t_min_c`` for ``final_hold_min`` (or after ``max_duration_min``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+from crystalloop.control.pid import Observation
+from crystalloop.errors import ConfigError
+
+__all__ = ["DirectNucleationController", "dnc_mode"]
+
+
+def dnc_mode(counts: float, counts_setpoint: float, band: float) -> str:
+    """The DNC decision for one (filtered) count: ``"heat"``, ``"cool"`` or ``"hold"``.
+
+    Examples
+    --------
+    >>> dnc_mode(130, 100, 20), dnc_mode(70, 100, 20), dnc_mode(110, 100, 20)
+    ('heat', 'cool', 'hold')
+    """
+    if counts > counts_setpoint + band:
+        return "heat"
+    if counts < counts_setpoint - band:
+        return "cool"
+    return "hold"
+
+
+class DirectNucleationController:
+    """Direct nucleation control: keep the particle count in a band by heating and cooling.
+
+    Parameters
+    ----------
+    counts_setpoint : float
+        Wanted count per measurement ``N_sp`` (same units as the counter).
+    band : float
+        Half width ``delta`` of the dead band around the setpoint.
+    t_min_c, t_max_c : float
+        Temperature range of the setpoint, °C (``t_max_c`` below the saturation
+        temperature; ``t_min_c`` is the end temperature of the batch).
+    heating_rate_c_min, cooling_rate_c_min : float
+        Ramp rates in °C/min (typically 0.1–0.5).
+    filter_window : int
+        Moving-average length over counts.
+    final_hold_min : float
+        Hold at ``t_min_c`` before the batch ends, min.
+    max_duration_min : float
+        Hard end of the batch, min.
+
+    Attributes
+    ----------
+    mode_ : str
+        Last decision (``"heat"``, ``"cool"``, ``"hold"``).
+    history_ : list of tuple
+        ``(time_s, filtered_counts, mode, setpoint_c)`` for every control step.
+    """
+
+    name = "dnc"
+
+    def __init__(
+        self,
+        counts_setpoint: float,
+        band: float,
+        *,
+        t_min_c: float,
+        t_max_c: float,
+        heating_rate_c_min: float = 0.3,
+        cooling_rate_c_min: float = 0.1,
+        filter_window: int = 3,
+        final_hold_min: float = 30.0,
+        max_duration_min: float = 24 * 60.0,
+    ) -> None:
+        for nm, v in (("counts_setpoint", counts_setpoint), ("band", band)):
+            if not np.isfinite(v) or v < 0:
+                raise ConfigError(f"DNC {nm} must be a finite number >= 0, got {v!r}")
+        if not (np.isfinite(t_min_c) and np.isfinite(t_max_c)) or t_min_c >= t_max_c:
+            raise ConfigError(f"DNC needs finite t_min_c < t_max_c, got t_min_c={t_min_c} °C, t_max_c={t_max_c} °C")
+        for nm, v in (("heating_rate_c_min", heating_rate_c_min), ("cooling_rate_c_min", cooling_rate_c_min)):
+            if not (np.isfinite(v) and v > 0):
+                raise ConfigError(f"DNC {nm} must be > 0 °C/min, got {v!r}")
+        if int(filter_window) != filter_window or filter_window < 1:
+            raise ConfigError(f"DNC filter_window must be a whole number >= 1, got {filter_window!r}")
+        if final_hold_min < 0 or not max_duration_min > 0:
+            raise ConfigError(f"DNC needs final_hold_min >= 0 and max_duration_min > 0, got {final_hold_min}, {max_duration_min}")
+        self.counts_setpoint = float(counts_setpoint)
+        self.band = float(band)
+        self.t_min_c, self.t_max_c = float(t_min_c), float(t_max_c)
+        self.heating_rate_c_min = float(heating_rate_c_min)
+        self.cooling_rate_c_min = float(cooling_rate_c_min)
+        self.filter_window = int(filter_window)
+        self.final_hold_min = float(final_hold_min)
+        self.max_duration_min = float(max_duration_min)
+        self._counts: deque[float] = deque(maxlen=self.filter_window)
+        self.mode_ = "hold"
+        self.setpoint_ = math.nan
+        self.history_: list[tuple[float, float, str, float]] = []
+        self._t_last: float | None = None
+        self._t_at_min: float | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.max_duration_min * 60.0
+
+    def reset(self, obs: Observation) -> None:
+        """Start from the current setpoint (or reactor temperature), clipped to the range."""
+        start = obs.T_set_c if np.isfinite(obs.T_set_c) else obs.T_reactor_c
+        if not np.isfinite(start):
+            raise ConfigError("DNC reset needs a finite current setpoint or reactor temperature")
+        self.setpoint_ = float(min(max(start, self.t_min_c), self.t_max_c))
+        self._counts.clear()
+        self.mode_ = "hold"
+        self.history_ = []
+        self._t_last = float(obs.time_s)
+        self._t_at_min = None
+
+    def filtered_counts(self) -> float:
+        return float(np.mean(self._counts)) if self._counts else math.nan
+
+    def reference(self, t_s: float) -> float:
+        return self.setpoint_
+
+    def setpoint(self, obs: Observation) -> float:
+        """Apply the law at ``obs.time_s`` and return the new setpoint in °C."""
+        if self._t_last is None:
+            self.reset(obs)
+        dt_min = max(obs.time_s - self._t_last, 0.0) / 60.0
+        self._t_last = float(obs.time_s)
+        if np.isfinite(obs.counts):
+            self._counts.append(float(obs.counts))
+        n = self.filtered_counts()
+        # without a count yet, cooling would be blind: hold
+        mode = "hold" if not np.isfinite(n) else dnc_mode(n, self.counts_setpoint, self.band)
+        # the step just taken used the previous mode (zero-order hold between control instants)
+        if self.mode_ == "heat":
+            self.setpoint_ = min(self.setpoint_ + self.heating_rate_c_min * dt_min, self.t_max_c)
+        elif self.mode_ == "cool":
+            self.setpoint_ = max(self.setpoint_ - self.cooling_rate_c_min * dt_min, self.t_min_c)
+        self.mode_ = mode
+        if self.setpoint_ <= self.t_min_c + 1e-9 and mode != "heat":
+            if self._t_at_min is None:
+                self._t_at_min = float(obs.time_s)
+        else:
+            self._t_at_min = None
+        self.history_.append((float(obs.time_s), n, mode, self.setpoint_))
+        return self.setpoint_
+
+    def finished(self, obs: Observation) -> bool:
+        if obs.time_s >= self.duration_s:
+            return True
+        return self._t_at_min is not None and obs.time_s - self._t_at_min >= self.final_hold_min * 60.0

@@ -1,0 +1,412 @@
+"""Software safety layer in front of any :class:`~crystalloop.hardware.base.Thermostat`.
+
+:class:`SafeThermostat` wraps a thermostat driver (real or virtual) and is the only path
+by which controllers and the runner touch it:
+
+* **Limits**: every setpoint is checked against the intersection of the device's limits
+  and the run's limits (:class:`SafetyLimits`, e.g. from the recipe plus a margin). A
+  refused command raises :class:`~crystalloop.errors.SafetyError` naming the value, the
+  limit, the unit and the device; nothing is sent.
+* **Software ramping**: in ramp mode (the default) a new setpoint becomes a *target* the
+  commanded setpoint approaches at no more than ``max_rate_c_min``; call
+  :meth:`SafeThermostat.update` (the runner does, every tick) to advance the ramp. In
+  step mode a jump faster than the rate limit is refused instead.
+* **Watchdog**: every exchange goes through :meth:`SafeThermostat.call`; a
+  :class:`~crystalloop.errors.DeviceError` is retried after an exponentially growing
+  back-off, and after ``max_failures`` consecutive failures the plant is put in its
+  safe state (``"hold"`` the last safe setpoint or ``"stop"`` the circulator) and
+  :class:`~crystalloop.errors.WatchdogError` is raised with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from crystalloop.errors import ConfigError, DeviceError, SafetyError, WatchdogError
+from crystalloop.hardware.base import Reading, Thermostat, ThermostatLimits, ThermostatStatus
+from crystalloop.profiles import ThermocycleProfile
+
+__all__ = ["SafetyLimits", "Watchdog", "SafeThermostat", "SAFE_STATES"]
+
+SAFE_STATES = ("hold", "stop")
+_T = TypeVar("_T")
+_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    """Software limits on the thermostat setpoint.
+
+    Attributes
+    ----------
+    min_c, max_c : float
+        Allowed setpoint range in °C.
+    max_rate_c_min : float
+        Largest setpoint change rate in °C/min (``inf`` for none).
+    source : str
+        Where the limits come from (``"device"``, ``"recipe"``, ``"user"``), named in errors.
+    """
+
+    min_c: float = -math.inf
+    max_c: float = math.inf
+    max_rate_c_min: float = math.inf
+    source: str = "user"
+
+    def __post_init__(self) -> None:
+        for name in ("min_c", "max_c", "max_rate_c_min"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or np.isnan(v):
+                raise ConfigError(f"SafetyLimits.{name} must be a number, got {v!r}")
+        if not self.min_c < self.max_c:
+            raise ConfigError(
+                f"SafetyLimits need min_c < max_c, got min_c={self.min_c} °C, max_c={self.max_c} °C"
+            )
+        if not self.max_rate_c_min > 0:
+            raise ConfigError(f"SafetyLimits.max_rate_c_min must be > 0 °C/min, got {self.max_rate_c_min}")
+
+    @classmethod
+    def from_device(cls, limits: ThermostatLimits) -> SafetyLimits:
+        """The limits a thermostat declares."""
+        return cls(limits.min_c, limits.max_c, limits.max_rate_c_min, source="device")
+
+    @classmethod
+    def for_recipe(cls, profile: ThermocycleProfile, *, margin_c: float = 10.0,
+                   rate_factor: float = 3.0) -> SafetyLimits:
+        """Limits derived from a recipe: its temperature span widened by ``margin_c`` on each
+        side (room for a cascade or NMPC controller to overdrive the jacket) and
+        ``rate_factor`` times its fastest ramp."""
+        if margin_c < 0 or not rate_factor >= 1:
+            raise ConfigError(f"for_recipe needs margin_c >= 0 °C and rate_factor >= 1, got {margin_c}, {rate_factor}")
+        temps = [profile.t_start_c] + [s.target_c for s in profile.segments]
+        rate = max(s.rate_c_min for s in profile.segments) * rate_factor
+        return cls(min(temps) - margin_c, max(temps) + margin_c, rate, source="recipe")
+
+    def intersect(self, other: SafetyLimits) -> SafetyLimits:
+        """The tighter of two sets of limits (sources joined with ``+``)."""
+        lo, hi = max(self.min_c, other.min_c), min(self.max_c, other.max_c)
+        if not lo < hi:
+            raise SafetyError(
+                f"{self.source} limits [{self.min_c:g}, {self.max_c:g}] °C and {other.source} limits "
+                f"[{other.min_c:g}, {other.max_c:g}] °C do not overlap"
+            )
+        return SafetyLimits(lo, hi, min(self.max_rate_c_min, other.max_rate_c_min),
+                            source=f"{self.source}+{other.source}")
+
+    def check_setpoint(self, value_c: float, device: str = "thermostat") -> float:
+        """Return ``value_c`` or raise :class:`SafetyError` naming value, limit, unit and device."""
+        try:
+            v = float(value_c)
+        except (TypeError, ValueError):
+            raise SafetyError(f"Setpoint {value_c!r} for thermostat '{device}' is not a number") from None
+        if not np.isfinite(v):
+            raise SafetyError(f"Setpoint {v} °C for thermostat '{device}' is not a finite number")
+        if v > self.max_c + _TOL:
+            raise SafetyError(f"Setpoint {v:.2f} °C exceeds the upper limit {self.max_c:.2f} °C "
+                              f"({self.source} limits) of thermostat '{device}'")
+        if v < self.min_c - _TOL:
+            raise SafetyError(f"Setpoint {v:.2f} °C is below the lower limit {self.min_c:.2f} °C "
+                              f"({self.source} limits) of thermostat '{device}'")
+        return v
+
+    def check_rate(self, rate_c_min: float, device: str = "thermostat") -> float:
+        """Return ``|rate_c_min|`` or raise :class:`SafetyError` if it exceeds the ramp limit."""
+        r = abs(float(rate_c_min))
+        if not np.isfinite(r) or r > self.max_rate_c_min * (1 + 1e-6) + _TOL:
+            raise SafetyError(f"Setpoint ramp {r:.3g} °C/min exceeds the ramp limit "
+                              f"{self.max_rate_c_min:.3g} °C/min ({self.source} limits) of thermostat '{device}'")
+        return r
+
+    def check_profile(self, profile: ThermocycleProfile, device: str = "thermostat") -> None:
+        """Raise :class:`SafetyError` listing every temperature or ramp of ``profile`` outside the limits."""
+        limits = _NamedLimits(self.min_c, self.max_c, self.max_rate_c_min, f"thermostat '{device}' ({self.source} limits)")
+        problems = profile.violations(bounds=None, limits=limits)
+        if problems:
+            label = f"recipe {profile.name!r}" if profile.name else "recipe"
+            raise SafetyError(f"{label} is incompatible with the limits: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class _NamedLimits:
+    min_c: float
+    max_c: float
+    max_rate_c_min: float
+    name: str
+
+
+@dataclass(frozen=True)
+class Watchdog:
+    """Retry policy for device exchanges.
+
+    Parameters
+    ----------
+    max_failures : int
+        Consecutive failed exchanges after which the plant goes to its safe state.
+    backoff_s : float
+        Wait after the first failure, in seconds (on the run's clock).
+    backoff_factor : float
+        Each further wait is this many times longer ...
+    max_backoff_s : float
+        ... up to this many seconds.
+    """
+
+    max_failures: int = 3
+    backoff_s: float = 1.0
+    backoff_factor: float = 2.0
+    max_backoff_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if int(self.max_failures) != self.max_failures or self.max_failures < 1:
+            raise ConfigError(f"Watchdog.max_failures must be a whole number >= 1, got {self.max_failures!r}")
+        if self.backoff_s < 0 or self.backoff_factor < 1 or self.max_backoff_s < 0:
+            raise ConfigError(
+                f"Watchdog needs backoff_s >= 0 s, backoff_factor >= 1, max_backoff_s >= 0 s; got "
+                f"{self.backoff_s}, {self.backoff_factor}, {self.max_backoff_s}"
+            )
+
+    def delay_s(self, failure: int) -> float:
+        """Wait after the ``failure``-th consecutive failure (1-based), in seconds."""
+        return float(min(self.backoff_s * self.backoff_factor ** (failure - 1), self.max_backoff_s))
+
+
+EventSink = Callable[[float, str, str], None]
+
+
+class SafeThermostat:
+    """Safety front end over a thermostat: limits, software ramping and a watchdog.
+
+    It implements the :class:`~crystalloop.hardware.base.Thermostat` interface itself, so
+    anything that drives a thermostat can drive it.
+
+    Parameters
+    ----------
+    thermostat : Thermostat
+        The driver (real or virtual).
+    limits : SafetyLimits, optional
+        Run/recipe limits; intersected with the device's own limits.
+    ramp : bool
+        Ramp mode (default): setpoints become targets approached at the rate limit.
+        Step mode: a change faster than the rate limit raises :class:`SafetyError`.
+    watchdog : Watchdog, optional
+        Retry policy; default ``Watchdog()``.
+    safe_state : {"hold", "stop"}
+        What the plant does when the watchdog trips or the run is aborted: keep the last
+        safe setpoint, or stop the circulator.
+    on_event : callable(time_s, level, message), optional
+        Receives every retry, refusal and safe-state action (the runner logs them in the
+        store).
+
+    Attributes
+    ----------
+    commanded_c : float or None
+        Last setpoint written to the device.
+    target_c : float or None
+        Where the software ramp is heading.
+    last_safe_setpoint_c : float or None
+        Last setpoint the device accepted.
+    failures : int
+        Consecutive failed exchanges so far.
+    tripped : str or None
+        Reason of the safe-state transition once the watchdog has tripped.
+    """
+
+    def __init__(
+        self,
+        thermostat: Thermostat,
+        *,
+        limits: SafetyLimits | None = None,
+        ramp: bool = True,
+        watchdog: Watchdog | None = None,
+        safe_state: str = "hold",
+        on_event: EventSink | None = None,
+    ) -> None:
+        if not isinstance(thermostat, Thermostat):
+            raise ConfigError(f"SafeThermostat needs a Thermostat, got {type(thermostat).__name__}")
+        if safe_state not in SAFE_STATES:
+            raise ConfigError(f"safe_state must be one of {SAFE_STATES}, got {safe_state!r}")
+        self.device = thermostat
+        self.name = thermostat.name
+        self.clock = thermostat.clock
+        eff = SafetyLimits.from_device(thermostat.limits)
+        if limits is not None:
+            eff = eff.intersect(limits)
+        self.safety_limits = eff
+        self.limits = ThermostatLimits(eff.min_c, eff.max_c, eff.max_rate_c_min)
+        self.ramp = bool(ramp)
+        self.watchdog = watchdog or Watchdog()
+        self.safe_state = safe_state
+        self.on_event = on_event
+        self.commanded_c: float | None = None
+        self.target_c: float | None = None
+        self.ramp_rate_c_min = eff.max_rate_c_min
+        self.last_safe_setpoint_c: float | None = None
+        self._t_cmd: float | None = None
+        self.failures = 0
+        self.total_failures = 0
+        self.tripped: str | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    def _event(self, level: str, message: str) -> None:
+        if self.on_event is not None:
+            self.on_event(float(self.clock.now()), level, message)
+
+    def call(self, what: str, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run one exchange ``fn(*args)`` under the watchdog.
+
+        Raises
+        ------
+        WatchdogError
+            After ``max_failures`` consecutive :class:`DeviceError`; the safe state has
+            been applied (as far as the device still answers).
+        """
+        if self.tripped is not None:
+            raise WatchdogError(f"thermostat '{self.name}' is in its safe state ({self.tripped}); "
+                                f"refusing {what}")
+        while True:
+            try:
+                out = fn(*args)
+            except DeviceError as e:
+                self.failures += 1
+                self.total_failures += 1
+                self._event("warning", f"{what} on thermostat '{self.name}' failed "
+                                       f"({self.failures}/{self.watchdog.max_failures}): {type(e).__name__}: {e}")
+                if self.failures >= self.watchdog.max_failures:
+                    reason = (f"watchdog: {self.failures} consecutive failed exchanges with thermostat "
+                              f"'{self.name}', last during {what}: {type(e).__name__}: {e}")
+                    self.enter_safe_state(reason)
+                    raise WatchdogError(reason) from e
+                self.clock.sleep(self.watchdog.delay_s(self.failures))
+            else:
+                self.failures = 0
+                return out
+
+    def enter_safe_state(self, reason: str) -> str:
+        """Apply the configured safe state (best effort, one try) and remember ``reason``.
+
+        Returns a description of what was done."""
+        self.tripped = reason
+        if self.safe_state == "stop":
+            action = "stop the circulator"
+            try:
+                self.device.stop()
+                done = f"safe state: stopped the circulator of '{self.name}'"
+            except Exception as e:  # the device may be gone; nothing more we can do
+                done = f"safe state: could not {action} of '{self.name}' ({type(e).__name__}: {e})"
+        else:
+            sp = self.last_safe_setpoint_c
+            if sp is None:
+                done = f"safe state: holding the device's own setpoint on '{self.name}' (none was written)"
+            else:
+                try:
+                    self.device.set_setpoint(sp)
+                    self.commanded_c = self.target_c = sp
+                    done = f"safe state: holding the last safe setpoint {sp:.2f} °C on '{self.name}'"
+                except Exception as e:
+                    done = (f"safe state: could not re-send the last safe setpoint {sp:.2f} °C to "
+                            f"'{self.name}' ({type(e).__name__}: {e}); the device keeps its own setpoint")
+        self._event("error", f"{done}; reason: {reason}")
+        return done
+
+    # ------------------------------------------------------------------ setpoints
+    def _init_ramp(self) -> None:
+        if self.commanded_c is None:
+            current = float(self.call("get_setpoint", self.device.get_setpoint))
+            # a device setpoint outside the limits starts the ramp at the nearest limit
+            self.commanded_c = min(max(current, self.limits.min_c), self.limits.max_c)
+            self.last_safe_setpoint_c = self.commanded_c if current == self.commanded_c else None
+            self._t_cmd = float(self.clock.now())
+
+    def _send(self, value_c: float) -> None:
+        value_c = self.safety_limits.check_setpoint(value_c, self.name)
+        self.call("set_setpoint", self.device.set_setpoint, value_c)
+        self.commanded_c = value_c
+        self.last_safe_setpoint_c = value_c
+        self._t_cmd = float(self.clock.now())
+
+    def set_setpoint(self, value_c: float, *, ramp: bool | None = None) -> float:
+        """Command a setpoint in °C; returns the value actually sent now.
+
+        Raises
+        ------
+        SafetyError
+            The value is outside the limits, or (step mode) the change since the last
+            command is faster than the ramp limit. Nothing is sent.
+        """
+        value_c = self.safety_limits.check_setpoint(value_c, self.name)
+        self._init_ramp()
+        if ramp if ramp is not None else self.ramp:
+            self.target_c = value_c
+            self.ramp_rate_c_min = self.safety_limits.max_rate_c_min
+            return self.update()
+        dt_min = (float(self.clock.now()) - self._t_cmd) / 60.0
+        change = abs(value_c - self.commanded_c)
+        if change > self.safety_limits.max_rate_c_min * dt_min + 1e-6:
+            rate = math.inf if dt_min <= 0 else change / dt_min
+            raise SafetyError(
+                f"Setpoint change {self.commanded_c:.2f} → {value_c:.2f} °C in {dt_min * 60:.1f} s "
+                f"({rate:.3g} °C/min) exceeds the ramp limit {self.safety_limits.max_rate_c_min:.3g} °C/min "
+                f"({self.safety_limits.source} limits) of thermostat '{self.name}'"
+            )
+        self.target_c = value_c
+        self._send(value_c)
+        return value_c
+
+    def ramp_to(self, target_c: float, rate_c_min: float) -> float:
+        """Start a software ramp to ``target_c`` at ``rate_c_min`` (°C/min); returns the value sent now."""
+        target_c = self.safety_limits.check_setpoint(target_c, self.name)
+        rate = self.safety_limits.check_rate(rate_c_min, self.name)
+        if rate <= 0:
+            raise SafetyError(f"ramp rate must be > 0 °C/min, got {rate_c_min}")
+        self._init_ramp()
+        self.target_c, self.ramp_rate_c_min = target_c, rate
+        return self.update()
+
+    def update(self) -> float:
+        """Advance the software ramp to the clock's time; returns the commanded setpoint."""
+        self._init_ramp()
+        if self.target_c is None:
+            return self.commanded_c
+        dt_min = max(float(self.clock.now()) - self._t_cmd, 0.0) / 60.0
+        step = self.ramp_rate_c_min * dt_min
+        new = min(max(self.target_c, self.commanded_c - step), self.commanded_c + step)
+        if new != self.commanded_c or self.last_safe_setpoint_c is None:
+            self._send(new)
+        else:
+            self._t_cmd = float(self.clock.now())
+        return self.commanded_c
+
+    @property
+    def ramping(self) -> bool:
+        """True while the commanded setpoint has not reached the target."""
+        return self.target_c is not None and self.commanded_c is not None and abs(self.target_c - self.commanded_c) > 1e-9
+
+    # ------------------------------------------------------------------ pass-through
+    def get_setpoint(self) -> float:
+        return float(self.call("get_setpoint", self.device.get_setpoint))
+
+    def read_bath(self) -> Reading:
+        return self.call("read_bath", self.device.read_bath)
+
+    def read_process(self) -> Reading:
+        return self.call("read_process", self.device.read_process)
+
+    def status(self) -> ThermostatStatus:
+        return self.call("status", self.device.status)
+
+    def start(self) -> None:
+        self.call("start", self.device.start)
+
+    def stop(self) -> None:
+        self.call("stop", self.device.stop)
+
+    def close(self) -> None:
+        self.device.close()
+
+    def __repr__(self) -> str:
+        lim = self.safety_limits
+        return (f"SafeThermostat({self.name!r}, limits=[{lim.min_c:g}, {lim.max_c:g}] °C, "
+                f"max_rate={lim.max_rate_c_min:g} °C/min, safe_state={self.safe_state!r})")
