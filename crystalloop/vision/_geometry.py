@@ -1,0 +1,110 @@
+"""Exact planar geometry of polygons: area, perimeter, moments, convex hull and Feret diameters.
+
+Shared by the renderer (ground truth from the drawn polygons) and the measurement code
+(Feret diameters of particle contours by rotating calipers over the convex hull).
+Points are ``(N, 2)`` float arrays of ``(x, y)`` = ``(col, row)`` in pixels.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__: list[str] = []
+
+
+def _next(a: np.ndarray) -> np.ndarray:
+    """The array shifted by one row (a cheap ``np.roll(a, -1, axis=0)``)."""
+    return np.concatenate((a[1:], a[:1]))
+
+
+def _prev(a: np.ndarray) -> np.ndarray:
+    return np.concatenate((a[-1:], a[:-1]))
+
+
+def polygon_area(p: np.ndarray) -> float:
+    """Signed shoelace area (positive for counter-clockwise in x-right/y-up axes)."""
+    x, y = p[:, 0], p[:, 1]
+    q = _next(p)
+    return 0.5 * float(np.dot(x, q[:, 1]) - np.dot(q[:, 0], y))
+
+
+def polygon_perimeter(p: np.ndarray) -> float:
+    """Length of the closed polygon."""
+    d = _next(p) - p
+    return float(np.sum(np.sqrt(d[:, 0] ** 2 + d[:, 1] ** 2)))
+
+
+def polygon_moments(p: np.ndarray) -> tuple[float, float, float, float, float, float]:
+    """Area, centroid (cx, cy) and central second moments (mu20, mu11, mu02) divided by area."""
+    x, y = p[:, 0], p[:, 1]
+    q = _next(p)
+    x1, y1 = q[:, 0], q[:, 1]
+    cross = x * y1 - x1 * y
+    a = 0.5 * cross.sum()
+    if abs(a) < 1e-12:
+        return 0.0, float(x.mean()), float(y.mean()), 0.0, 0.0, 0.0
+    cx = ((x + x1) * cross).sum() / (6 * a)
+    cy = ((y + y1) * cross).sum() / (6 * a)
+    sxx = ((x * x + x * x1 + x1 * x1) * cross).sum() / (12 * a)
+    syy = ((y * y + y * y1 + y1 * y1) * cross).sum() / (12 * a)
+    sxy = ((x * y1 + 2 * x * y + 2 * x1 * y1 + x1 * y) * cross).sum() / (24 * a)
+    return abs(a), float(cx), float(cy), sxx - cx * cx, sxy - cx * cy, syy - cy * cy
+
+
+def convex_hull(points: np.ndarray) -> np.ndarray:
+    """Convex hull of points (OpenCV's Sklansky), without repeated end point."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if len(pts) <= 2:
+        return np.unique(pts, axis=0)
+    return cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+
+
+def feret(hull: np.ndarray) -> tuple[float, float, float]:
+    """Exact maximum and minimum Feret diameters of a convex polygon and the max-Feret angle.
+
+    Maximum Feret: largest vertex-to-vertex distance (an antipodal pair). Minimum Feret:
+    rotating calipers — the minimum over hull edges of the largest vertex distance from the
+    edge's supporting line (the minimum width is always attained flush with an edge).
+
+    Returns
+    -------
+    feret_max, feret_min : float
+        In the units of ``hull``.
+    angle_deg : float
+        Direction of the maximum Feret chord, degrees in ``[0, 180)`` counter-clockwise from the
+        +x (column) axis with y pointing *up* (image rows point down, so ``-drow`` is used).
+    """
+    h = np.asarray(hull, dtype=float)
+    if len(h) < 2:
+        return 0.0, 0.0, 0.0
+    h = h - h.mean(axis=0)
+    sq = h[:, 0] ** 2 + h[:, 1] ** 2
+    dist2 = sq[:, None] + sq[None, :] - 2.0 * (h @ h.T)
+    k = int(np.argmax(dist2))
+    i, j = divmod(k, len(h))
+    v = h[j] - h[i]
+    fmax = float(np.sqrt(v[0] ** 2 + v[1] ** 2))
+    angle = float(np.degrees(np.arctan2(-v[1], v[0])) % 180.0)
+    if len(h) == 2:
+        return fmax, 0.0, angle
+    # minimum width: over the edge normals, the extent of the projections (rotating calipers)
+    e = _next(h) - h
+    nrm = np.stack((-e[:, 1], e[:, 0]), axis=1)
+    ln = np.sqrt(nrm[:, 0] ** 2 + nrm[:, 1] ** 2)
+    ok = ln > 1e-12
+    proj = h @ (nrm[ok] / ln[ok, None]).T
+    fmin = float(np.min(proj.max(axis=0) - proj.min(axis=0)))
+    return fmax, fmin, angle
+
+
+def inset_convex(p: np.ndarray, d: float) -> np.ndarray:
+    """Move every edge of a convex polygon inward by ``d`` (vertex offset along the bisector)."""
+    e = _next(p) - p
+    n = np.stack((e[:, 1], -e[:, 0]), axis=1)
+    n /= np.maximum(np.sqrt(n[:, 0] ** 2 + n[:, 1] ** 2), 1e-12)[:, None]
+    if polygon_area(p) < 0:
+        n = -n
+    n1, n2 = _prev(n), n
+    denom = np.maximum(1.0 + np.sum(n1 * n2, axis=1), 0.2)
+    return p - d * (n1 + n2) / denom[:, None]
