@@ -1,0 +1,250 @@
+"""LAUDA thermostats (Proline, Integral, Variocool, ECO …) over RS232/RS485 (``lauda://PORT``).
+
+Protocol (LAUDA operating manuals, "Interface module RS232/485"): 8N1, 9600 baud by
+default; commands end in CR (or CR LF), replies in CR LF; every command is answered —
+writes with ``OK``, reads with the value, failures with ``ERR_n`` — so the driver waits
+for each reply and needs no read-back.
+
+==================  ==================================================
+``OUT_SP_00_30.5``  write setpoint → ``OK``
+``IN_SP_00``        setpoint, °C
+``IN_PV_00``        outflow (bath) temperature, °C
+``IN_PV_01``        controlled temperature, °C
+``IN_PV_03``        external Pt100, °C
+``IN_SP_04/05``     outflow temperature limits TiH / TiL, °C
+``IN_MODE_02``      0 = unit on, 1 = standby
+``START``/``STOP``  leave / enter standby → ``OK``
+``STATUS``          0 = OK, −1 = error
+``STAT``            fault flags ``XXXXXXX`` (error, alarm, warning, overtemperature,
+                    low level, high level, external control value missing)
+``TYPE``            device type; ``VERSION_R`` control-system firmware
+==================  ==================================================
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from crystalloop.errors import ConfigError, DeviceAlarm, ProtocolError
+from crystalloop.hardware._serial_driver import (
+    DeviceInfo,
+    SerialThermostat,
+    decode_ascii,
+    format_celsius,
+    open_serial_thermostat,
+    parse_float,
+)
+from crystalloop.hardware.base import (
+    BackendURL,
+    Clock,
+    Crystallizer,
+    Reading,
+    ThermostatLimits,
+    ThermostatStatus,
+)
+from crystalloop.hardware.transport import LineSettings
+
+__all__ = [
+    "LAUDA_ERRORS",
+    "LAUDA_STAT_FLAGS",
+    "LAUDA_SETTINGS",
+    "LaudaThermostat",
+    "open_lauda",
+    "parse_value",
+    "parse_ok",
+    "parse_stat",
+    "parse_int",
+    "parse_text",
+]
+
+#: Error replies and their texts from the LAUDA manuals.
+LAUDA_ERRORS: dict[int, str] = {
+    2: "wrong input (e.g. buffer overflow)",
+    3: "wrong command",
+    5: "syntax error in value",
+    6: "illegal value",
+    8: "module (external temperature) not available",
+    30: "programmer, all segments occupied",
+    31: "setpoint not possible, analogue setpoint input on",
+    32: "TiH <= TiL",
+    33: "no external sensor",
+    34: "analogue value not available",
+    35: "automatic is selected",
+    36: "no setpoint input possible, programmer is running or paused",
+    37: "no start from programmer possible, analogue setpoint input is switched on",
+}
+
+#: ``STAT`` reply characters, in order.
+LAUDA_STAT_FLAGS = (
+    "error",
+    "alarm",
+    "warning",
+    "overtemperature",
+    "low level",
+    "high level",
+    "external control value missing",
+)
+
+LAUDA_SETTINGS = LineSettings(
+    baudrate=9600, bytesize=8, parity="N", stopbits=1,
+    write_terminator=b"\r\n", read_terminator=b"\n", timeout_s=1.0, min_interval_s=0.0,
+)
+
+_ERR_RE = re.compile(r"ERR_(\d{1,3})")
+
+
+def _raise_if_error(text: str, command: str, where: str) -> None:
+    m = _ERR_RE.fullmatch(text)
+    if m:
+        code = int(m.group(1))
+        meaning = LAUDA_ERRORS.get(code, "unknown error")
+        err = DeviceAlarm(f"{where}: {command} answered ERR_{code}: {meaning}")
+        err.code = code  # type: ignore[attr-defined]
+        raise err
+
+
+def parse_text(line: bytes, command: str, where: str = "LAUDA") -> str:
+    """Printable ASCII reply with ``ERR_n`` turned into :class:`DeviceAlarm`."""
+    text = decode_ascii(line, command, where)
+    _raise_if_error(text, command, where)
+    if not text:
+        raise ProtocolError(f"{where}: empty reply to {command}")
+    return text
+
+
+def parse_value(line: bytes, command: str = "IN_PV_00", where: str = "LAUDA") -> float:
+    """Decode a numeric reply such as ``b"030.50"`` (°C)."""
+    text = parse_text(line, command, where)
+    if text == "OK":
+        raise ProtocolError(f"{where}: expected a value for {command}, got 'OK' (reply to a write command)")
+    return parse_float(text, what=command, where=where)
+
+
+def parse_int(line: bytes, command: str, where: str = "LAUDA") -> int:
+    """Decode an integer reply (``STATUS``, ``IN_MODE_02``)."""
+    text = parse_text(line, command, where)
+    if not re.fullmatch(r"[+-]?\d{1,3}", text):
+        raise ProtocolError(f"{where}: expected an integer for {command}, got {text!r}")
+    return int(text)
+
+
+def parse_ok(line: bytes, command: str, where: str = "LAUDA") -> None:
+    """Check a write reply: ``OK`` passes, ``ERR_n`` → :class:`DeviceAlarm`, else :class:`ProtocolError`."""
+    text = parse_text(line, command, where)
+    if text != "OK":
+        raise ProtocolError(f"{where}: expected 'OK' after {command}, got {text!r}")
+
+
+def parse_stat(line: bytes, where: str = "LAUDA") -> tuple[str, ...]:
+    """Decode ``STAT`` (``b"0000000"``) into the names of the active faults."""
+    text = parse_text(line, "STAT", where)
+    if not re.fullmatch(r"[01]{1,8}", text):
+        raise ProtocolError(f"{where}: expected fault flags such as '0000000' for STAT, got {text!r}")
+    return tuple(
+        LAUDA_STAT_FLAGS[i] if i < len(LAUDA_STAT_FLAGS) else f"flag {i + 1}"
+        for i, ch in enumerate(text)
+        if ch == "1"
+    )
+
+
+class LaudaThermostat(SerialThermostat):
+    """A LAUDA thermostat implementing :class:`~crystalloop.hardware.base.Thermostat`.
+
+    Parameters
+    ----------
+    transport : Transport
+        Open transport (see :func:`open_lauda`).
+    process_command : str
+        Query for the process (reactor) temperature, default ``IN_PV_03`` (external Pt100).
+    **kw
+        ``name``, ``clock``, ``min_c``, ``max_c``, ``max_rate_c_min``, ``verify``,
+        ``setpoint_tolerance_c`` as for every serial thermostat.
+    """
+
+    vendor = "LAUDA"
+    DEFAULT_SETTINGS = LAUDA_SETTINGS
+    LINE_HINT = "LAUDA interfaces use 8N1 at 9600 baud by default (2400-19200 selectable in the menu)"
+
+    def __init__(self, transport: Any, *, process_command: str = "IN_PV_03", **kw: Any) -> None:
+        super().__init__(transport, **kw)
+        if not re.fullmatch(r"IN_PV_\d\d", process_command):
+            raise ConfigError(
+                f"process_command={process_command!r} for thermostat '{self.name}' is invalid; "
+                f"expected a LAUDA query such as 'IN_PV_03'"
+            )
+        self.process_command = process_command
+
+    def _value(self, command: str) -> float:
+        return parse_value(self.transport.query(command), command, self.where)
+
+    def _command(self, command: str) -> None:
+        parse_ok(self.transport.query(command), command, self.where)
+
+    def _identify(self) -> DeviceInfo:
+        model = parse_text(self.transport.query("TYPE"), "TYPE", self.where)
+        if re.fullmatch(r"[+-]?[\d.]+|OK", model):
+            raise ProtocolError(f"{self.where}: expected a device type for TYPE, got {model!r}")
+        try:
+            version = parse_text(self.transport.query("VERSION_R"), "VERSION_R", self.where)
+        except DeviceAlarm:  # older models lack VERSION_R
+            version = ""
+        return DeviceInfo("LAUDA", model=model, version=version, raw=model)
+
+    def _read_device_limits(self) -> ThermostatLimits | None:
+        try:
+            high = self._value("IN_SP_04")
+            low = self._value("IN_SP_05")
+        except DeviceAlarm:  # models without TiH/TiL queries
+            return None
+        if not low < high:
+            raise ProtocolError(
+                f"{self.where}: outflow limit TiL {low} °C (IN_SP_05) is not below TiH {high} °C (IN_SP_04)"
+            )
+        return ThermostatLimits(min_c=low, max_c=high)
+
+    def read_bath(self) -> Reading:
+        """Outflow temperature (``IN_PV_00``), channel ``T_jacket_c``."""
+        return self._reading(self._value("IN_PV_00"), "T_jacket_c")
+
+    def read_controlled(self) -> Reading:
+        """Controlled temperature (``IN_PV_01``), channel ``T_controlled_c``."""
+        return self._reading(self._value("IN_PV_01"), "T_controlled_c")
+
+    def read_process(self) -> Reading:
+        """External Pt100 (``IN_PV_03`` by default), channel ``T_reactor_c``."""
+        return self._reading(self._value(self.process_command), "T_reactor_c")
+
+    def get_setpoint(self) -> float:
+        """Setpoint (``IN_SP_00``), °C."""
+        return self._value("IN_SP_00")
+
+    def set_setpoint(self, value_c: float) -> None:
+        """Send ``OUT_SP_00_<value>``; the device answers ``OK`` or ``ERR_n`` (DeviceAlarm)."""
+        value_c = round(self.limits.check_setpoint(value_c, self.name), 2)
+        self._command(f"OUT_SP_00_{format_celsius(value_c)}")
+
+    def start(self) -> None:
+        """``START``: leave standby (pump, heating, cooling on)."""
+        self._command("START")
+
+    def stop(self) -> None:
+        """``STOP``: standby (pump, heating, cooling off)."""
+        self._command("STOP")
+
+    def status(self) -> ThermostatStatus:
+        """``STATUS``, ``STAT`` fault flags and ``IN_MODE_02`` (standby) combined."""
+        code = parse_int(self.transport.query("STATUS"), "STATUS", self.where)
+        faults = parse_stat(self.transport.query("STAT"), self.where)
+        standby = parse_int(self.transport.query("IN_MODE_02"), "IN_MODE_02", self.where)
+        if standby not in (0, 1):
+            raise ProtocolError(f"{self.where}: expected 0 or 1 for IN_MODE_02, got {standby}")
+        alarms = faults if faults else (("device reports an error (STATUS -1)",) if code < 0 else ())
+        message = ("standby" if standby else "on") + ("" if code == 0 else f", STATUS {code}")
+        return ThermostatStatus(running=standby == 0, code=code, message=message, alarms=tuple(alarms))
+
+
+def open_lauda(parsed: BackendURL, clock: Clock | None = None, **kw: Any) -> Crystallizer:
+    """Open a LAUDA thermostat from ``lauda://PORT[?options]`` (options as for JULABO)."""
+    return open_serial_thermostat(LaudaThermostat, parsed, clock, kw, frozenset({"process_command"}))
+
