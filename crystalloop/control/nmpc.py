@@ -80,17 +80,32 @@ class ThermalModel:
 
 
 def thermal_model_from_params(params: Any) -> ThermalModel:
-    """Build a :class:`ThermalModel` from the virtual crystallizer's ``ThermalParams``
-    (or any object with the same attribute names; see :mod:`crystalloop.hardware.sim.thermal`)."""
+    """Reduce the virtual crystallizer's ``ThermalParams`` to the control model.
+
+    The jacket of :mod:`crystalloop.hardware.sim.thermal` has a time constant of about a
+    second, far below the control interval, so it is treated as quasi-steady:
+    ``T_j = (F c_p T_b + U A T_r) / (F c_p + U A)``. The reactor then sees the bath
+    through the series conductance ``k = (F c_p · U A / (F c_p + U A)) / C_r``.
+
+    Parameters
+    ----------
+    params : ThermalParams or ThermalModel
+    """
     if isinstance(params, ThermalModel):
         return params
-    try:
-        from crystalloop.hardware.sim.thermal import control_coefficients
-    except ImportError:  # pragma: no cover - sim not installed
-        control_coefficients = None
-    if control_coefficients is not None:
-        return ThermalModel(**control_coefficients(params))
-    raise ConfigError(f"cannot build a thermal model from {type(params).__name__}")
+    need = ("tau_bath_s", "max_ramp_c_min", "UA_W_K", "Fcp_W_K", "C_reactor_J_K", "UA_ambient_W_K", "T_ambient_c")
+    missing = [n for n in need if not hasattr(params, n)]
+    if missing:
+        raise ConfigError(f"cannot build a thermal model from {type(params).__name__}: it lacks {missing}; "
+                          f"pass a ThermalParams (crystalloop.hardware.sim.thermal) or a ThermalModel")
+    ua, fcp, cr = float(params.UA_W_K), float(params.Fcp_W_K), float(params.C_reactor_J_K)
+    return ThermalModel(
+        tau_s=float(params.tau_bath_s),
+        k_jacket_per_s=ua * fcp / (ua + fcp) / cr,
+        max_bath_rate_c_min=float(params.max_ramp_c_min),
+        k_ambient_per_s=float(params.UA_ambient_W_K) / cr,
+        t_ambient_c=float(params.T_ambient_c),
+    )
 
 
 def _build_solver(model: ThermalModel, n: int, dt_s: float, substeps: int, w_y: float, w_du: float,

@@ -3,8 +3,9 @@
 The :class:`PID` is a positional-form controller sampled at irregular times (it takes the
 time of each update from the run's clock, real or virtual)::
 
-    u = sat_rate( sat( Kp (b r - y) + I + D ) )
-    I += dt (Ki e + (u - v) / Tt)          (back-calculation anti-windup)
+    I += Ki e dt
+    v  = Kp (b r - y) + I + D,   u = sat_rate( sat(v) )
+    I += (u - v) min(dt / Tt, 1)           (back-calculation anti-windup)
 
 where ``v`` is the unsaturated output, ``sat`` clips to the output limits and ``sat_rate``
 limits the output change per second. The back-calculation term bleeds the integral
@@ -198,19 +199,19 @@ class PID:
             raw = -(y - self.last_y_) / dt
             alpha = dt / (self.derivative_filter_s + dt)
             self.d_ += alpha * (raw - self.d_)
+        if dt > 0:
+            self.integral_ += dt * self.ki * e
         p = self.kp * (self.setpoint_weight * r - y)
         v = feedforward + p + self.integral_ + self.kd * self.d_
         u = min(max(v, lo), hi)
-        if self.output_ is not None and math.isfinite(self.rate_limit_per_s) and dt >= 0:
+        if self.output_ is not None and math.isfinite(self.rate_limit_per_s):
             step = self.rate_limit_per_s * dt
             u = min(max(u, self.output_ - step), self.output_ + step)
         u = min(max(u, lo), hi)
         self.saturated_ = abs(u - v) > 1e-12
-        if dt > 0:
-            if self.anti_windup:
-                self.integral_ += dt * (self.ki * e + (u - v) / self.tracking_time_s)
-            else:
-                self.integral_ += dt * self.ki * e
+        if self.anti_windup and dt > 0:
+            # back-calculation, discretised stably (never more than the whole excess)
+            self.integral_ += (u - v) * min(dt / self.tracking_time_s, 1.0)
         self.last_t_, self.last_y_, self.output_ = t, y, u
         return u
 
