@@ -1,0 +1,105 @@
+"""``crystalloop design``: NSGA-II thermocycle design on a fitted digital twin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _bounds_file(path: Path | None) -> dict | None:
+    if path is None:
+        return None
+    import json
+
+    import yaml
+
+    from crystalloop.errors import ConfigError
+
+    if not path.is_file():
+        raise ConfigError(f"bounds file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    d = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    if not isinstance(d, dict):
+        raise ConfigError(f"bounds file {path}: expected a mapping such as 'c0_mg_g: [30, 50]', got {d!r}")
+    return d
+
+
+def design(
+    twin: Annotated[Path, typer.Argument(help="Folder of a fitted twin (crystalloop twin fit ... --out TWIN).")],
+    objectives: Annotated[str, typer.Option(
+        "--objectives", "-o",
+        help="Comma-separated 'max:NAME'/'min:NAME' (D50, DoA, crystallinity, batch_time, ...).")] = "max:D50,min:DoA",
+    cycles: Annotated[str, typer.Option(
+        "--cycles", "-c", help="Numbers of cycles, one instance each: '1-4', '2', '1,3'.")] = "1-4",
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("design"),
+    constraint: Annotated[list[str] | None, typer.Option(
+        "--constraint", help="Outcome constraint, repeatable: 'crystallinity>=75'.")] = None,
+    pessimistic: Annotated[float, typer.Option(
+        "--pessimistic", "-k", help="Optimize mean - k std (max) / mean + k std (min) instead of the mean.")] = 0.0,
+    mixed: Annotated[bool, typer.Option(
+        "--mixed", help="One instance with the number of cycles as a decision variable.")] = False,
+    max_batch_time: Annotated[float | None, typer.Option("--max-batch-time", help="Largest batch time, min.")] = None,
+    holds: Annotated[bool, typer.Option("--holds", help="Optimize the hold time of each segment too.")] = False,
+    bounds: Annotated[Path | None, typer.Option(
+        "--bounds", help="YAML/JSON overriding ProfileBounds fields, e.g. 'c0_mg_g: [30, 50]'.")] = None,
+    t_min: Annotated[float | None, typer.Option("--t-min", help="Thermostat lower limit, °C.")] = None,
+    t_max: Annotated[float | None, typer.Option("--t-max", help="Thermostat upper limit, °C.")] = None,
+    max_rate: Annotated[float | None, typer.Option("--max-rate", help="Thermostat ramp limit, °C/min.")] = None,
+    color: Annotated[str | None, typer.Option(
+        "--color", help="CQA shown as colour in the front plot (default: first non-objective CQA).")] = None,
+    pop: Annotated[int, typer.Option("--pop", help="NSGA-II population size.")] = 100,
+    gens: Annotated[int, typer.Option("--gens", help="Generations per instance.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same front).")] = 0,
+) -> None:
+    """Find Pareto-optimal thermocycle profiles on a twin; write the front, plots and knee-point recipes."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from crystalloop.digital_twin.design_report import _load_twin, write_design
+    from crystalloop.digital_twin.design_spec import parse_cycles
+    from crystalloop.digital_twin.optimize import optimize_design
+
+    limits = None
+    if t_min is not None or t_max is not None or max_rate is not None:
+        from crystalloop.hardware.base import ThermostatLimits
+
+        d = ThermostatLimits()
+        limits = ThermostatLimits(d.min_c if t_min is None else t_min, d.max_c if t_max is None else t_max,
+                                  d.max_rate_c_min if max_rate is None else max_rate)
+    console = Console()
+    tw = _load_twin(twin)
+    n_inst = 1 if mixed else len(parse_cycles(cycles))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("NSGA-II", total=n_inst * gens)
+
+        def _cb(label: str, gen: int, n_gen: int) -> None:
+            progress.update(task, advance=1, description=f"NSGA-II {label}")
+
+        result = optimize_design(
+            tw, objectives, cycles=cycles, mixed=mixed, constraints=constraint or None,
+            pessimistic=pessimistic, bounds=_bounds_file(bounds), limits=limits,
+            max_batch_time_min=max_batch_time, holds=holds, pop_size=pop, n_gen=gens, seed=seed, callback=_cb,
+        )
+    paths = write_design(result, out, color=color)
+    summ = result.summary()
+    table = Table(title=f"Pareto fronts ({', '.join(str(o) for o in result.objectives)})")
+    for col in summ.columns:
+        table.add_column(str(col))
+    for _, row in summ.iterrows():
+        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+    for label, msg in result.infeasible.items():
+        console.print(f"[yellow]{label}: {msg}[/yellow]")
+    knee = result.knee_point()
+    console.print(f"knee point: {knee.name}")
+    console.print(f"{result.n_evaluations} twin evaluations in {result.wall_time_s:.1f} s; wrote "
+                  f"{len(result.front)} Pareto profiles, plots and recipes to {out}/ "
+                  f"(recipe: {paths['recipe_knee']})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("design")(design)
