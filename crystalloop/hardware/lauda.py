@@ -129,7 +129,7 @@ def parse_int(line: bytes, command: str, where: str = "LAUDA") -> int:
     return int(text)
 
 
-def parse_ok(line: bytes, command: str, where: str = "LAUDA") -> None:
+def parse_ok(line: bytes, command: str = "command", where: str = "LAUDA") -> None:
     """Check a write reply: ``OK`` passes, ``ERR_n`` → :class:`DeviceAlarm`, else :class:`ProtocolError`."""
     text = parse_text(line, command, where)
     if text != "OK":
