@@ -38,6 +38,8 @@ def _main(
 # Each area registers its commands: modules in crystalloop/commands/, one per area, each with
 # ``register(app)``. To add an area, add its module name to this list.
 COMMAND_MODULES: list[str] = [
+    "design",
+    "store",
 ]
 
 for _name in COMMAND_MODULES:

@@ -51,7 +51,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ __all__ = [
     "EVENT_LEVELS",
     "DEFAULT_STORE_NAME",
     "default_store_path",
+    "plot_samples",
 ]
 
 SCHEMA_VERSION = 1
@@ -147,7 +148,7 @@ def default_store_path() -> Path:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _iso(t: datetime) -> str:
@@ -743,12 +744,14 @@ class ExperimentStore:
 
     # ---- queries --------------------------------------------------------------------------
 
-    def runs(self, *, status: str | None = None, kind: str | None = None, with_counts: bool = False) -> pd.DataFrame:
+    def runs(self, *, status: str | None = None, kind: str | None = None, with_counts: bool = False,
+             with_cqas: bool = False) -> pd.DataFrame:
         """All runs, oldest first, as a DataFrame.
 
         Columns: ``run_id, kind, status, started, ended`` (UTC timestamps), ``backend, seed,
         recipe`` (dict or None), ``recipe_type, meta`` (dict), ``reason, writer_pid, writer_host,
-        writer_start, heartbeat``; with ``with_counts`` also ``n_samples, n_images, n_events, n_cqas``.
+        writer_start, heartbeat``; with ``with_counts`` also ``n_samples, n_images, n_events,
+        n_cqas``; with ``with_cqas`` one more column per CQA name (NaN where not logged).
         """
         where, params = [], []
         if status is not None:
@@ -766,8 +769,11 @@ class ExperimentStore:
             sel += "".join(f", (SELECT count(*) FROM {t} x WHERE x.run_id = r.id)" for t in counts)
             cols += [f"n_{t}" for t in counts]
         sql = f"SELECT {sel} FROM runs r" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.id"
-        df = pd.DataFrame(self._query(sql, params, "list runs"), columns=cols)
-        return _tidy_runs(df)
+        df = _tidy_runs(pd.DataFrame(self._query(sql, params, "list runs"), columns=cols))
+        if with_cqas:
+            cq = self.cqas(wide=True)
+            df = df.merge(cq[cq["run_id"].isin(df["run_id"])], on="run_id", how="left")
+        return df
 
     def run(self, run_id: int) -> dict[str, Any]:
         """One run's record as a dict (the :meth:`runs` columns)."""
@@ -910,13 +916,15 @@ class ExperimentStore:
 
     # ---- export -------------------------------------------------------------------------------
 
-    def export(self, run_id: int, out_dir: str | os.PathLike, fmt: str = "csv") -> dict[str, Path]:
+    def export(self, run_id: int, out_dir: str | os.PathLike, fmt: str = "csv", *,
+               plot: bool = False) -> dict[str, Path]:
         """Write one run to ``out_dir/run_<id>/`` for use outside crystalloop.
 
         Files: ``run.json`` (the run record with recipe and meta), and ``samples``,
         ``samples_wide``, ``images``, ``cqas``, ``events`` as CSV or Parquet (JSON-valued
         columns as JSON text). CSV floats are written with full precision; read them back
         with ``pd.read_csv(..., float_precision="round_trip")`` for bit-exact values.
+        With ``plot``, also ``samples.png``: every channel against time (:func:`plot_samples`).
 
         Returns
         -------
@@ -955,9 +963,61 @@ class ExperimentStore:
                 else:
                     df.to_parquet(f, index=False)
                 written[name] = f
+            if plot:
+                written["plot"] = plot_samples(tables["samples_wide"], dest / "samples.png",
+                                               title=f"{self.path.name} run {run_id} ({record['status']})")
         except OSError as e:
             raise StoreError(f"Cannot write export of run {run_id} to {dest}: {e.strerror or e}") from None
         return written
+
+
+def plot_samples(wide: pd.DataFrame, path: str | os.PathLike, *, title: str = "",
+                 max_channels: int = 12) -> Path:
+    """Plot a wide samples frame (``time_s`` + one column per channel) as stacked panels; save a PNG.
+
+    Parameters
+    ----------
+    wide : DataFrame
+        As returned by ``ExperimentStore.samples(run_id, wide=True)``.
+    path : str or Path
+        PNG file to write.
+    title : str
+        Figure title.
+    max_channels : int
+        At most this many channels are drawn (the first ones in column order).
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if "time_s" not in wide.columns:
+        raise ConfigError(f"plot_samples needs a 'time_s' column, got columns {list(wide.columns)}")
+    chans = [c for c in wide.columns if c != "time_s"][:max_channels]
+    n = max(len(chans), 1)
+    fig, axes = plt.subplots(n, 1, figsize=(8, 1.6 * n + 0.8), sharex=True, squeeze=False)
+    t_min = wide["time_s"].to_numpy(dtype=float) / 60.0
+    for ax, ch in zip(axes[:, 0], chans, strict=False):
+        y = wide[ch].to_numpy(dtype=float)
+        ok = np.isfinite(y)
+        ax.plot(t_min[ok], y[ok], lw=1.0, marker="." if ok.sum() < 50 else None)
+        ax.set_ylabel(ch, fontsize=8)
+        ax.grid(alpha=0.3)
+    if not chans:
+        axes[0, 0].text(0.5, 0.5, "no samples", ha="center", va="center", transform=axes[0, 0].transAxes)
+    axes[-1, 0].set_xlabel("time (min)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
 
 
 def _sample_tuples(samples: Any) -> Iterable[Any]:

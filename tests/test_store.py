@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -486,7 +485,6 @@ def test_recover_distinguishes_dead_and_live_writers(tmp_path):
         reused = s.start_run()
         remote_stale = s.start_run()
         remote_fresh = s.start_run()
-        me = s.run(mine)
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()  # a PID that no longer runs
     host = socket.gethostname()
@@ -494,15 +492,21 @@ def test_recover_distinguishes_dead_and_live_writers(tmp_path):
     _set_writer(path, reused, os.getpid(), host, "not-my-start-time")  # PID now belongs to another process
     _set_writer(path, remote_stale, 1, "other-host", None, "2020-01-01T00:00:00+00:00")
     _set_writer(path, remote_fresh, 1, "other-host", None)
+    dead_beat = pd.Timestamp(_raw(path).execute("SELECT heartbeat FROM runs WHERE id=?", (dead,)).fetchone()[0])
     with ExperimentStore(path, stale_after_s=3600) as s:
         status = s.runs().set_index("run_id")["status"]
         assert status[[mine, remote_fresh]].tolist() == ["running", "running"]
         assert status[[dead, reused, remote_stale]].tolist() == ["interrupted"] * 3
         assert f"writer process {proc.pid} on {host} ended without finishing" in s.run(dead)["reason"]
         assert "no heartbeat from writer process 1 on other-host" in s.run(remote_stale)["reason"]
-        assert s.run(dead)["ended"] == me["heartbeat"] or not pd.isna(s.run(dead)["ended"])
+        assert s.run(dead)["ended"] == dead_beat  # ended = the writer's last sign of life
         assert s.recover() == []  # idempotent
-        s.finish_run(mine)  # the live writer can still finish normally
+        with pytest.raises(StoreError, match=f"Run {dead} .* already finished with status 'interrupted'"):
+            s.finish_run(dead)
+        with _raw(path) as c:  # e.g. another host judged this process dead from a stale heartbeat
+            c.execute("UPDATE runs SET status='interrupted' WHERE id=?", (mine,))
+        s.finish_run(mine)  # the live writer can still finish its own run
+        assert s.run(mine)["status"] == "completed"
 
 
 _WRITER = r"""
@@ -581,3 +585,16 @@ def test_any_batches_round_trip_exactly(batches):
         assert got["channel"].tolist() == [x[1] for x in expected]
         np.testing.assert_array_equal(got["value"].to_numpy(),
                                       np.array([np.nan if x[2] is None else x[2] for x in expected], dtype=float))
+
+
+# ---- plot ------------------------------------------------------------------------------------
+
+
+def test_plot_samples_writes_png(tmp_path):
+    from crystalloop.store import plot_samples
+
+    wide = pd.DataFrame({"time_s": np.arange(10) * 60.0, "T_c": np.linspace(60, 20, 10), "counts": np.arange(10.0)})
+    out = plot_samples(wide, tmp_path / "s.png", title="test")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ConfigError, match=r"plot_samples needs a 'time_s' column, got columns \['t'\]"):
+        plot_samples(pd.DataFrame({"t": [1.0]}), tmp_path / "x.png")
