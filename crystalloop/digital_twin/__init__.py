@@ -13,10 +13,16 @@ from crystalloop.digital_twin.optimize import (  # noqa: E402
     optimize_design,
     tell_measured,
 )
-from crystalloop.digital_twin.selection import best_under, export_recipe, knee_point, shortest_batch  # noqa: E402
+from crystalloop.digital_twin.selection import (  # noqa: E402
+    best_under,
+    export_recipe,
+    knee_point,
+    shortest_batch,
+    spread_points,
+)
 
 __all__ = [*globals().get("__all__", []),
            "DesignSpace", "DesignProblem", "DesignResult", "Objective", "OutcomeConstraint",
            "make_algorithm", "tell_measured", "optimize_design", "hypervolume",
-           "knee_point", "best_under", "shortest_batch", "export_recipe",
+           "knee_point", "best_under", "shortest_batch", "spread_points", "export_recipe",
            "plot_fronts", "plot_convergence", "write_design", "run_design_study"]

@@ -3,6 +3,7 @@
 * :func:`knee_point` — the best compromise of the objectives on the Pareto front;
 * :func:`best_under` — the best value of one objective with limits on other quantities;
 * :func:`shortest_batch` — the shortest batch that meets targets on the CQAs;
+* :func:`spread_points` — a few profiles spread evenly along the front (to validate it);
 * :func:`export_recipe` — the chosen profile as a YAML recipe (``crystalloop simulate``,
   the runner) and its setpoint trajectory as CSV.
 
@@ -30,7 +31,7 @@ from crystalloop.digital_twin.design_spec import (
 from crystalloop.errors import InfeasibleError, OptimizationError
 from crystalloop.profiles import ThermocycleProfile
 
-__all__ = ["knee_point", "best_under", "shortest_batch", "export_recipe"]
+__all__ = ["knee_point", "best_under", "shortest_batch", "spread_points", "export_recipe"]
 
 
 def _rows(result: DesignResult, n_cycles: int | None) -> np.ndarray:
@@ -157,6 +158,33 @@ def shortest_batch(
     i = idx[int(np.argmin(result.front[BATCH_TIME].to_numpy()[idx]))]
     tgt = targets if isinstance(targets, str) else ", ".join(str(x) for x in targets)
     return _named(result, i, f"shortest batch with {tgt}", return_row)
+
+
+def spread_points(result: DesignResult, n: int, *, n_cycles: int | None = None) -> list[ThermocycleProfile]:
+    """``n`` profiles spread along the Pareto front: the extremes of each objective first,
+    then greedily the point farthest (in objectives normalized to [0, 1]) from those chosen.
+
+    Use it to pick the validation experiments of a front; ``n`` larger than the front
+    returns the whole front.
+    """
+    if int(n) != n or n < 1:
+        raise OptimizationError(f"n must be a whole number >= 1, got {n!r}")
+    idx = _rows(result, n_cycles)
+    F = result.objective_matrix(idx)
+    keep = _nondominated(F)
+    idx, F = idx[keep], F[keep]
+    lo, hi = F.min(axis=0), F.max(axis=0)
+    Z = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
+    chosen: list[int] = []
+    for j in range(Z.shape[1]):
+        i = int(np.argmin(Z[:, j]))
+        if i not in chosen:
+            chosen.append(i)
+    chosen = chosen[: int(n)]
+    while len(chosen) < min(int(n), len(idx)):
+        d = np.min(np.linalg.norm(Z[:, None, :] - Z[None, chosen, :], axis=2), axis=1)
+        chosen.append(int(np.argmax(d)))
+    return [_named(result, idx[i], f"spread point {k + 1}/{len(chosen)}", False) for k, i in enumerate(chosen)]
 
 
 def export_recipe(

@@ -504,3 +504,17 @@ def _fake_result(points, batch=None):
     return DesignResult(objectives=parse_objectives("max:D50,min:DoA", AnalyticTwin.cqas), constraints=[],
                         front=front, profiles=profiles, history=pd.DataFrame(),
                         reference_point=np.array([0.0, 60.0]), cqas=list(AnalyticTwin.cqas))
+
+
+def test_spread_points_cover_the_front():
+    from crystalloop.digital_twin.selection import spread_points
+
+    pts = [(10, 10), (12, 11), (18, 12), (19, 20), (20, 30), (25, 50)]
+    r = _fake_result(pts)
+    chosen = spread_points(r, 3)
+    c0 = [p.c0_mg_g - 30 for p in chosen]  # profile i has c0 = 30 + i
+    assert c0[:2] == [5, 0]  # the extremes (max D50, min DoA) first
+    assert c0[2] in (2, 3)  # then the middle of the front
+    assert len(spread_points(r, 50)) == len(pts)
+    with pytest.raises(OptimizationError, match="n must be a whole number >= 1"):
+        spread_points(r, 0)
