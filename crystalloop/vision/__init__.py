@@ -1,9 +1,64 @@
 """crystalloop.vision: images → particles → descriptors → particle size distributions.
 
 Functional API in the style of scikit-image: data first, options keyword-only, (row, col) order,
-physical quantities with explicit units (``pixel_size_um=``).
+physical quantities with explicit units (``pixel_size_um=``). The learned models live in
+``crystalloop.vision.learn`` and reuse :func:`mask_to_labels` and :func:`measure_particles`.
 """
 
+from crystalloop.vision.io import expand_sources, iter_images, read_image, read_stack
+from crystalloop.vision.measure import PARTICLE_COLUMNS, focus_map, measure_particles
+from crystalloop.vision.pipeline import (
+    BatchResult,
+    ImageResult,
+    PipelineSettings,
+    analyze_image,
+    analyze_images,
+)
+from crystalloop.vision.preprocess import (
+    background_subtractor,
+    clahe,
+    equalize_histogram,
+    estimate_background,
+    flat_field,
+    foreground_masks,
+    subtract_background,
+    to_uint8,
+)
+from crystalloop.vision.psd import (
+    chord_length_distribution,
+    chord_lengths,
+    compare_psd,
+    fit_lognormal,
+    lognormal_q3,
+    mean_size,
+    percentile,
+    pool_particles,
+    psd_summary,
+    psd_table,
+    size_classes,
+)
 from crystalloop.vision.render import KINDS, TRUTH_COLUMNS, render_particles, sample_particles
+from crystalloop.vision.segment import (
+    clear_border,
+    detect_polarity,
+    fill_holes,
+    mask_to_labels,
+    remove_small_objects,
+    threshold,
+    threshold_value,
+    watershed_split,
+)
 
-__all__ = ["KINDS", "TRUTH_COLUMNS", "render_particles", "sample_particles"]
+__all__ = [
+    "KINDS", "TRUTH_COLUMNS", "PARTICLE_COLUMNS",
+    "render_particles", "sample_particles",
+    "read_image", "read_stack", "iter_images", "expand_sources",
+    "estimate_background", "subtract_background", "flat_field", "equalize_histogram", "clahe", "to_uint8",
+    "background_subtractor", "foreground_masks",
+    "threshold", "threshold_value", "detect_polarity", "fill_holes", "remove_small_objects", "clear_border",
+    "watershed_split", "mask_to_labels",
+    "measure_particles", "focus_map",
+    "psd_table", "size_classes", "percentile", "mean_size", "fit_lognormal", "lognormal_q3", "psd_summary",
+    "compare_psd", "chord_lengths", "chord_length_distribution", "pool_particles",
+    "PipelineSettings", "ImageResult", "BatchResult", "analyze_image", "analyze_images",
+]

@@ -1,0 +1,347 @@
+"""The classical measuring pipeline: image → background → threshold → labels → descriptors → PSD.
+
+:class:`PipelineSettings` holds every hyperparameter (saved/loaded as JSON, what
+:func:`~crystalloop.vision.calibrate` fits); :func:`analyze_image` runs one image;
+:func:`analyze_images` runs a batch (files, folders, globs, arrays) in parallel and pools the PSD.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from crystalloop.errors import ConfigError
+from crystalloop.vision._validate import check_image, check_pixel_size, to_gray_float
+from crystalloop.vision.measure import empty_particle_table, measure_particles
+from crystalloop.vision.preprocess import subtract_background
+from crystalloop.vision.psd import psd_summary, psd_table
+from crystalloop.vision.segment import detect_polarity, mask_to_labels, threshold
+
+__all__ = ["PipelineSettings", "ImageResult", "BatchResult", "analyze_image", "analyze_images", "prepare_signal",
+           "segment_signal"]
+
+
+@dataclass
+class PipelineSettings:
+    """Hyperparameters of the classical pipeline (units in the names).
+
+    Attributes
+    ----------
+    background : {"rolling_ball", "morphological", "median", None}
+        Background estimation (None: use the raw grey image).
+    background_radius_px : float
+        Rolling-ball radius; larger than the biggest particle's half-width.
+    normalize : bool
+        Divide the signal by the background (flat-field by the estimated illumination).
+    polarity : {"auto", "dark", "bright"}
+    threshold : {"otsu", "triangle", "adaptive"} or float
+    threshold_offset : float
+        Shift of the threshold towards the background (fraction; calibrated).
+    noise_floor : float
+        Keep the threshold this many noise σ above the background (empty frames stay empty).
+    adaptive_block_px : int
+    min_size_px : float
+        Smallest object kept (seed 002: 20 px²).
+    closing_radius_px : int
+    fill_holes : bool
+    watershed : bool
+    watershed_strength : float in [0, 1]
+    circularity_range : (low, high) or None
+    exclude_edge : bool
+        Edge particles stay in the table (counted) but are excluded from the PSD.
+    min_focus : float or None
+        Focus cut-off (1/px); particles below are flagged out of focus and excluded from the PSD.
+    size : str
+        Size measure of the PSD (``ecd_um``, ``feret_max_um``, ``feret_min_um``, ...).
+    """
+
+    background: str | None = "rolling_ball"
+    background_radius_px: float = 50.0
+    normalize: bool = True
+    polarity: str = "auto"
+    threshold: str | float = "otsu"
+    threshold_offset: float = 0.0
+    noise_floor: float = 5.0
+    adaptive_block_px: int = 51
+    min_size_px: float = 20.0
+    closing_radius_px: int = 1
+    fill_holes: bool = True
+    watershed: bool = True
+    watershed_strength: float = 0.7
+    circularity_range: tuple[float, float] | None = None
+    exclude_edge: bool = True
+    min_focus: float | None = None
+    size: str = "ecd_um"
+
+    def __post_init__(self) -> None:
+        if self.background not in (None, "rolling_ball", "morphological", "median"):
+            raise ConfigError(f"background must be 'rolling_ball', 'morphological', 'median' or None, got {self.background!r}")
+        if self.polarity not in ("auto", "dark", "bright"):
+            raise ConfigError(f"polarity must be 'auto', 'dark' or 'bright', got {self.polarity!r}")
+        if isinstance(self.threshold, str) and self.threshold not in ("otsu", "triangle", "adaptive"):
+            raise ConfigError(f"threshold must be 'otsu', 'triangle', 'adaptive' or a number, got {self.threshold!r}")
+        if not 0.0 <= float(self.watershed_strength) <= 1.0:
+            raise ConfigError(f"watershed_strength must lie in [0, 1], got {self.watershed_strength!r}")
+        if self.min_size_px < 0:
+            raise ConfigError(f"min_size_px must be ≥ 0, got {self.min_size_px!r}")
+        if self.background_radius_px < 1:
+            raise ConfigError(f"background_radius_px must be ≥ 1, got {self.background_radius_px!r}")
+        if self.circularity_range is not None:
+            self.circularity_range = tuple(float(v) for v in self.circularity_range)
+
+    def replace(self, **changes) -> PipelineSettings:
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown pipeline setting(s) {sorted(unknown)}; known: {[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if d["circularity_range"] is not None:
+            d["circularity_range"] = list(d["circularity_range"])
+        return d
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the settings as JSON."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(self.to_dict(), indent=2))
+        return p
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PipelineSettings:
+        """Read settings written by :meth:`save` (unknown keys are an error)."""
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read pipeline settings from {p}: {exc}") from exc
+        if not isinstance(d, dict):
+            raise ConfigError(f"pipeline settings file {p} must hold a JSON object")
+        d = d.get("settings", d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"pipeline settings file {p} has unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class ImageResult:
+    """Result of :func:`analyze_image`: particle table (with ``kept``/``in_focus`` flags),
+    label image and the polarity used."""
+
+    particles: pd.DataFrame
+    labels: np.ndarray
+    polarity: str
+    settings: PipelineSettings
+
+    @property
+    def kept(self) -> pd.DataFrame:
+        return self.particles[self.particles["kept"]]
+
+
+@dataclass
+class BatchResult:
+    """Result of :func:`analyze_images`."""
+
+    particles: pd.DataFrame
+    psd: pd.DataFrame
+    summary: dict
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+
+
+def prepare_signal(image: np.ndarray, settings: PipelineSettings) -> tuple[np.ndarray, str]:
+    """Grey float image → (signal, polarity): background-subtracted signal, particles positive."""
+    gray = to_gray_float(check_image(image))
+    pol = detect_polarity(gray) if settings.polarity == "auto" else settings.polarity
+    if settings.background is None:
+        sig = gray if pol == "bright" else -gray
+        return sig, pol
+    if min(gray.shape) < 4:
+        return (gray if pol == "bright" else -gray), pol
+    radius = min(settings.background_radius_px, max(min(gray.shape) / 2.0, 1.0))
+    sig = subtract_background(gray, radius=radius, method=settings.background, polarity=pol,
+                              normalize=settings.normalize)
+    return sig, pol
+
+
+def segment_signal(signal: np.ndarray, settings: PipelineSettings) -> np.ndarray:
+    """Signal (particles positive) → instance labels with the settings' post-processing."""
+    if float(signal.max()) == float(signal.min()):
+        return np.zeros(signal.shape, np.int32)
+    mask = threshold(signal, method=settings.threshold, polarity="bright", offset=settings.threshold_offset,
+                     block_size=settings.adaptive_block_px, noise_floor=settings.noise_floor)
+    return mask_to_labels(mask, min_size_px=settings.min_size_px, closing_radius_px=settings.closing_radius_px,
+                          fill=settings.fill_holes, remove_border=False, watershed=settings.watershed,
+                          watershed_strength=settings.watershed_strength,
+                          circularity_range=settings.circularity_range)
+
+
+def flag_particles(particles: pd.DataFrame, settings: PipelineSettings) -> pd.DataFrame:
+    """Add ``in_focus`` and ``kept`` (used for the PSD) columns to a particle table."""
+    p = particles
+    if settings.min_focus is None:
+        p["in_focus"] = True
+    else:
+        p["in_focus"] = p["focus"].fillna(np.inf).to_numpy() >= float(settings.min_focus)
+    p["kept"] = p["in_focus"] & ~(p["edge"] if settings.exclude_edge else False)
+    return p
+
+
+def analyze_image(image: np.ndarray, *, pixel_size_um: float, settings: PipelineSettings | None = None,
+                  **overrides) -> ImageResult:
+    """Run the pipeline on one image.
+
+    Parameters
+    ----------
+    image : ndarray (rows, cols) or (rows, cols, 3|4)
+        Any numeric dtype (uint8, uint16, float, ...).
+    pixel_size_um : float
+        Pixel size in µm (> 0).
+    settings : PipelineSettings, optional
+    **overrides
+        Individual settings, e.g. ``min_size_px=10`` (applied on top of ``settings``).
+
+    Returns
+    -------
+    ImageResult
+        ``particles`` (:data:`~crystalloop.vision.PARTICLE_COLUMNS` + ``in_focus``, ``kept``),
+        ``labels``; an all-background or all-foreground image gives an empty table.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.full((120, 160), 200, np.uint8); img[40:60, 50:80] = 40
+    >>> res = analyze_image(img, pixel_size_um=2.0)
+    >>> len(res.particles), float(res.particles.area_um2[0])
+    (1, 2400.0)
+    """
+    px = check_pixel_size(pixel_size_um)
+    s = (settings or PipelineSettings()).replace(**overrides) if overrides else (settings or PipelineSettings())
+    img = check_image(image)
+    sig, pol = prepare_signal(img, s)
+    labels = segment_signal(sig, s)
+    if labels.max() == 0:
+        parts = empty_particle_table()
+    else:
+        parts = measure_particles(labels, img, pixel_size_um=px, focus=True)
+    parts = flag_particles(parts, s)
+    return ImageResult(particles=parts, labels=labels, polarity=pol, settings=s)
+
+
+def _work(item, pixel_size_um, settings, keep_labels):
+    name, image = item
+    res = analyze_image(image, pixel_size_um=pixel_size_um, settings=settings)
+    return name, res.particles, (res.labels if keep_labels else None), res.polarity
+
+
+def analyze_images(
+    sources: Iterable,
+    *,
+    pixel_size_um: float,
+    settings: PipelineSettings | None = None,
+    workers: int = 1,
+    edges=None,
+    n_classes: int = 30,
+    spacing: str = "log",
+    progress: Callable[[int, int | None], None] | None = None,
+    on_result: Callable[[str, np.ndarray, ImageResult], None] | None = None,
+) -> BatchResult:
+    """Run the pipeline over many images and pool the PSD.
+
+    Parameters
+    ----------
+    sources : iterable
+        Paths, folders, glob patterns (see :func:`~crystalloop.vision.io.iter_images`), numpy
+        arrays, or ``(name, array)`` pairs. Unreadable files are reported in ``skipped`` and the
+        batch continues.
+    pixel_size_um : float
+    settings : PipelineSettings, optional
+    workers : int
+        Processes to use (1: in this process). Images are dispatched in chunks.
+    edges, n_classes, spacing
+        PSD classes (see :func:`~crystalloop.vision.psd_table`).
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each image.
+    on_result : callable, optional
+        Called as ``on_result(name, image, result)`` for each image (in-process only, e.g. to
+        write overlays); forces ``workers=1``.
+
+    Returns
+    -------
+    BatchResult
+        ``particles`` (all images, ``image`` column), ``psd`` (kept particles pooled),
+        ``summary`` (counts, skipped, x10/x50/x90 ...), ``skipped`` [(file, reason)].
+    """
+    from crystalloop.vision.io import iter_images
+
+    px = check_pixel_size(pixel_size_um)
+    s = settings or PipelineSettings()
+    if int(workers) < 1:
+        raise ConfigError(f"workers must be ≥ 1, got {workers!r}")
+    skipped: list[tuple[str, str]] = []
+    items = iter_images(sources, skipped=skipped)
+    tables, names = [], []
+    n_skipped_before = 0
+    done = 0
+    if workers == 1 or on_result is not None:
+        for name, image in items:
+            res = analyze_image(image, pixel_size_um=px, settings=s)
+            if on_result is not None:
+                on_result(name, image, res)
+            tables.append(res.particles.assign(image=name))
+            names.append(name)
+            done += 1
+            if progress:
+                progress(done, None)
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=int(workers)) as ex:
+            futs = []
+            for item in items:
+                futs.append(ex.submit(_work, item, px, s, False))
+            for f in futs:
+                name, parts, _, _ = f.result()
+                tables.append(parts.assign(image=name))
+                names.append(name)
+                done += 1
+                if progress:
+                    progress(done, len(futs))
+    del n_skipped_before
+    if tables:
+        particles = pd.concat(tables, ignore_index=True)
+        cols = ["image"] + [c for c in particles.columns if c != "image"]
+        particles = particles[cols]
+    else:
+        particles = empty_particle_table().assign(in_focus=pd.Series(dtype=bool), kept=pd.Series(dtype=bool))
+        particles.insert(0, "image", pd.Series(dtype=str))
+    kept = particles[particles["kept"].astype(bool)]
+    if len(kept):
+        table = psd_table(kept, size=s.size, edges=edges, n_classes=n_classes, spacing=spacing)
+    else:
+        table = pd.DataFrame(columns=["size_lower_um", "size_upper_um", "size_um", "count", "number_fraction",
+                                      "q0", "Q0", "volume_fraction", "q3", "Q3"])
+    summary = {
+        "images_read": len(names),
+        "images_skipped": len(skipped),
+        "particles_detected": int(len(particles)),
+        "particles_edge": int(particles["edge"].astype(bool).sum()) if len(particles) else 0,
+        "particles_out_of_focus": int((~particles["in_focus"].astype(bool)).sum()) if len(particles) else 0,
+        "particles_kept": int(len(kept)),
+        "pixel_size_um": px,
+        "size": s.size,
+    }
+    summary.update(psd_summary(kept, size=s.size) if len(kept) else
+                   {k: float("nan") for k in ("x10_0_um", "x50_0_um", "x90_0_um", "x10_3_um", "x50_3_um", "x90_3_um")})
+    summary["n_particles"] = int(len(kept))
+    return BatchResult(particles=particles, psd=table, summary=summary, skipped=skipped, images=names)

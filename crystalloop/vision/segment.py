@@ -1,0 +1,399 @@
+"""Segmentation: thresholds, polarity, morphological cleaning and watershed splitting.
+
+:func:`threshold` turns a grey image (or a background-subtracted signal) into a particle mask;
+:func:`mask_to_labels` turns any binary or probability mask — a threshold, a CNN output — into
+instance labels with the seed-002 post-processing (remove small objects, closing with a disc,
+hole filling, optional border removal, distance-transform watershed, optional circularity window).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import ndimage as ndi
+
+from crystalloop.errors import ConfigError, ImageError
+from crystalloop.vision._validate import check_image, to_gray_float
+
+__all__ = [
+    "threshold_value",
+    "detect_polarity",
+    "threshold",
+    "fill_holes",
+    "remove_small_objects",
+    "clear_border",
+    "watershed_split",
+    "mask_to_labels",
+    "disk",
+]
+
+_METHODS = ("otsu", "triangle", "adaptive")
+
+
+def disk(radius: int) -> np.ndarray:
+    """Disc-shaped structuring element (uint8) of the given radius in pixels."""
+    r = int(radius)
+    if r < 0:
+        raise ConfigError(f"disc radius must be ≥ 0 px, got {radius!r}")
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return (xx * xx + yy * yy <= r * r + r * 0.5).astype(np.uint8)
+
+
+def _to_u8(img: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Linear map of a float image to uint8 (returns the image, offset and scale)."""
+    lo, hi = float(img.min()), float(img.max())
+    scale = (hi - lo) / 255.0 if hi > lo else 1.0
+    u8 = np.clip((img - lo) / scale + 0.5, 0, 255).astype(np.uint8)
+    return u8, lo, scale
+
+
+def threshold_value(image: np.ndarray, *, method: str = "otsu") -> float:
+    """Global threshold of a grey image (``otsu`` or ``triangle``), in the image's units.
+
+    Computed on a 256-bin histogram (exact for 8-bit images).
+    """
+    img = to_gray_float(check_image(image))
+    if method not in ("otsu", "triangle"):
+        raise ConfigError(f"global threshold method must be 'otsu' or 'triangle', got {method!r}")
+    u8, lo, scale = _to_u8(img)
+    if u8.min() == u8.max():
+        return float(lo)
+    flag = cv2.THRESH_OTSU if method == "otsu" else cv2.THRESH_TRIANGLE
+    t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY | flag)
+    # cv2 returns t with "> t" as foreground; map the bin back to image units (bin centre + ½)
+    return lo + (t + 0.5) * scale
+
+
+def detect_polarity(image: np.ndarray) -> str:
+    """``"dark"`` if the particles are darker than the background, else ``"bright"``.
+
+    The background is the majority class of an Otsu split: particles are the minority. A
+    constant image is reported as ``"dark"``.
+    """
+    img = to_gray_float(check_image(image))
+    if img.max() == img.min():
+        return "dark"
+    sub = img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)]
+    t = threshold_value(sub, method="otsu")
+    above = np.count_nonzero(sub >= t)
+    return "dark" if above >= sub.size - above else "bright"
+
+
+def _noise_sigma(img: np.ndarray) -> float:
+    """Robust noise level: MAD of the difference of neighbouring pixels / √2."""
+    step = max(1, int(np.sqrt(img.size / 40_000)))
+    sub = img[::step, :: max(1, step // 2)]
+    if sub.shape[1] < 2:
+        return 0.0
+    d = np.diff(sub, axis=1).ravel()
+    med = np.median(d)
+    return float(1.4826 * np.median(np.abs(d - med)) / np.sqrt(2))
+
+
+def threshold(
+    image: np.ndarray,
+    *,
+    method: str | float = "otsu",
+    polarity: str = "auto",
+    offset: float = 0.0,
+    block_size: int = 51,
+    noise_floor: float = 0.0,
+) -> np.ndarray:
+    """Particle mask of a grey image.
+
+    Parameters
+    ----------
+    image : ndarray (rows, cols) or (rows, cols, 3)
+        Grey or colour image (any numeric dtype) or a background-subtracted signal.
+    method : {"otsu", "triangle", "adaptive"} or float
+        Global Otsu/triangle threshold, local (Gaussian-weighted mean over ``block_size``)
+        adaptive threshold, or a fixed grey level.
+    polarity : {"auto", "dark", "bright"}
+        Particles darker (transmitted light) or brighter than the background; ``auto`` uses
+        :func:`detect_polarity`.
+    offset : float
+        Shift of the threshold towards the background, as a fraction of the distance between the
+        threshold and the background level (positive: more permissive, grows particles;
+        negative: stricter). For ``adaptive`` it is a grey-level offset.
+    block_size : int
+        Neighbourhood (odd, px) of the adaptive threshold.
+    noise_floor : float
+        The threshold is kept at least ``noise_floor`` noise standard deviations away from the
+        background level, so an empty (all-background) image gives an empty mask.
+
+    Returns
+    -------
+    mask : ndarray of bool
+    """
+    img = to_gray_float(check_image(image))
+    if polarity not in ("auto", "dark", "bright"):
+        raise ConfigError(f"polarity must be 'auto', 'dark' or 'bright', got {polarity!r}")
+    pol = detect_polarity(img) if polarity == "auto" else polarity
+    if img.max() == img.min():
+        return np.zeros(img.shape, bool)
+    if isinstance(method, str) and method == "adaptive":
+        if int(block_size) < 3 or int(block_size) % 2 == 0:
+            raise ConfigError(f"block_size must be an odd integer ≥ 3 px, got {block_size!r}")
+        local = cv2.GaussianBlur(img, (0, 0), sigmaX=block_size / 6.0)
+        sigma = _noise_sigma(img)
+        margin = max(noise_floor * sigma, 0.0) - offset
+        return (img < local - margin) if pol == "dark" else (img > local + margin)
+    if isinstance(method, str):
+        if method not in _METHODS:
+            raise ConfigError(f"threshold method must be one of {list(_METHODS)} or a number, got {method!r}")
+        t = threshold_value(img, method=method)
+    else:
+        t = float(method)
+        if not np.isfinite(t):
+            raise ConfigError(f"a fixed threshold must be a finite grey level, got {method!r}")
+    bg = float(np.median(img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)]))
+    t = t + offset * (bg - t)
+    if noise_floor > 0:
+        margin = noise_floor * _noise_sigma(img)
+        t = min(t, bg - margin) if pol == "dark" else max(t, bg + margin)
+    return (img < t) if pol == "dark" else (img > t)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill background regions not connected (4-connectivity) to the image border."""
+    m = np.asarray(mask, dtype=bool)
+    if not m.any():
+        return m.copy()
+    h, w = m.shape
+    pad = np.zeros((h + 2, w + 2), np.uint8)
+    pad[1:-1, 1:-1] = m
+    flood = pad.copy()
+    ffmask = np.zeros((h + 4, w + 4), np.uint8)
+    cv2.floodFill(flood, ffmask, (0, 0), 1, flags=4)
+    holes = flood[1:-1, 1:-1] == 0
+    return m | holes
+
+
+def remove_small_objects(mask: np.ndarray, min_size_px: float) -> np.ndarray:
+    """Remove 8-connected objects smaller than ``min_size_px`` pixels."""
+    m = np.asarray(mask, dtype=bool)
+    if min_size_px <= 1 or not m.any():
+        return m.copy()
+    n, lab = cv2.connectedComponents(m.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    keep = np.bincount(lab.ravel(), minlength=n) >= min_size_px
+    keep[0] = False
+    return keep[lab]
+
+
+def clear_border(labels: np.ndarray) -> np.ndarray:
+    """Set to 0 every labelled object touching the image border."""
+    lab = np.asarray(labels)
+    border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    out = lab.copy()
+    border = border[border != 0]
+    if border.size:
+        out[np.isin(lab, border)] = 0
+    return out
+
+
+def _reconstruct(marker: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Grey-level morphological reconstruction by dilation of ``marker`` under ``mask``."""
+    k = np.ones((3, 3), np.uint8)
+    prev = np.minimum(marker, mask)
+    for _ in range(10_000):
+        cur = np.minimum(cv2.dilate(prev, k), mask)
+        if np.array_equal(cur, prev):
+            break
+        prev = cur
+    return prev
+
+
+def _split_one(obj: np.ndarray, strength: float) -> tuple[np.ndarray, int]:
+    """Watershed split of one binary object (uint8 crop with a 1-px empty frame)."""
+    dist = cv2.distanceTransform(obj, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    peak = float(dist.max())
+    h = max(0.5, (1.0 - strength) * peak)
+    recon = _reconstruct(dist - h, dist)
+    seeds = ((dist - recon) >= h - 1e-3) & (obj > 0)
+    n, markers = cv2.connectedComponents(seeds.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    n -= 1
+    if n < 2:
+        return obj.astype(np.int32), 1
+    markers[obj == 0] = n + 1  # background is its own basin
+    relief = np.clip(255.0 - dist * (254.0 / max(peak, 1e-6)), 0, 255).astype(np.uint8)
+    ws = cv2.watershed(cv2.cvtColor(relief, cv2.COLOR_GRAY2BGR), markers)
+    lab = np.where((ws >= 1) & (ws <= n), ws, 0).astype(np.int32)
+    # watershed lines (-1) inside the object go to the neighbouring basin with the larger label
+    lines = (lab == 0) & (obj > 0)
+    if lines.any():
+        grown = cv2.dilate(lab.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
+        lab[lines] = grown[lines]
+    return lab, n
+
+
+def watershed_split(
+    labels: np.ndarray,
+    *,
+    strength: float = 0.7,
+    max_solidity: float = 0.92,
+    min_size_px: float = 20,
+) -> np.ndarray:
+    """Split touching particles with a distance-transform watershed.
+
+    Only non-convex objects (solidity below ``max_solidity``) are considered; each is flooded
+    from the h-maxima of its distance map with ``h = (1 - strength) × max distance`` (at least
+    0.5 px): ``strength`` 0 never splits, 1 splits at every dent.
+
+    Parameters
+    ----------
+    labels : ndarray of int or bool
+        Binary mask or instance labels (each label is split on its own).
+    strength : float in [0, 1]
+    max_solidity : float
+        Objects at least this convex are left whole.
+    min_size_px : float
+        Objects smaller than this are left whole.
+
+    Returns
+    -------
+    labels : ndarray of int32, sequential from 1
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise ConfigError(f"watershed strength must lie in [0, 1], got {strength!r}")
+    lab = np.asarray(labels)
+    if lab.dtype == bool:
+        _, lab = cv2.connectedComponents(lab.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    lab = lab.astype(np.int32, copy=False)
+    out = np.zeros(lab.shape, np.int32)
+    nxt = 1
+    if strength == 0.0:
+        return _relabel(lab)
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        if sl is None:
+            continue
+        r0, r1, c0, c1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+        crop = np.zeros((r1 - r0 + 2, c1 - c0 + 2), np.uint8)
+        own = lab[sl] == i
+        crop[1:-1, 1:-1] = own
+        area = int(np.count_nonzero(own))
+        split = area >= max(min_size_px, 8)
+        if split:
+            cnts, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            pts = np.vstack(cnts)
+            hull_area = cv2.contourArea(cv2.convexHull(pts)) + 0.5 * cv2.arcLength(cv2.convexHull(pts), True) + np.pi / 4
+            split = area / max(hull_area, 1.0) < max_solidity
+        if split:
+            sub, n = _split_one(crop, strength)
+            sub = sub[1:-1, 1:-1]
+            tgt = out[sl]
+            sel = sub > 0
+            tgt[sel] = sub[sel] + (nxt - 1)
+            nxt += n
+        else:
+            out[sl][own] = nxt
+            nxt += 1
+    return out
+
+
+def _relabel(lab: np.ndarray) -> np.ndarray:
+    u = np.unique(lab)
+    u = u[u != 0]
+    if u.size and u[-1] == u.size:
+        return lab.astype(np.int32, copy=True)
+    lut = np.zeros(int(lab.max()) + 1, np.int32)
+    lut[u] = np.arange(1, u.size + 1, dtype=np.int32)
+    return lut[lab]
+
+
+def _circularity_filter(lab: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    from crystalloop.vision.measure import _perimeter_px  # local: measure imports segment
+
+    out = lab.copy()
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        if sl is None:
+            continue
+        own = lab[sl] == i
+        crop = np.zeros((own.shape[0] + 2, own.shape[1] + 2), np.uint8)
+        crop[1:-1, 1:-1] = own
+        cnts, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        area = float(np.count_nonzero(own))
+        per = _perimeter_px(cnts, area)
+        circ = min(4 * np.pi * area / per**2, 1.0) if per > 0 else 0.0
+        if not lo <= circ <= hi:
+            out[sl][own] = 0
+    return _relabel(out)
+
+
+def mask_to_labels(
+    mask: np.ndarray,
+    *,
+    probability_threshold: float = 0.5,
+    min_size_px: float = 20,
+    closing_radius_px: int = 2,
+    fill: bool = True,
+    remove_border: bool = False,
+    watershed: bool = True,
+    watershed_strength: float = 0.7,
+    circularity_range: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Instance labels from a binary or probability mask (seed-002 post-processing).
+
+    Steps, in order: binarize (probabilities ``>= probability_threshold``), delete objects smaller
+    than ``min_size_px``, closing with a disc of ``closing_radius_px``, fill holes, delete objects
+    touching the border (optional), distance-transform watershed split (optional), keep objects
+    with circularity ``4πA/P²`` inside ``circularity_range`` (optional; seed 002: (0.85, 0.95)).
+
+    Parameters
+    ----------
+    mask : ndarray (rows, cols)
+        bool, integer (non-zero = particle; an existing label image is binarized) or float
+        probabilities in [0, 1].
+    probability_threshold : float
+    min_size_px : float
+        Smallest object kept, in pixels (seed 002: 20 px²).
+    closing_radius_px : int
+        Radius of the closing disc (0 = no closing).
+    fill : bool
+        Fill holes inside objects.
+    remove_border : bool
+        Delete objects touching the image border (otherwise keep them; the measurement flags them).
+    watershed : bool
+        Split touching particles (see :func:`watershed_split`).
+    watershed_strength : float in [0, 1]
+    circularity_range : (low, high), optional
+
+    Returns
+    -------
+    labels : ndarray of int32, 0 = background, objects numbered 1..n
+    """
+    m = check_image(mask, "mask", allow_color=False)
+    if m.dtype.kind == "f":
+        if m.min() < 0 or m.max() > 1:
+            raise ImageError(
+                f"a float mask must hold probabilities in [0, 1], got values in [{float(m.min()):.3g}, {float(m.max()):.3g}]"
+            )
+        b = m >= probability_threshold
+    else:
+        b = m != 0
+    if min_size_px < 0:
+        raise ConfigError(f"min_size_px must be ≥ 0, got {min_size_px!r}")
+    if closing_radius_px < 0:
+        raise ConfigError(f"closing_radius_px must be ≥ 0, got {closing_radius_px!r}")
+    b = remove_small_objects(b, min_size_px)
+    if closing_radius_px > 0 and b.any():
+        r = int(closing_radius_px)
+        pad = cv2.copyMakeBorder(b.view(np.uint8), r, r, r, r, cv2.BORDER_CONSTANT, value=0)
+        pad = cv2.morphologyEx(pad, cv2.MORPH_CLOSE, disk(r))
+        b = pad[r:-r, r:-r].astype(bool)
+    if fill:
+        b = fill_holes(b)
+    if not b.any():
+        return np.zeros(b.shape, np.int32)
+    _, lab = cv2.connectedComponents(b.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    if remove_border:
+        lab = clear_border(lab)
+    if watershed:
+        lab = watershed_split(lab, strength=watershed_strength, min_size_px=max(min_size_px, 8))
+    else:
+        lab = _relabel(lab)
+    if circularity_range is not None:
+        lo, hi = circularity_range
+        if not 0 <= lo <= hi:
+            raise ConfigError(f"circularity_range must be (low, high) with 0 ≤ low ≤ high, got {circularity_range!r}")
+        lab = _circularity_filter(lab, float(lo), float(hi))
+    return lab
