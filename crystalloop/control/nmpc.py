@@ -4,7 +4,7 @@ Model (the virtual crystallizer's jacket/reactor thermal model, built from the s
 :class:`~crystalloop.hardware.sim.thermal.ThermalParams`): states ``x = (T_b, T_r)``, the
 bath/jacket and reactor temperatures, input ``u = T_set``::
 
-    dT_b/dt = r_max tanh( (u - T_b) / (tau r_max) )          first-order lag, ramp-limited
+    dT_b/dt = z / (1 + (z / r_max)^4)^(1/4),  z = (u - T_b) / tau     first-order lag, smoothly ramp-limited
     dT_r/dt = k_j (T_b - T_r) + k_a (T_amb - T_r) + d        heat balance U·A / (m c_p)
 
 ``d`` is an integrating disturbance (°C/s) estimated on line from the one-step prediction
@@ -75,7 +75,7 @@ class ThermalModel:
         drive = (u - tb) / self.tau_s
         if math.isfinite(self.max_bath_rate_c_min):
             r = self.max_bath_rate_c_min / 60.0
-            drive = r * math.tanh(drive / r)
+            drive = drive / (1.0 + (drive / r) ** 4) ** 0.25
         return np.array([drive, self.k_jacket_per_s * (tb - tr) + self.k_ambient_per_s * (self.t_ambient_c - tr) + d])
 
 
@@ -118,7 +118,7 @@ def _build_solver(model: ThermalModel, n: int, dt_s: float, substeps: int, w_y: 
     drive = (u - x[0]) / model.tau_s
     if math.isfinite(model.max_bath_rate_c_min):
         r = model.max_bath_rate_c_min / 60.0
-        drive = r * ca.tanh(drive / r)
+        drive = drive / (1.0 + (drive / r) ** 4) ** 0.25
     xdot = ca.vertcat(drive, model.k_jacket_per_s * (x[0] - x[1])
                       + model.k_ambient_per_s * (model.t_ambient_c - x[1]) + d)
     f = ca.Function("f", [x, u, d], [xdot])

@@ -169,6 +169,8 @@ class RunResult:
         (``T_ref_c``, ``T_set_c``, ``T_jacket_c``, ``T_reactor_c``, ``counts``, ...).
     events : pandas.DataFrame
         ``time_s, level, message``.
+    samples : pandas.DataFrame
+        Every logged sample, long format ``time_s, channel, value`` (as in the store).
     images : list of Path
         PNG files written.
     cqas : dict
@@ -185,6 +187,7 @@ class RunResult:
     controller: str
     timeseries: pd.DataFrame
     events: pd.DataFrame
+    samples: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["time_s", "channel", "value"]))
     images: list[Path] = field(default_factory=list)
     cqas: dict[str, float] = field(default_factory=dict)
     profile: ThermocycleProfile | None = None
@@ -607,7 +610,8 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
         db.finish_run(run_id, status=status, reason=reason)
     return RunResult(
         run_id=run_id, status=status, reason=reason, controller=kind, timeseries=rec.wide(),
-        events=pd.DataFrame(rec.events, columns=["time_s", "level", "message"]), images=rec.images,
+        events=pd.DataFrame(rec.events, columns=["time_s", "level", "message"]),
+        samples=pd.DataFrame(rec.rows, columns=["time_s", "channel", "value"]), images=rec.images,
         cqas=cqas, profile=profile, store_path=store_path, image_dir=image_dir if rec.images else None,
         solve_times_s=list(getattr(ctrl, "solve_times_s_", [])),
     )

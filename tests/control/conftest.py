@@ -27,7 +27,8 @@ class FakeThermostat:
     """A thermostat on a virtual clock with the sim's thermal dynamics.
 
     Fault injection: ``gone_at_s`` (every exchange times out from then on),
-    ``reads_fail_at_s`` (reads time out, writes still work), ``transient`` (the next n
+    ``reads_fail_at_s`` (reads time out, writes still work), ``process_fails_at_s`` (only
+    the process temperature read times out), ``transient`` (the next n
     exchanges time out, then it recovers).
     """
 
@@ -43,6 +44,7 @@ class FakeThermostat:
         self.running = True
         self.gone_at_s = None
         self.reads_fail_at_s = None
+        self.process_fails_at_s = None
         self.transient = 0
         self.exchanges = 0
 
@@ -80,6 +82,8 @@ class FakeThermostat:
 
     def read_process(self):
         self._exchange()
+        if self.process_fails_at_s is not None and self.clock.now() >= self.process_fails_at_s:
+            raise DeviceTimeout(f"thermostat '{self.name}' did not answer 'in_pv_02' within 1.0 s")
         return Reading(self.x[2], self.clock.now(), "T_reactor_c", "°C")
 
     def start(self):
