@@ -133,6 +133,8 @@ _SCHEMA = [
     "CREATE INDEX models_name ON models (name, id)",
 ]
 
+_FORK_ORPHANS: list[sqlite3.Connection] = []  # connections inherited over fork: kept open, never touched
+
 _RUN_COLUMNS = ["id", "kind", "status", "started", "ended", "backend", "seed", "recipe", "recipe_type",
                 "meta", "reason", "writer_pid", "writer_host", "writer_start", "heartbeat"]
 
@@ -346,7 +348,8 @@ class ExperimentStore:
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
             raise StoreError(f"Experiment store {self.path} is closed")
-        if os.getpid() != self._pid:  # forked: never share a connection with the parent
+        if os.getpid() != self._pid:  # forked: never use (or close) a connection of the parent
+            _FORK_ORPHANS.extend(self._conns.values())
             self._pid, self._local, self._conns = os.getpid(), threading.local(), {}
             self._start_token = _proc_start_token(self._pid)
         c = getattr(self._local, "conn", None)

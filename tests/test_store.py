@@ -468,6 +468,26 @@ def test_threads_writing_different_runs(store):
         assert len(w) == 25 and (w["x"] == r).all() and len(store.events(r)) == 25
 
 
+def _forked_writer(store, run):
+    store.log_samples(run, [(1.0, "child", float(os.getpid()))])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_uses_its_own_connection(store):
+    import multiprocessing
+
+    run = store.start_run()
+    store.log_samples(run, [(0.0, "parent", 1.0)])  # the parent has an open connection
+    p = multiprocessing.get_context("fork").Process(target=_forked_writer, args=(store, run))
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0
+    store.log_samples(run, [(2.0, "parent", 2.0)])  # the parent's connection still works
+    df = store.samples(run)
+    assert df["channel"].tolist() == ["parent", "child", "parent"] and df["value"][1] == p.pid
+    store.check()
+
+
 # ---- crash recovery --------------------------------------------------------------------------
 
 
