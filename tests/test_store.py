@@ -544,8 +544,10 @@ while True:
 """
 
 
-def test_sigkill_mid_run_keeps_every_committed_sample(tmp_path):
-    path, batch = tmp_path / "kill.db", 50
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(("batch", "n_batches"), [(50, 40), (10_000, 2)])  # large batches: killed mid-transaction
+def test_sigkill_mid_run_keeps_every_committed_sample(tmp_path, batch, n_batches):
+    path = tmp_path / "kill.db"
     proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(batch)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -554,7 +556,7 @@ def test_sigkill_mid_run_keeps_every_committed_sample(tmp_path):
         run = int(first.split()[1])
         reported = 0
         reader = ExperimentStore(path)  # a concurrent reader in another process; must not interrupt the run
-        while reported < 40 * batch:
+        while reported < n_batches * batch:
             line = proc.stdout.readline()
             assert line, f"writer died: {proc.stderr.read()}"
             reported = int(line)
