@@ -79,7 +79,7 @@ def simulate(
     limiter: str = "vanleer",
     cfl: float = 0.9,
     rel_tol: float = 0.3,
-    max_dt_s: float = 30.0,
+    max_dt_s: float = 120.0,
     end_hold_s: float = 0.0,
     camera: CameraOptics | None = None,
     progress: Callable[[float, float], None] | None = None,

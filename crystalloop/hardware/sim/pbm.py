@@ -158,7 +158,7 @@ class PopulationBalance:
     limiter: str = "vanleer"
     cfl: float = 0.9
     rel_tol: float = 0.3
-    agg_interval_s: float = 60.0
+    agg_interval_s: float = 300.0
     ledger: _Ledger = field(default_factory=_Ledger)
 
     def __post_init__(self) -> None:
@@ -200,9 +200,21 @@ class PopulationBalance:
         self.M_seed = 0.0
         self._beta_acc = 0.0
         self._t_acc = 0.0
+        self._ntot_last = 0.0
+        self._M_cryst = 0.0
         self._agg = None
         if k.agglomeration is not None and k.agglomeration.beta0_m3_s > 0:
             self._agg = self._build_agglomeration()
+        # dissolution speed of each population relative to compact crystals, shape (rows, 1)
+        f_agg = k.agglomeration.dissolution_factor if k.agglomeration is not None else 1.0
+        Ld = k.dissolution_size_um
+        size_f = 1.0 + Ld / edges_in if Ld > 0 else np.ones_like(edges_in)
+        # per population and interior interface, in the reversed (dissolution) order
+        self._diss_factor = (np.array([[1.0], [f_agg]])[: self._rows] * size_f[None, :])[:, ::-1].copy()
+        self._diss_factor_max = float(self._diss_factor.max())
+        # mass-rate weights at the class centres for the step-size control
+        self._diss_w = np.array([[1.0], [f_agg]])[: self._rows] * (
+            (1.0 + Ld / self.L) if Ld > 0 else np.ones_like(self.L))[None, :] * self.L2[None, :]
         self._brk = None
         if k.agglomeration is not None and k.agglomeration.k_break_s > 0:
             self._brk = _fixed_pivot(self.L3, 0.5 * self.L3)
@@ -218,6 +230,9 @@ class PopulationBalance:
         pi = np.concatenate(ii)
         pj = np.concatenate(jj)
         w = np.where(pi == pj, 0.5, 1.0)
+        lc = self.kinetics.agglomeration.efficiency_size_um
+        if math.isfinite(lc):
+            w = w / (1.0 + self.L[pi] * self.L[pj] / lc**2)
         k0, k1, f0, f1 = _fixed_pivot(self.L3, self.L3[pi] + self.L3[pj])
         return pi, pj, w, k0, k1, f0, f1
 
@@ -240,7 +255,7 @@ class PopulationBalance:
             w[w < 1e-12 * w.max()] = 0.0  # cut the far log-normal tails (initial condition only)
             self.P[0] += w * (seed_mass_kg / float(w @ self.m_particle))
         self._update_top()
-        self.M_seed = self.crystal_mass()
+        self.M_seed = self._M_cryst = self.crystal_mass()
         self.M_solute = c0 * self.basis_amount
         self.M_total = self.M_solute + self.M_seed
 
@@ -260,6 +275,7 @@ class PopulationBalance:
         return self.P[0] + self.P[1] if self._rows == 2 else self.P[0].copy()
 
     def crystal_mass(self) -> float:
+        """Crystalline mass in the vessel, kg."""
         return float((self.P @ self.m_particle).sum())
 
     def _update_top(self) -> None:
@@ -300,7 +316,7 @@ class PopulationBalance:
             s = k.secondary
             if s.k:
                 x = sigma if s.driving_force == "relative" else c - cs
-                solids = self._solids_measure()
+                solids = self._solids_measure(self._M_cryst)
                 if solids > 0 or s.s == 0:
                     B += s.arrhenius(T_K) * x**s.n * (solids**s.s if s.s else 1.0)
             B *= self.nuc_scale
@@ -318,9 +334,8 @@ class PopulationBalance:
         amorph_sat = am.solubility_ratio * cs if am is not None else math.inf
         return _Rates(T_K, c, cs, sigma, G, B, beta, S, amorph_sat)
 
-    def _solids_measure(self) -> float:
+    def _solids_measure(self, m: float) -> float:
         k = self.kinetics
-        m = self.crystal_mass()
         if k.secondary_solids == "volume_fraction":
             return m / k.crystal_density_kg_m3 / self.V_m3
         if k.secondary_solids == "mass_kg_kg":
@@ -331,8 +346,14 @@ class PopulationBalance:
     def max_dt(self, r: _Rates, dt_max: float) -> float:
         """Largest stable/accurate step for the current rates (see module docstring)."""
         dt = dt_max
-        if r.G != 0.0:
-            dt = min(dt, self.cfl * self.grid.dL_um / (abs(r.G) * (self.g_factor_max if r.G > 0 else 1.0)))
+        if r.G != 0.0 and self._M_cryst > 0:
+            if r.G > 0:
+                fmax = self.g_factor_max
+            elif self._rows == 2 and self.P[1].any():
+                fmax = self._diss_factor_max
+            else:
+                fmax = float(self._diss_factor[0].max())
+            dt = min(dt, self.cfl * self.grid.dL_um / (abs(r.G) * fmax))
         dM = abs(r.dMdt_cryst) + abs(r.dMdt_am)
         if dM > 0:
             drive = max(abs(r.c - r.csat), 0.01 * r.csat) * self.basis_amount
@@ -340,7 +361,7 @@ class PopulationBalance:
         if r.S_break > 0:
             dt = min(dt, 0.2 / r.S_break)
         if r.beta > 0:
-            ntot = float(self.P.sum())
+            ntot = self._ntot_last = float(self.P.sum())
             if ntot > 0:
                 dt = min(dt, max(0.2 * self.V_m3 / (r.beta * ntot), 1e-3))
         return dt
@@ -348,6 +369,10 @@ class PopulationBalance:
     def _mass_rates(self, r: _Rates, mom2: float) -> None:
         """Fill ``r.dMdt_cryst`` and ``r.dMdt_am`` (kg/s) for the current state."""
         r.dMdt_cryst = self._m_per_um3 * (3.0 * r.G * mom2) + r.B * self.m_particle[0]
+        if r.G < 0 and self._diss_factor_max > 1:
+            # fines and agglomerates dissolve faster
+            r.dMdt_cryst = (self._m_per_um3 * 3.0 * r.G * float((self.P * self._diss_w).sum())
+                            + r.B * self.m_particle[0])
         am = self.kinetics.amorphous
         if am is None:
             r.dMdt_am = 0.0
@@ -411,7 +436,10 @@ class PopulationBalance:
                                self.limiter)
             top = min(top + 1, n - 1)
         elif r.G < 0.0:
-            Pr, gone = _advect_out(P[:, m - 1::-1], -r.G * dt / self.grid.dL_um, self.limiter)
+            nu = -r.G * dt / self.grid.dL_um
+            fac = self._diss_factor[:, n - m:]
+            Pr, gone = _advect_out(P[:, m - 1::-1], nu * fac if self._diss_factor_max > 1 else nu,
+                                   self.limiter)
             P[:, :m] = Pr[:, ::-1]
             out_n = float(gone.sum())
         # 2. nucleation into the first class
@@ -451,6 +479,7 @@ class PopulationBalance:
         # commit
         self.P = P
         self._top = top
+        self._M_cryst = M_cryst
         self.M_am = M_am
         self.M_solute = M_sol
         led = self.ledger
@@ -467,7 +496,9 @@ class PopulationBalance:
         if self._agg is not None:
             self._beta_acc += r.beta * dt
             self._t_acc += dt
-            if self._t_acc >= self.agg_interval_s and self._beta_acc > 0:
+            # apply when the interval is over or the accumulated collision probability gets large
+            if self._beta_acc > 0 and (self._t_acc >= self.agg_interval_s
+                                       or self._beta_acc * self._ntot_last / self.V_m3 > 0.1):
                 self._agglomerate(self._beta_acc / self.V_m3)
                 self._beta_acc = 0.0
                 self._t_acc = 0.0
@@ -482,7 +513,12 @@ class PopulationBalance:
         self._t_acc = 0.0
 
     def _agglomerate(self, beta_int: float) -> None:
-        """Fixed-pivot binary agglomeration with integrated kernel ``∫β dt / V`` (1/#)."""
+        """Fixed-pivot binary agglomeration with integrated kernel ``∫β dt / V`` (1/#).
+
+        Events ``e_ij = ∫β dt/V · ψ_ij N_i N_j`` (i ≤ j, halved for i = j) remove one particle
+        from class i and one from class j and add one agglomerate of volume ``v_i + v_j``, split
+        onto the two neighbouring pivots so that number and volume are kept.
+        """
         P = self.P
         N = P.sum(axis=0)
         nz = np.flatnonzero(N > 0)
@@ -492,16 +528,20 @@ class PopulationBalance:
         n_pairs = m * (m + 1) // 2
         pi, pj, w, k0, k1, f0, f1 = self._agg
         ntot = float(N.sum())
-        # death probability per particle; cap at 0.5 keeps it positive (dt control keeps ≤ 0.2)
-        p_death = min(beta_int * ntot, 0.5)
-        scale = p_death / ntot if ntot > 0 else 0.0
-        ev = scale * w[:n_pairs] * N[pi[:n_pairs]] * N[pj[:n_pairs]]
+        # explicit Euler: cap the collision probability per particle at 0.5 (dt control keeps ≤ 0.2)
+        scale = beta_int if beta_int * ntot <= 0.5 else 0.5 / ntot
+        ipi, ipj = pi[:n_pairs], pj[:n_pairs]
+        ev = scale * w[:n_pairs] * N[ipi] * N[ipj]
         n = self.grid.n
+        deaths = np.bincount(ipi, ev, minlength=n) + np.bincount(ipj, ev, minlength=n)
         births = np.bincount(k0[:n_pairs], ev * f0[:n_pairs], minlength=n) + np.bincount(
             k1[:n_pairs], ev * f1[:n_pairs], minlength=n)
-        P *= 1.0 - p_death
+        frac = np.divide(deaths, N, out=np.zeros(n), where=N > 0)
+        np.minimum(frac, 1.0, out=frac)
+        P *= 1.0 - frac
         P[1] += births
         self._update_top()
+        self._M_cryst = self.crystal_mass()
         self.ledger.agglomeration_events += float(ev.sum())
 
 
@@ -549,6 +589,6 @@ def _advect_out(N: np.ndarray, nu: float, limiter: str) -> tuple[np.ndarray, np.
     out = N.copy()
     out[..., :-1] -= F
     out[..., 1:] += F
-    gone = nu * N[..., -1]
+    gone = np.asarray(nu * N[..., -1:])[..., 0]
     out[..., -1] -= gone
     return out, gone

@@ -133,7 +133,7 @@ class VirtualCrystallizer:
         limiter: str = "vanleer",
         cfl: float = 0.9,
         rel_tol: float = 0.3,
-        max_dt_s: float = 30.0,
+        max_dt_s: float = 120.0,
         camera: CameraOptics | None = None,
         counter_volume_m3: float = 2e-8,
         counter_min_um: float = 5.0,
@@ -241,7 +241,7 @@ class VirtualCrystallizer:
         while self.t_s < t_end - 1e-9:
             dt_lim = min(self.max_dt_s, t_end - self.t_s)
             if self._dTdt != 0.0:
-                dt_lim = min(dt_lim, max(0.25 / abs(self._dTdt), 0.5))
+                dt_lim = min(dt_lim, max(1.0 / abs(self._dTdt), 0.5))
             if self.ideal_thermal:
                 Tr = float(sp(self.t_s)) if callable(sp) else float(sp)
             else:
@@ -273,7 +273,8 @@ class VirtualCrystallizer:
         T = self.T_reactor_c
         cs = k.csat(T + _K0)
         c = pbm.concentration()
-        N = pbm.Np + pbm.Na
+        N = pbm.number()
+        m_c = pbm.crystal_mass()
         return {
             "time_s": self.t_s,
             "T_set_c": self.setpoint_c,
@@ -283,12 +284,22 @@ class VirtualCrystallizer:
             "conc_kg_kg": pbm.concentration_kg_kg(),
             "csat_kg_kg": self.csat_kg_kg(),
             "supersaturation": (c - cs) / cs,
-            "crystal_mass_kg": pbm.crystal_mass(),
+            "crystal_mass_kg": m_c,
             "amorphous_mass_kg": pbm.M_am,
             "number_per_m3": float(N.sum()) / pbm.V_m3,
             "agglomerate_per_m3": float(pbm.Na.sum()) / pbm.V_m3,
+            "DoA_pct": self._doa(),
+            "crystallinity_pct": 100.0 * m_c / (m_c + pbm.M_am) if m_c + pbm.M_am > 0 else float("nan"),
             "mass_balance_error": pbm.mass_balance_error(),
         }
+
+    def _doa(self) -> float:
+        pbm = self.pbm
+        if pbm.P.shape[0] < 2:
+            return 0.0
+        big = pbm.L >= self.kinetics.doa_min_size_um
+        v = pbm.P[:, big] @ pbm.L3[big]
+        return 100.0 * float(v[1] / v.sum()) if v.sum() > 0 else 0.0
 
     def psd(self) -> pd.DataFrame:
         """Current crystalline PSD (see :func:`~crystalloop.hardware.sim.cqa.psd_frame`)."""

@@ -191,7 +191,7 @@ def advance_thermal(
     t0_s: float,
     t1_s: float,
     p: ThermalParams,
-    max_substep_s: float = 5.0,
+    max_substep_s: float = 15.0,
 ) -> tuple[float, float, float]:
     """Integrate the thermal model from ``t0_s`` to ``t1_s``.
 
@@ -226,7 +226,7 @@ def advance_thermal(
     d = p.UA_ambient_W_K / p.C_reactor_J_K
     (a11, a12), (a21, a22) = pair.A
     det = a11 * a22 - a12 * a21
-    m11, m12, m21, m22 = pair.expm(round(h, 9))
+    m11, m12, m21, m22 = pair.expm(h)
     const_sp = not callable(setpoint)
     sp = float(setpoint) if const_sp else 0.0
     lo, hi = p.min_c, p.max_c
