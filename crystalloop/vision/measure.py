@@ -17,7 +17,12 @@ from scipy import ndimage as ndi
 
 from crystalloop.errors import ConfigError
 from crystalloop.vision import _geometry as geo
-from crystalloop.vision._validate import check_image, check_pixel_size, check_same_shape, to_gray_float
+from crystalloop.vision._validate import (
+    check_image,
+    check_pixel_size,
+    check_same_shape,
+    to_gray_float,
+)
 
 __all__ = ["measure_particles", "PARTICLE_COLUMNS", "focus_map"]
 

@@ -291,7 +291,6 @@ def analyze_images(
     skipped: list[tuple[str, str]] = []
     items = iter_images(sources, skipped=skipped)
     tables, names = [], []
-    n_skipped_before = 0
     done = 0
     if workers == 1 or on_result is not None:
         for name, image in items:
@@ -317,11 +316,13 @@ def analyze_images(
                 done += 1
                 if progress:
                     progress(done, len(futs))
-    del n_skipped_before
+    return _assemble(tables, names, skipped, s, px, edges, n_classes, spacing)
+
+
+def _assemble(tables, names, skipped, s: PipelineSettings, px, edges, n_classes, spacing) -> BatchResult:
     if tables:
         particles = pd.concat(tables, ignore_index=True)
-        cols = ["image"] + [c for c in particles.columns if c != "image"]
-        particles = particles[cols]
+        particles = particles[["image"] + [c for c in particles.columns if c != "image"]]
     else:
         particles = empty_particle_table().assign(in_focus=pd.Series(dtype=bool), kept=pd.Series(dtype=bool))
         particles.insert(0, "image", pd.Series(dtype=str))
@@ -335,13 +336,18 @@ def analyze_images(
         "images_read": len(names),
         "images_skipped": len(skipped),
         "particles_detected": int(len(particles)),
-        "particles_edge": int(particles["edge"].astype(bool).sum()) if len(particles) else 0,
-        "particles_out_of_focus": int((~particles["in_focus"].astype(bool)).sum()) if len(particles) else 0,
+        "particles_edge": int(particles["edge"].astype(bool).sum()),
+        "particles_out_of_focus": int((~particles["in_focus"].astype(bool)).sum()),
         "particles_kept": int(len(kept)),
         "pixel_size_um": px,
         "size": s.size,
+        "settings": s.to_dict(),
     }
-    summary.update(psd_summary(kept, size=s.size) if len(kept) else
-                   {k: float("nan") for k in ("x10_0_um", "x50_0_um", "x90_0_um", "x10_3_um", "x50_3_um", "x90_3_um")})
+    if len(kept):
+        summary.update(psd_summary(kept, size=s.size))
+    else:
+        summary.update({k: float("nan") for k in ("x10_0_um", "x50_0_um", "x90_0_um", "x10_3_um", "x50_3_um", "x90_3_um")})
     summary["n_particles"] = int(len(kept))
     return BatchResult(particles=particles, psd=table, summary=summary, skipped=skipped, images=names)
+
+

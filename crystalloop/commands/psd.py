@@ -1,0 +1,69 @@
+"""``crystalloop psd``: particle table, PSD, overlays and plots from probe images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def psd(
+    images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns (PNG/JPEG/BMP/TIFF, multi-page TIFF).")],
+    pixel_size_um: Annotated[float | None, typer.Option("--pixel-size-um", help="Pixel size in µm (required).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("psd"),
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (one file per task).")] = 1,
+    settings: Annotated[Path | None, typer.Option(
+        "--settings", help="Pipeline settings JSON (e.g. written by calibration).")] = None,
+    polarity: Annotated[str | None, typer.Option("--polarity", help="auto, dark or bright particles.")] = None,
+    min_size_px: Annotated[float | None, typer.Option("--min-size-px", help="Smallest object kept, px.")] = None,
+    min_focus: Annotated[float | None, typer.Option("--min-focus", help="Focus cut-off (1/px); below: out of focus.")] = None,
+    size: Annotated[str | None, typer.Option("--size", help="Size measure: ecd_um, feret_max_um, feret_min_um.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Table format: csv or parquet.")] = "csv",
+    no_overlays: Annotated[bool, typer.Option("--no-overlays", help="Do not write overlay PNGs.")] = False,
+) -> None:
+    """Detect and measure particles in images; write particles, PSD, overlays, PSD plot and a JSON summary."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from crystalloop.errors import CrystalloopError
+    from crystalloop.vision.pipeline import PipelineSettings
+    from crystalloop.vision.report import measure_psd
+
+    console = Console()
+    try:
+        if pixel_size_um is None:
+            raise CrystalloopError("--pixel-size-um is required: the size of one pixel in µm (e.g. --pixel-size-um 1.5)")
+        s = PipelineSettings.load(settings) if settings is not None else PipelineSettings()
+        changes = {k: v for k, v in (("polarity", polarity), ("min_size_px", min_size_px),
+                                     ("min_focus", min_focus), ("size", size)) if v is not None}
+        s = s.replace(**changes) if changes else s
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as progress:
+            task = progress.add_task("images", total=None)
+
+            def _cb(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            batch = measure_psd(images, pixel_size_um=pixel_size_um, out_dir=out, settings=s, workers=workers,
+                                overlays=not no_overlays, fmt=fmt, progress=_cb)
+    except CrystalloopError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    sm = batch.summary
+    console.print(f"images read: {sm['images_read']}, skipped: {sm['images_skipped']}")
+    for f, why in batch.skipped:
+        console.print(f"  [yellow]skipped[/yellow] {f}: {why}")
+    console.print(f"particles: {sm['particles_detected']} detected, {sm['particles_kept']} sized "
+                  f"({sm['particles_edge']} at the edge, {sm['particles_out_of_focus']} out of focus)")
+    if sm["particles_kept"]:
+        console.print(f"{s.size}: x10,0 = {sm['x10_0_um']:.1f}  x50,0 = {sm['x50_0_um']:.1f}  x90,0 = {sm['x90_0_um']:.1f} µm; "
+                      f"x10,3 = {sm['x10_3_um']:.1f}  x50,3 = {sm['x50_3_um']:.1f}  x90,3 = {sm['x90_3_um']:.1f} µm")
+    console.print(f"wrote particles.{fmt}, psd.{fmt}, summary.json, psd.png"
+                  f"{'' if no_overlays else ', overlays/'} to {out}/")
+    if sm["images_read"] == 0:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("psd")(psd)
