@@ -41,6 +41,7 @@ COMMAND_MODULES: list[str] = [
     "design",
     "store",
     "psd",
+    "simulate",
 ]
 
 for _name in COMMAND_MODULES:
