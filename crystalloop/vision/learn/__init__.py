@@ -32,12 +32,32 @@ from crystalloop.vision.learn.data import (
     normalize_image,
     read_image,
 )
+from crystalloop.vision.learn.impurity import (
+    AutoencoderDetector,
+    FeatureDetector,
+    ImpurityClassifier,
+    crop_features,
+    impurity_scores,
+    precision_at_recall,
+)
 from crystalloop.vision.learn.metrics import (
     instance_f1,
     iou_per_class,
     pixel_accuracy,
     psd_percentile_error,
     segmentation_scores,
+)
+from crystalloop.vision.learn.regress import ImageRegressor, leave_one_group_out, preprocess_seed004
+from crystalloop.vision.learn.sequence import (
+    SolubilityCurve,
+    clear_cloud_points,
+    detect_events,
+    fit_solubility,
+    induction_time,
+    metastable_zone_width,
+    plot_sequence,
+    plot_solubility,
+    sequence_table,
 )
 from crystalloop.vision.learn.synth import (
     CRYSTAL_LABELS,
@@ -65,6 +85,24 @@ __all__ = [
     "load_mask_folder",
     "normalize_image",
     "read_image",
+    "AutoencoderDetector",
+    "FeatureDetector",
+    "ImpurityClassifier",
+    "crop_features",
+    "impurity_scores",
+    "precision_at_recall",
+    "ImageRegressor",
+    "leave_one_group_out",
+    "preprocess_seed004",
+    "SolubilityCurve",
+    "clear_cloud_points",
+    "detect_events",
+    "fit_solubility",
+    "induction_time",
+    "metastable_zone_width",
+    "plot_sequence",
+    "plot_solubility",
+    "sequence_table",
     "instance_f1",
     "iou_per_class",
     "pixel_accuracy",

@@ -300,23 +300,34 @@ class UNetSegmenter(TorchEstimator):
         return float(np.mean([pixel_accuracy(m, p) for m, p in zip(masks, self.predict(list(images)), strict=True)]))
 
     def segment_instances(self, images, **postprocess) -> list[np.ndarray]:
-        """Predict, merge the object classes into a foreground and split it into instances.
+        """Predict, merge the object classes into a foreground probability and split it into instances.
 
-        Keyword arguments go to the classical post-processing (:func:`masks_to_instances`:
-        small-object removal, closing, hole filling, border removal, watershed, circularity window).
-        Returns one int32 label image per input image.
+        Keyword arguments go to the classical seed-002 post-processing
+        :func:`crystalloop.vision.mask_to_labels` (binarize at ``probability_threshold``,
+        ``min_size_px``, ``closing_radius_px``, ``fill``, ``remove_border``, ``watershed``,
+        ``circularity_range``). Returns one int32 label image per input image.
         """
-        from crystalloop.vision.learn.metrics import masks_to_instances
+        from crystalloop.vision.segment import mask_to_labels
 
+        obj = self._object_classes()
+        return [mask_to_labels(np.clip(p[obj].sum(0), 0.0, 1.0), **postprocess) for p in self.predict_proba(list(images))]
+
+    def measure(self, images, *, pixel_size_um: float, **postprocess):
+        """Particle tables (µm, :func:`crystalloop.vision.measure_particles`) of each image's instances."""
+        from crystalloop.vision.measure import empty_particle_table, measure_particles
+
+        images = list(images)
+        out = []
+        for img, lab in zip(images, self.segment_instances(images, **postprocess), strict=True):
+            out.append(measure_particles(lab, np.asarray(img), pixel_size_um=pixel_size_um) if lab.max() else empty_particle_table())
+        return out
+
+    def _object_classes(self) -> list[int]:
         obj = list(self.object_classes) if self.object_classes is not None else list(range(1, self.n_classes))
         bad = [c for c in obj if not 0 <= int(c) < self.n_classes]
-        if bad:
-            raise ConfigError(f"object_classes {bad} are not classes of this model (0..{self.n_classes - 1})")
-        out = []
-        for p in self.predict_proba(list(images)):
-            fg = p[obj].sum(0) > 0.5
-            out.append(masks_to_instances(fg, **postprocess))
-        return out
+        if bad or not obj:
+            raise ConfigError(f"object_classes {obj} must be non-empty classes of this model (0..{self.n_classes - 1})")
+        return [int(c) for c in obj]
 
 
 def _random_crop(x: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator):
