@@ -52,6 +52,7 @@ def design(
     pop: Annotated[int, typer.Option("--pop", help="NSGA-II population size.")] = 100,
     gens: Annotated[int, typer.Option("--gens", help="Generations per instance.")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same front).")] = 0,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Instances run in parallel processes (-1: all cores).")] = 1,
 ) -> None:
     """Find Pareto-optimal thermocycle profiles on a twin; write the front, plots and knee-point recipes."""
     from rich.console import Console
@@ -82,7 +83,7 @@ def design(
         result = optimize_design(
             tw, objectives, cycles=cycles, mixed=mixed, constraints=constraint or None,
             pessimistic=pessimistic, bounds=_bounds_file(bounds), limits=limits,
-            max_batch_time_min=max_batch_time, holds=holds, pop_size=pop, n_gen=gens, seed=seed, callback=_cb,
+            max_batch_time_min=max_batch_time, holds=holds, pop_size=pop, n_gen=gens, seed=seed, n_jobs=jobs, callback=_cb,
         )
     paths = write_design(result, out, color=color)
     summ = result.summary()

@@ -69,16 +69,15 @@ class DesignResult:
     @classmethod
     def from_runs(cls, runs: list, objectives: list[Objective], constraints: list[OutcomeConstraint], *,
                   settings: dict, infeasible: dict, wall_time_s: float) -> DesignResult:
-        """Assemble from ``(problem, pymoo result, per-generation fronts, stats)`` tuples."""
+        """Assemble from ``(problem, Pareto set X or None, per-generation fronts, stats)`` tuples."""
         sign = np.array([o.sign for o in objectives])
         tables, profiles = [], []
         max_slots = max(p.space.n_slots for p, *_ in runs)
         cqas = list(runs[0][0].twin.cqas)
-        for problem, res, _fronts, _stats in runs:
-            if res.X is None:
+        for problem, X, _fronts, _stats in runs:
+            if X is None:
                 continue
-            X = np.atleast_2d(res.X)
-            X = np.unique(X, axis=0)
+            X = np.unique(np.atleast_2d(X), axis=0)
             pred = problem.predict(X, cqas=cqas)
             label = problem.space.label
             tab = pd.DataFrame({"instance": label, "n_cycles": problem.space.n_cycles_of(X)})

@@ -361,6 +361,25 @@ def hypervolume(values: np.ndarray | pd.DataFrame, objectives: Sequence[Objectiv
 
 
 # ---------------------------------------------------------------------- the study
+def _run_instance(problem: DesignProblem, pop_size: int, n_gen: int, seed: int,
+                  callback: Callable[[str, int, int], None] | None) -> tuple:
+    """One NSGA-II run; returns ``(problem, Pareto set X or None, feasible front F per generation,
+    (generation, evaluations, feasible fraction) per generation)``."""
+    algorithm = make_algorithm(problem, pop_size=pop_size, seed=seed)
+    algorithm.setup(problem, termination=("n_gen", n_gen))
+    fronts, stats = [], []
+    while algorithm.has_next():
+        algorithm.next()
+        opt = algorithm.opt
+        feas = opt.get("FEAS").ravel()
+        fronts.append(opt.get("F")[feas].copy())
+        stats.append((algorithm.n_gen - 1, algorithm.evaluator.n_eval, float(np.mean(algorithm.pop.get("FEAS")))))
+        if callback is not None:
+            callback(problem.space.label, algorithm.n_gen - 1, n_gen)
+    res = algorithm.result()
+    return problem, (None if res.X is None else np.atleast_2d(res.X)), fronts, stats
+
+
 def optimize_design(
     twin: Any,
     objectives: str | Sequence[str | Objective] = ("max:D50", "min:DoA"),
@@ -378,6 +397,7 @@ def optimize_design(
     pop_size: int = 100,
     n_gen: int = 200,
     seed: int = 0,
+    n_jobs: int | None = 1,
     callback: Callable[[str, int, int], None] | None = None,
 ):
     """Find Pareto-optimal thermocycle profiles on a twin, one NSGA-II run per instance.
@@ -396,7 +416,10 @@ def optimize_design(
     pop_size, n_gen : int
         NSGA-II population size and number of generations per instance.
     seed : int
-        Master seed; each instance gets its own stream derived from it.
+        Master seed; each instance gets its own stream derived from it, so the result does
+        not depend on ``n_jobs``.
+    n_jobs : int, optional
+        Instances run in parallel processes (joblib); ``-1`` = all cores.
     callback : callable, optional
         ``callback(instance_label, generation, n_gen)`` after every generation (progress bars).
 
@@ -423,26 +446,24 @@ def optimize_design(
               pessimistic=pessimistic, holds=holds, final_cooling=final_cooling, min_step_c=min_step_c)
     problems = [DesignProblem(twin, objectives, n_cycles=nc, **kw) for nc in instances]
     t0 = time.perf_counter()
-    runs = []
-    for problem, s in zip(problems, seeds, strict=True):
-        algorithm = make_algorithm(problem, pop_size=pop_size, seed=int(s))
-        algorithm.setup(problem, termination=("n_gen", int(n_gen)))
-        fronts, stats = [], []
-        while algorithm.has_next():
-            algorithm.next()
-            opt = algorithm.opt
-            feas = opt.get("FEAS").ravel()
-            fronts.append(opt.get("F")[feas].copy())
-            stats.append((algorithm.n_gen - 1, algorithm.evaluator.n_eval,
-                          float(np.mean(algorithm.pop.get("FEAS")))))
+    n_jobs = 1 if n_jobs is None else int(n_jobs)
+    if n_jobs == 1 or len(problems) == 1:
+        runs = [_run_instance(p, int(pop_size), int(n_gen), int(s), callback) for p, s in zip(problems, seeds, strict=True)]
+    else:
+        from joblib import Parallel, delayed
+
+        runs = []
+        for run in Parallel(n_jobs=n_jobs, return_as="generator")(
+                delayed(_run_instance)(p, int(pop_size), int(n_gen), int(s), None)
+                for p, s in zip(problems, seeds, strict=True)):
+            runs.append(run)
             if callback is not None:
-                callback(problem.space.label, algorithm.n_gen - 1, int(n_gen))
-        res = algorithm.result()
-        runs.append((problem, res, fronts, stats))
+                for g in range(1, int(n_gen) + 1):
+                    callback(run[0].space.label, g, int(n_gen))
     wall = time.perf_counter() - t0
     infeasible = {p.space.label: f"no feasible profile was found for {p.space.label} after "
                   f"{stats[-1][1]} evaluations; {p.diagnose()}"
-                  for p, res, fronts, stats in runs if res.X is None}
+                  for p, X, fronts, stats in runs if X is None}
     if len(infeasible) == len(runs):
         raise InfeasibleError("; ".join(infeasible.values()))
     for msg in infeasible.values():

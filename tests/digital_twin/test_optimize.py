@@ -350,6 +350,20 @@ def test_same_seed_same_front_other_seed_other_front():
     assert not (a.shape == c.shape and np.allclose(a["c0_mg_g"], c["c0_mg_g"]))
 
 
+@pytest.mark.slow
+def test_parallel_instances_give_the_same_front():
+    from crystalloop.digital_twin.optimize import optimize_design
+
+    kw = dict(cycles=[1, 2], pop_size=10, n_gen=4, seed=4)
+    seen = []
+    a = optimize_design(AnalyticTwin(), n_jobs=1, **kw)
+    b = optimize_design(AnalyticTwin(), n_jobs=2, callback=lambda *args: seen.append(args), **kw)
+    pd.testing.assert_frame_equal(a.front, b.front)
+    pd.testing.assert_frame_equal(a.history, b.history)
+    assert b.n_twin_calls == a.n_twin_calls == 2 * 4 + 2
+    assert len(seen) == 2 * 4 and seen[-1][1:] == (4, 4)
+
+
 def test_mixed_formulation_mixes_cycles():
     from crystalloop.digital_twin.optimize import optimize_design
 
