@@ -34,7 +34,7 @@ __all__ = ["DeviceInfo", "SerialThermostat", "open_serial_thermostat", "decode_a
 _PRINTABLE = re.compile(rb"^[\x20-\x7e]*$")
 _DRIVER_OPTIONS = frozenset({"name", "min_c", "max_c", "max_rate_c_min", "verify", "setpoint_tolerance_c"})
 # keyword arguments a generic caller (the runner) may pass to any backend; the simulator uses them
-_IGNORED_KWARGS = frozenset({"recipe", "seed", "kinetics"})
+_IGNORED_KWARGS = frozenset({"recipe", "seed", "kinetics", "thermal"})
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def decode_ascii(line: bytes, what: str, where: str) -> str:
         raise ProtocolError(f"{where}: expected bytes for {what}, got {type(line).__name__}")
     if not _PRINTABLE.match(line):
         raise ProtocolError(
-            f"{where}: reply {bytes(line)!r} to {what} contains non-printable bytes "
+            f"{where}: reply {bytes(line[:40])!r}{'...' if len(line) > 40 else ''} to {what} contains non-printable bytes "
             f"(line noise or wrong line settings?)"
         )
     return line.decode("ascii").strip()
@@ -151,9 +151,9 @@ class SerialThermostat:
         settings = self.transport.settings
         kind = DeviceTimeout if isinstance(exc, DeviceTimeout) else ProtocolError
         return kind(
-            f"No valid reply from {self.vendor} on {self.transport.url} at {settings.describe()} "
-            f"({exc}); check baud rate/line settings: {self.LINE_HINT}, and the cable "
-            f"(null-modem vs straight) and that the device is switched on and in remote mode"
+            f"No valid reply from {self.vendor} on {self.transport.url} at {settings.describe()}; "
+            f"check baud rate/line settings: {self.LINE_HINT}; also check the cable (null-modem "
+            f"vs straight), that the device is on and in remote mode. Cause: {exc}"
         )
 
     # -- life cycle ------------------------------------------------------------------------
@@ -268,6 +268,14 @@ def open_serial_thermostat(
     clock = clock if clock is not None else RealClock()
     transport: Transport | None = kw.pop("transport", None)
     port = kw.pop("port", None) or parsed.target
+    limits = kw.pop("limits", None)
+    if limits is not None:
+        if not isinstance(limits, ThermostatLimits):
+            raise ConfigError(
+                f"limits= for {cls.vendor} backend {parsed.url!r} must be a ThermostatLimits, "
+                f"got {type(limits).__name__}"
+            )
+        kw = {"min_c": limits.min_c, "max_c": limits.max_c, "max_rate_c_min": limits.max_rate_c_min, **kw}
     options = {**parsed.options, **kw}
     line, driver_opts = split_options(options, extra_options, vendor=cls.vendor, url=parsed.url)
     if transport is None:

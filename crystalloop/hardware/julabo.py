@@ -176,7 +176,7 @@ class JulaboThermostat(SerialThermostat):
 
     vendor = "JULABO"
     DEFAULT_SETTINGS = JULABO_SETTINGS
-    LINE_HINT = "JULABO models use 4800 or 9600 baud, 7E1 or 8N1, RTS/CTS or XON/XOFF"
+    LINE_HINT = "JULABO models use 4800 or 9600, 7E1 or 8N1, RTS/CTS or XON/XOFF handshake"
 
     def __init__(self, transport: Any, *, process_command: str = "in_pv_02", **kw: Any) -> None:
         super().__init__(transport, **kw)

@@ -36,6 +36,13 @@ from crystalloop.errors import (
 )
 from crystalloop.hardware.base import Clock, RealClock
 
+try:  # pyserial's POSIX backend lets termios.error (not an OSError) escape from tcdrain/tcflush
+    import termios as _termios
+
+    _PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, _termios.error)
+except ImportError:  # pragma: no cover - Windows
+    _PORT_ERRORS = (serial.SerialException, OSError)
+
 __all__ = ["LineSettings", "Transport", "port_url", "XON", "XOFF", "LINE_OPTIONS"]
 
 XON = b"\x11"
@@ -348,7 +355,7 @@ class Transport:
                 f"{self._where()} did not accept command {data!r} within "
                 f"{self.settings.write_timeout_s} s (flow control blocked? check RTS/CTS / XON/XOFF)"
             ) from exc
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             self._mark_lost()
             raise DeviceDisconnected(
                 f"{self._where()} disconnected while sending {data!r}: {exc}"
@@ -369,7 +376,7 @@ class Transport:
         term = self.settings.read_terminator
         try:
             raw = self.port.read_until(term)
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             self._mark_lost()
             raise DeviceDisconnected(
                 f"{self._where()} disconnected while waiting for the reply to "
@@ -415,7 +422,7 @@ class Transport:
                 self._closed = True
                 try:
                     self.port.close()
-                except (serial.SerialException, OSError):
+                except _PORT_ERRORS:
                     pass
 
     def reopen(self) -> None:

@@ -14,7 +14,6 @@ Test-only code: nothing in ``crystalloop`` imports it.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import select
@@ -22,67 +21,74 @@ import socket
 import termios
 import threading
 import tty
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from crystalloop.hardware.base import Clock, VirtualClock
-
-AMBIENT_C = 20.0
+from crystalloop.hardware.sim.thermal import ThermalParams, advance_thermal
 
 
 @dataclass
 class BathModel:
-    """Bath and reactor temperatures driven by the setpoint, integrated lazily on ``clock``.
+    """Bath, jacket and reactor temperatures on ``clock``: the virtual crystallizer's thermal model.
 
-    The bath follows the setpoint with a first-order lag ``tau_bath_s`` and a ramp limit
-    ``max_rate_c_min`` (heater/cooler power); the reactor follows the bath with lag
-    ``tau_reactor_s`` (jacket heat transfer U·A / (m·cp)). When stopped, the bath relaxes
-    to ambient with ``tau_idle_s``. A device ramp (Huber 59/5A) moves the setpoint linearly.
+    Integrates :func:`crystalloop.hardware.sim.thermal.advance_thermal` lazily up to
+    ``clock.now()`` whenever the fake device handles a command, so a driver reading the
+    fake over a pty sees the same dynamics as the ``sim://`` thermostat. When stopped, the
+    bath relaxes to ambient with ``tau_idle_s``. A device ramp (Huber 59/5A) moves the
+    setpoint linearly from its value at the start of the ramp to the target.
     """
 
     clock: Clock
+    params: ThermalParams = field(default_factory=lambda: ThermalParams(min_c=-40.0, max_c=200.0))
     setpoint_c: float = 20.0
     bath_c: float = 20.0
+    jacket_c: float = 20.0
     reactor_c: float = 20.0
-    tau_bath_s: float = 60.0
-    tau_reactor_s: float = 240.0
-    tau_idle_s: float = 1800.0
-    max_rate_c_min: float = 5.0
     running: bool = True
+    tau_idle_s: float = 1800.0
     ramp_target_c: float | None = None
-    ramp_rate_c_s: float = 0.0
 
     def __post_init__(self) -> None:
         self._t = self.clock.now()
         self._lock = threading.Lock()
+        self._ramp: tuple[float, float, float] | None = None  # (t0, sp0, duration)
+        self._idle = replace(self.params, tau_bath_s=self.tau_idle_s)
+
+    def _ramp_setpoint(self, t: float) -> float:
+        t0, sp0, duration = self._ramp
+        frac = min(1.0, max(0.0, (t - t0) / duration))
+        return sp0 + (self.ramp_target_c - sp0) * frac
 
     def advance(self) -> None:
         with self._lock:
             now = self.clock.now()
-            dt_total = now - self._t
-            self._t = now
-            n = max(1, math.ceil(dt_total / 1.0))
-            dt = dt_total / n if dt_total > 0 else 0.0
-            for _ in range(n if dt > 0 else 0):
-                self._step(dt)
-
-    def _step(self, dt: float) -> None:
-        if self.ramp_target_c is not None:
-            step = self.ramp_rate_c_s * dt
-            gap = self.ramp_target_c - self.setpoint_c
-            if abs(gap) <= abs(step):
-                self.setpoint_c, self.ramp_target_c = self.ramp_target_c, None
+            t0, self._t = self._t, now
+            if now <= t0:
+                return
+            x = (self.bath_c, self.jacket_c, self.reactor_c)
+            if not self.running:
+                x = advance_thermal(x, self.params.T_ambient_c, t0, now, self._idle)
+            elif self._ramp is not None and self.ramp_target_c is not None:
+                x = advance_thermal(x, self._ramp_setpoint, t0, now, self.params)
+                self.setpoint_c = self._ramp_setpoint(now)
+                if now >= self._ramp[0] + self._ramp[2]:
+                    self._ramp, self.ramp_target_c = None, None
             else:
-                self.setpoint_c += math.copysign(abs(step), gap)
-        target, tau = (self.setpoint_c, self.tau_bath_s) if self.running else (AMBIENT_C, self.tau_idle_s)
-        change = (target - self.bath_c) * (1.0 - math.exp(-dt / tau))
-        limit = self.max_rate_c_min / 60.0 * dt
-        self.bath_c += max(-limit, min(limit, change))
-        self.reactor_c += (self.bath_c - self.reactor_c) * (1.0 - math.exp(-dt / self.tau_reactor_s))
+                x = advance_thermal(x, self.setpoint_c, t0, now, self.params)
+            self.bath_c, self.jacket_c, self.reactor_c = x
+
+    def set_setpoint(self, value_c: float) -> None:
+        self.advance()
+        self.setpoint_c, self._ramp, self.ramp_target_c = value_c, None, None
+
+    def set_running(self, on: bool) -> None:
+        self.advance()
+        self.running = on
 
     def start_ramp(self, target_c: float, duration_s: float) -> None:
         self.advance()
         self.ramp_target_c = target_c
-        self.ramp_rate_c_s = abs(target_c - self.setpoint_c) / max(duration_s, 1e-9)
+        self._ramp = (self.clock.now(), self.setpoint_c, max(float(duration_s), 1e-9))
 
 
 _BAUD = {getattr(termios, f"B{b}"): b for b in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)}
@@ -266,8 +272,15 @@ class FakeJulabo(FakeDevice):
     command_terminator = b"\r"
     reply_terminator = b"\r\n"
 
-    def __init__(self, **kw) -> None:
+    def __init__(self, *, enforce_interval: bool = False, jitter_s: float = 0.0, **kw) -> None:
         super().__init__(**kw)
+        # Dropping commands that come < 250 ms apart, as a real JULABO does, is only
+        # meaningful on a real clock or for query-only traffic: on a virtual clock the fake
+        # thread may see a reply-less out_* command only after the driver advanced the clock.
+        # jitter_s: on a real clock, thread scheduling delays when the fake *sees* a command;
+        # the check then allows that much slack below 250 ms
+        self.enforce_interval = enforce_interval
+        self.jitter_s = jitter_s
         self.version = "JULABO FP50-HE VERSION 2.0"
         self.remote = True
         self.high_c, self.low_c = 80.0, -20.0
@@ -287,10 +300,11 @@ class FakeJulabo(FakeDevice):
 
     def handle(self, command: str) -> bytes | None:
         now = self.clock.now()
-        if self._last_t is not None and now - self._last_t < 0.25 - 1e-9:
+        if self._last_t is not None and now - self._last_t < 0.25 - self.jitter_s - 1e-9:
             self.too_fast += 1
             self._last_t = now
-            return None  # a real JULABO drops commands that come too fast
+            if self.enforce_interval:
+                return None  # a real JULABO drops commands that come too fast
         self._last_t = now
         m = self.model
         reads = {
@@ -320,9 +334,9 @@ class FakeJulabo(FakeDevice):
             if value > self.high_c or value < self.low_c:
                 self.last_error = -13
             else:
-                m.setpoint_c = value
+                m.set_setpoint(value)
         else:
-            m.running = value == 1
+            m.set_running(value == 1)
         return None
 
     def wrong_reply(self, command: str) -> bytes:
@@ -375,9 +389,9 @@ class FakeHuber(FakeDevice):
             value = raw - 0x10000 if raw & 0x8000 else raw
             m = self.model
             if address == 0x00 and self.min_c * 100 <= value <= self.max_c * 100:
-                m.setpoint_c, m.ramp_target_c = value / 100.0, None
+                m.set_setpoint(value / 100.0)
             elif address == 0x14:
-                m.running = bool(value)
+                m.set_running(bool(value))
             elif address == 0x59:
                 self.ramp_duration_s = value
             elif address == 0x5A and self.min_c * 100 <= value <= self.max_c * 100:
@@ -421,7 +435,7 @@ class FakeLauda(FakeDevice):
         if command in reads:
             return self.reply(reads[command]())
         if command in ("START", "STOP"):
-            m.running = command == "START"
+            m.set_running(command == "START")
             return self.reply("OK")
         match = re.fullmatch(r"OUT_SP_00_(.*)", command)
         if match:
@@ -431,7 +445,7 @@ class FakeLauda(FakeDevice):
                 return self.reply("ERR_5")
             if not self.til_c <= value <= self.tih_c:
                 return self.reply("ERR_6")
-            m.setpoint_c = value
+            m.set_setpoint(value)
             return self.reply("OK")
         return self.reply("ERR_3")
 
