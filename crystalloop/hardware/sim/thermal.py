@@ -16,8 +16,8 @@ and ``F`` the circulation mass flow. Heat of crystallization and stirrer power a
 
 :func:`thermal_rhs` is the pure right-hand side (the NMPC mirrors it in CasADi:
 replace ``min``/``max`` by ``casadi.fmin``/``fmax``). :func:`advance_thermal` integrates it
-exactly for the linear jacket/reactor pair (matrix exponential), so the stiff jacket
-(time constant ≈ 1 s) costs nothing.
+exactly for the linear jacket/reactor pair (matrix exponential with the bath temperature
+linear over each substep), so the stiff jacket (time constant ≈ 1 s) costs nothing.
 """
 
 from __future__ import annotations
@@ -197,7 +197,8 @@ def advance_thermal(
 
     The bath update is exact for a constant setpoint within a substep (first-order lag
     with the ramp limit applied to the step); the jacket/reactor pair is propagated exactly
-    with the substep-mean bath temperature. Substeps are at most ``max_substep_s``.
+    for a bath temperature varying linearly across the substep. Substeps are at most
+    ``max_substep_s``.
 
     Parameters
     ----------
@@ -241,14 +242,17 @@ def advance_thermal(
             Tb_new = Tb + rmax
         elif dTb < -rmax:
             Tb_new = Tb - rmax
-        Tbm = 0.5 * (Tb + Tb_new)
-        # forcing f = (a Tbm, d Tamb); steady state y* = -A^{-1} f
-        f1, f2 = a * Tbm, d * p.T_ambient_c
-        ys1 = -(a22 * f1 - a12 * f2) / det
-        ys2 = -(-a21 * f1 + a11 * f2) / det
-        dj, dr = Tj - ys1, Tr - ys2
-        Tj = ys1 + m11 * dj + m12 * dr
-        Tr = ys2 + m21 * dj + m22 * dr
+        # forcing f(τ) = (a (Tb + s τ), d T_amb), linear over the substep: particular solution
+        # y_p(τ) = u + v τ with A v = -(a s, 0) and A u = v - f(0); then y = y_p + e^{Aτ}(y0 - y_p(0))
+        s = (Tb_new - Tb) / h
+        v1 = -(a22 * a * s) / det
+        v2 = (a21 * a * s) / det
+        w1, w2 = v1 - a * Tb, v2 - d * p.T_ambient_c
+        u1 = (a22 * w1 - a12 * w2) / det
+        u2 = (-a21 * w1 + a11 * w2) / det
+        dj, dr = Tj - u1, Tr - u2
+        Tj = u1 + v1 * h + m11 * dj + m12 * dr
+        Tr = u2 + v2 * h + m21 * dj + m22 * dr
         Tb = Tb_new
         t += h
     return Tb, Tj, Tr
