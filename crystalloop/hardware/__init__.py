@@ -27,3 +27,24 @@ __all__ = [
     "TransmissivitySensor", "VirtualClock", "connect", "parse_backend_url", "register_backend",
     "registered_backends",
 ]
+
+# Serial drivers and transport, imported on first use (``crystalloop.hardware.JulaboThermostat``)
+_LAZY = {
+    "Transport": "crystalloop.hardware.transport",
+    "LineSettings": "crystalloop.hardware.transport",
+    "JulaboThermostat": "crystalloop.hardware.julabo",
+    "HuberThermostat": "crystalloop.hardware.huber",
+    "LaudaThermostat": "crystalloop.hardware.lauda",
+    "open_julabo": "crystalloop.hardware.julabo",
+    "open_huber": "crystalloop.hardware.huber",
+    "open_lauda": "crystalloop.hardware.lauda",
+}
+__all__ += list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'crystalloop.hardware' has no attribute {name!r}")

@@ -209,3 +209,19 @@ def test_scripted_port_flags_unexpected_and_unused_exchanges():
     with pytest.raises(ProtocolMismatch, match="never used"):
         with julabo([(b"in_pv_00\r", b"20.00\r\n"), (b"in_pv_02\r", b"20.00\r\n")]) as dev:
             dev.read_bath()
+
+
+def test_factory_with_injected_transport_builds_crystallizer():
+    from crystalloop.errors import ConfigError as _ConfigError
+    from crystalloop.hardware.base import parse_backend_url
+    from crystalloop.hardware.julabo import open_julabo
+
+    clock = VirtualClock()
+    with expected_protocol(IDENT, settings=JULABO_SETTINGS, device="JULABO", clock=clock) as t:
+        cryst = open_julabo(parse_backend_url("julabo:///dev/ttyUSB0?max_c=60"), clock=clock, transport=t)
+    assert cryst.meta["model"] == "FP50-HE" and cryst.meta["limits_c"] == (-20.0, 60.0)
+    assert cryst.clock is clock and cryst.camera is None
+    with pytest.raises(_ConfigError, match="limits= for JULABO backend .* must be a ThermostatLimits, got tuple"):
+        open_julabo(parse_backend_url("julabo:///dev/ttyUSB0"), transport=t, limits=(0, 50))
+    with pytest.raises(_ConfigError, match="max_c='hot' for JULABO backend .* is not a number"):
+        open_julabo(parse_backend_url("julabo:///dev/ttyUSB0?max_c=hot"), transport=t)

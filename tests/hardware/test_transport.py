@@ -129,3 +129,11 @@ def test_scripted_port_rejects_unread_reply_and_bad_script():
     with pytest.raises(ProtocolMismatch, match="script exhausted|all 0 scripted"):
         with expected_protocol([]) as t:
             t.write("x")
+
+
+def test_reopen_after_close():
+    t = Transport.open("loop://", settings=LineSettings(write_terminator=b"\n", timeout_s=0.05), device="loop")
+    t.close()
+    t.reopen()
+    assert t.is_open and t.query("1.5") == b"1.5"
+    t.close()
