@@ -29,7 +29,7 @@ from crystalloop.digital_twin.design_spec import (
     parse_objectives,
 )
 from crystalloop.errors import InfeasibleError, OptimizationError
-from crystalloop.profiles import ThermocycleProfile
+from crystalloop.profiles import Segment, ThermocycleProfile
 
 __all__ = ["knee_point", "best_under", "shortest_batch", "spread_points", "export_recipe"]
 
@@ -194,15 +194,26 @@ def export_recipe(
     stem: str = "recipe",
     predicted: Mapping[str, float] | pd.Series | None = None,
     dt_s: float = 60.0,
+    round_values: bool = True,
 ) -> dict[str, Path]:
     """Write ``{stem}.yaml`` (loadable by :meth:`ThermocycleProfile.from_file`, ready for
     ``crystalloop simulate``) and ``{stem}_setpoints.csv`` (``time_s, setpoint_c, segment``
     every ``dt_s`` seconds and at every knot).
 
     ``predicted`` (e.g. the selected front row) is written as the recipe's description.
+    With ``round_values`` the recipe holds what a thermostat and a balance can set:
+    temperatures to 0.01 °C, rates to 1e-4 °C/min, holds to 0.1 min, c0 to 0.01 mg/g and
+    seed loading to 1e-4 (changes far below the twin's resolution; bounds are kept).
     """
     import yaml
 
+    if round_values:
+        profile = ThermocycleProfile(
+            round(profile.c0_mg_g, 2), round(profile.seed_loading, 4), round(profile.t_start_c, 2),
+            tuple(Segment(round(sg.target_c, 2), round(sg.rate_c_min, 4), round(sg.hold_min, 1))
+                  for sg in profile.segments),
+            name=profile.name,
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     d = profile.to_dict()
