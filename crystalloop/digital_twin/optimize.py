@@ -58,6 +58,10 @@ __all__ = [
 ]
 
 
+#: objective and constraint value of a candidate without a result (failed batch, NaN prediction)
+_NO_RESULT = 1e30
+
+
 def _check_twin(twin: Any) -> None:
     missing = [a for a in ("cqas", "max_cycles", "feature_names", "predict") if not hasattr(twin, a)]
     if missing:
@@ -228,10 +232,18 @@ class DesignProblem(Problem):
             self.best_g = np.minimum(self.best_g, np.nanmin(np.where(np.isnan(G), np.inf, G), axis=0))
         return F, G
 
+    @staticmethod
+    def _finite(F: np.ndarray, G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows without a result (NaN, e.g. a failed batch) become infeasible with a violation
+        worse than any real one, so the algorithm never prefers them and never sees NaN."""
+        bad = ~np.all(np.isfinite(F), axis=1) | np.any(np.isnan(G), axis=1)
+        F = np.where(np.isfinite(F), F, _NO_RESULT)
+        G = np.where(np.isnan(G), _NO_RESULT, G)
+        G[bad] = np.maximum(G[bad], _NO_RESULT)
+        return F, G
+
     def _evaluate(self, X: np.ndarray, out: dict, *args: Any, **kwargs: Any) -> None:
-        F, G = self.fg(X, self.predict(X))
-        out["F"] = np.where(np.isnan(F), np.inf, F)
-        out["G"] = np.where(np.isnan(G), np.inf, G)
+        out["F"], out["G"] = self._finite(*self.fg(X, self.predict(X)))
 
     def measured_table(self, X: np.ndarray, cqas: pd.DataFrame | dict) -> pd.DataFrame:
         """Quantity table from measured CQAs (one row per row of ``X``, std 0)."""
@@ -330,14 +342,14 @@ def tell_measured(algorithm: Any, problem: DesignProblem, pop: Any, cqas: pd.Dat
 
     ``cqas`` has one row per individual of ``pop`` and a column per CQA the objectives and
     constraints use (e.g. ``SimResult.cqas`` dicts); the batch time comes from the profile.
+    A row with NaN (a failed batch) makes that candidate infeasible, not the campaign fail.
     """
     from pymoo.core.evaluator import Evaluator
     from pymoo.problems.static import StaticProblem
 
     X = pop.get("X")
-    F, G = problem.fg(X, problem.measured_table(X, cqas))
-    Evaluator().eval(StaticProblem(problem, F=np.where(np.isnan(F), np.inf, F),
-                                   G=np.where(np.isnan(G), np.inf, G)), pop)
+    F, G = problem._finite(*problem.fg(X, problem.measured_table(X, cqas)))
+    Evaluator().eval(StaticProblem(problem, F=F, G=G), pop)
     algorithm.tell(infills=pop)
 
 

@@ -199,6 +199,24 @@ def test_ask_tell_equals_run():
     np.testing.assert_allclose(res.X[np.lexsort(res.X.T)], ref.X[np.lexsort(ref.X.T)])
 
 
+def test_failed_measurements_are_infeasible_not_fatal():
+    twin = AnalyticTwin()
+    problem = DesignProblem(twin, ["max:D50", "min:DoA"], n_cycles=1)
+    alg = make_algorithm(problem, pop_size=6, seed=0)
+    alg.setup(problem, termination=("n_gen", 2))
+    pop = alg.ask()
+    pred = twin.predict(problem.features(pop.get("X")))
+    cqas = pd.DataFrame({c: pred[c + "_mean"] for c in twin.cqas})
+    cqas.loc[2, "D50_um"] = np.nan  # the batch failed: no D50 measured
+    tell_measured(alg, problem, pop, cqas)
+    assert not pop[2].get("FEAS")[0] and pop[2].get("F")[0] >= 1e30 and pop[2].get("CV")[0] >= 1e30
+    assert pop[0].get("FEAS")[0]
+    with pytest.raises(OptimizationError, match="lack column 'DoA_pct'"):
+        tell_measured(alg, problem, alg.ask(), cqas.drop(columns="DoA_pct"))
+    with pytest.raises(OptimizationError, match="got 5 rows of measured CQAs for 6 candidates"):
+        problem.measured_table(pop.get("X"), cqas.iloc[:5])
+
+
 def test_without_repair_constraint_domination_still_returns_valid_profiles():
     problem = DesignProblem(AnalyticTwin(), n_cycles=3)
     from pymoo.optimize import minimize
