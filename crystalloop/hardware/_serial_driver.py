@@ -203,6 +203,17 @@ class SerialThermostat:
             hi = self._user_max_c
         return ThermostatLimits(min_c=lo, max_c=hi, max_rate_c_min=self._max_rate)
 
+    def reconnect(self) -> SerialThermostat:
+        """Reopen the port after :class:`~crystalloop.errors.DeviceDisconnected` and identify again.
+
+        Raises
+        ------
+        DeviceDisconnected
+            The port is still gone.
+        """
+        self.transport.reopen()
+        return self.initialize()
+
     def check(self) -> ThermostatStatus:
         """Read the status; raise :class:`DeviceAlarm` with the decoded text if any alarm is active."""
         status = self.status()  # type: ignore[attr-defined]

@@ -140,6 +140,8 @@ def test_device_disappearing_mid_run(device, clock):
         dev.read_bath()
     with pytest.raises(DeviceDisconnected, match="the port is closed"):
         dev.get_setpoint()
+    with pytest.raises(DeviceDisconnected, match="Cannot reopen .*No such file"):
+        dev.reconnect()
 
 
 def test_device_error_codes(clock):
@@ -188,9 +190,13 @@ def test_huber_over_tcp_and_device_ramp(clock):
         assert dev.get_setpoint() == pytest.approx(30.0, abs=0.05)
         clock.sleep(400.0)
         assert dev.get_setpoint() == pytest.approx(40.0)
-        fake.inject("disconnect")
-        with pytest.raises(DeviceDisconnected):
+        fake.inject("disconnect")  # network drop: the unit keeps listening on its port
+        with pytest.raises(DeviceDisconnected, match="disconnected while waiting for the reply"):
             dev.read_bath()
+        with pytest.raises(DeviceDisconnected, match="the port is closed"):
+            dev.read_bath()
+        dev.reconnect()
+        assert dev.read_bath().value == pytest.approx(fake.model.bath_c, abs=0.011)
 
 
 @pytest.mark.parametrize("scheme, good, hint", [

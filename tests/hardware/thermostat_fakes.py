@@ -163,7 +163,10 @@ class FakeDevice:
             if not r:
                 return b""
             data = self._conn.recv(1024)
-            return data if data else None
+            if not data:  # the driver closed its end: wait for the next connection
+                self._conn.close()
+                self._conn = None
+            return data
         r, _, _ = select.select([self._master], [], [], 0.02)
         if not r:
             return b""
@@ -236,13 +239,15 @@ class FakeDevice:
     # -- life cycle ------------------------------------------------------------------------
 
     def disconnect(self) -> None:
-        """The device vanishes: the pty master (or the TCP connection) is closed."""
-        self._stop.set()
+        """The device vanishes: the pty master is closed (for good), or the TCP connection
+        is dropped (the device keeps listening, so a driver may reconnect)."""
         if self.link == "tcp":
             if self._conn is not None:
                 self._conn.close()
-            self._server.close()
-        elif self._master >= 0:
+                self._conn = None
+            return
+        self._stop.set()
+        if self._master >= 0:
             os.close(self._master)
             self._master = -1
 
