@@ -30,6 +30,7 @@ def plot_fronts(
     y: str | None = None,
     color: str | None = None,
     error_bars: bool = True,
+    mark_knee: bool = True,
     path: str | Path | None = None,
     ax: Any = None,
 ) -> Any:
@@ -46,6 +47,8 @@ def plot_fronts(
         the paper's Fig. 8); default: one colour per instance (Fig. 7).
     error_bars : bool
         Draw ± one predicted standard deviation.
+    mark_knee : bool
+        Circle the knee point of the global front (as the validated point in seed 003 Fig. 7).
     path : path, optional
         Save the figure as PNG here.
     ax : matplotlib Axes, optional
@@ -90,6 +93,12 @@ def plot_fronts(
             ax.plot(xv, yv, lw=0.6, color="0.6", zorder=1)
             sc = ax.scatter(xv, yv, c=cvals[m][o], cmap="viridis", norm=norm, marker=mk,
                             s=28, edgecolors="k", linewidths=0.3, label=inst, zorder=2)
+    if mark_knee and len(result.objectives) >= 2:
+        from crystalloop.digital_twin.selection import knee_point
+
+        _, row = knee_point(result, return_row=True)
+        ax.scatter([row[xc]], [row[yc]], s=220, facecolors="none", edgecolors="red", linewidths=1.5,
+                   zorder=3, label="knee point")
     ax.set_xlabel(xc.removesuffix("_mean"))
     ax.set_ylabel(yc.removesuffix("_mean"))
     k = float(result.settings.get("pessimistic", 0.0))
