@@ -134,7 +134,8 @@ def calibrate(
             lab = segment_signal(sig, s)
             if lab.max() == 0:
                 continue
-            t = flag_particles(measure_particles(lab, img, pixel_size_um=px), s)
+            t = flag_particles(measure_particles(lab, img, pixel_size_um=px, focus_image=sig,
+                                                  focus_background=0.0 if s.background is not None else None), s)
             tabs.append(t[t["kept"]])
         parts = pd.concat(tabs, ignore_index=True) if tabs else pd.DataFrame()
         if len(parts) < 3:

@@ -1,11 +1,12 @@
 """Per-particle descriptors (ISO 9276-6 / ImageJ names) from instance labels, in µm.
 
-Conventions (documented in docs/vision.md): a particle is the union of its pixels (unit
-squares). Area is the pixel count. Contours run through boundary-pixel centres, so the outline
-is that polygon grown by half a pixel (Minkowski sum with a disc of radius ½): Feret diameters
-gain 1 px, the perimeter π px (Steiner) — exact for convex shapes and what makes a
-digitised disc measure its true diameter and circularity ≈ 1. The perimeter itself uses the
-Vossepoel–Smeulders chain-code estimator (corner-count corrected), not the staircase length.
+Conventions (documented in docs/vision.md): area is the pixel count (unbiased for a 50 %
+threshold). Contours run through boundary-pixel centres, which lie 0–1 px inside the true
+outline: the perimeter is the Vossepoel–Smeulders chain-code estimate of that contour plus π
+(Steiner formula for an outline ½ px further out — a digitised disc gets circularity ≈ 1), and
+the Feret diameters come from exact rotating callipers on the convex hull of the boundary-pixel
+centres plus ½ px (the mean gap measured over random orientations, within ±0.5 px of the
+continuous shape). Solidity uses the pixel count of the convex hull (as scikit-image/ImageJ).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ PARTICLE_COLUMNS = (
     "bbox_row0_px", "bbox_col0_px", "bbox_row1_px", "bbox_col1_px",
 )
 
+_FERET_PAD_PX = 0.5  # see measure_particles: digitisation correction of calliper diameters
+
 _FLOAT_COLUMNS = [c for c in PARTICLE_COLUMNS if c not in ("label", "edge", "area_px") and not c.startswith("bbox")]
 
 
@@ -57,6 +60,20 @@ def _perimeter_px(contours, area: float) -> float:
     return total + np.pi
 
 
+def hull_pixel_count(hull: np.ndarray, shape: tuple[int, int]) -> float:
+    """Number of pixel centres ``(col, row)`` of a ``shape`` grid inside or on a convex polygon."""
+    h = np.asarray(hull, dtype=np.float64)
+    if len(h) < 3:
+        return float(len(h))
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    e = np.concatenate((h[1:], h[:1])) - h
+    sign = np.sign(geo.polygon_area(h)) or 1.0
+    inside = np.ones(shape, bool)
+    for (x0, y0), (ex, ey) in zip(h, e, strict=True):
+        inside &= sign * (ex * (yy - y0) - ey * (xx - x0)) >= -1e-9
+    return float(np.count_nonzero(inside))
+
+
 def focus_map(image: np.ndarray) -> np.ndarray:
     """Gradient magnitude per pixel (grey levels per pixel, Sobel scaled to unit slope)."""
     g = to_gray_float(check_image(image))
@@ -71,6 +88,8 @@ def measure_particles(
     *,
     pixel_size_um: float,
     focus: bool = True,
+    focus_image: np.ndarray | None = None,
+    focus_background: float | None = None,
 ) -> pd.DataFrame:
     """Descriptors of every labelled particle.
 
@@ -85,6 +104,11 @@ def measure_particles(
     focus : bool
         Compute the focus score (boundary gradient / local contrast, 1/px): a sharp step edge
         scores ≈ 0.5, an edge blurred by a Gaussian of σ px ≈ 1/(σ√(2π)).
+    focus_image : ndarray, optional
+        Image for the focus score instead of ``image`` (e.g. the background-subtracted signal).
+    focus_background : float, optional
+        Known background level of the focus image (0 for a background-subtracted signal): the
+        contrast is then the particle's peak deviation from it, robust to wide blur halos.
 
     Returns
     -------
@@ -119,8 +143,10 @@ def measure_particles(
     if image is not None:
         image = check_image(image)
         check_same_shape(lab, image, "labels", "image")
-        if focus:
-            focus_scores = _focus_scores(lab, to_gray_float(image))
+    if focus and (image is not None or focus_image is not None):
+        fimg = image if focus_image is None else check_image(focus_image, "focus_image")
+        check_same_shape(lab, fimg, "labels", "focus_image")
+        focus_scores = _focus_scores(lab, to_gray_float(fimg), background=focus_background)
     h, w = lab.shape
     rows = []
     for i, sl in enumerate(ndi.find_objects(lab), start=1):
@@ -136,10 +162,13 @@ def measure_particles(
         per = _perimeter_px(cnts, area)
         pts = np.vstack(cnts).reshape(-1, 2).astype(np.float64)
         hull = geo.convex_hull(pts)
+        # convex area as skimage/ImageJ count it: pixels whose centres lie in the hull of the object
+        hull_area = max(hull_pixel_count(hull, crop.shape), area)
         fmax, fmin, ang = geo.feret(hull)
-        hull_per = geo.polygon_perimeter(hull) if len(hull) > 2 else 2 * fmax
-        hull_area = (abs(geo.polygon_area(hull)) if len(hull) > 2 else 0.0) + 0.5 * hull_per + np.pi / 4
-        fmax, fmin, hull_per = fmax + 1.0, fmin + 1.0, hull_per + np.pi
+        hull_per = (geo.polygon_perimeter(hull) if len(hull) > 2 else 2 * fmax) + np.pi
+        # the extreme pixel centres lie 0 (oblique straight edges) to ½ px (axis-aligned edges,
+        # curved ends) inside the true outline: add ½ px to each calliper distance
+        fmax, fmin = fmax + _FERET_PAD_PX, fmin + _FERET_PAD_PX
         mu20 = m["mu20"] / area + 1 / 12
         mu02 = m["mu02"] / area + 1 / 12
         mu11 = m["mu11"] / area
@@ -174,10 +203,26 @@ def empty_particle_table() -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def _focus_scores(lab: np.ndarray, gray: np.ndarray, ring_px: int = 4) -> np.ndarray:
+def _focus_scores(lab: np.ndarray, gray: np.ndarray, ring_px: int = 4, background: float | None = None) -> np.ndarray:
     """Focus score of every label (index = label): mean gradient on its boundary pixels divided
-    by its contrast (mean of the background ring within ``ring_px`` minus its mean interior)."""
+    by its contrast. With a known ``background`` level (a background-subtracted signal: 0) the
+    contrast is the particle's peak deviation from it; otherwise the mean of a ``ring_px`` ring
+    around the particle minus its mean interior."""
     n = int(lab.max()) + 1
+    if background is not None:
+        grad = focus_map(gray)
+        labf = lab.astype(np.float32)
+        inner = cv2.erode(labf, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
+        boundary = (lab > 0) & (inner != labf)
+        bl = lab[boundary]
+        g_sum = np.bincount(bl, weights=grad[boundary], minlength=n)
+        g_cnt = np.bincount(bl, minlength=n)
+        peak = np.zeros(n)
+        peak[1:] = ndi.maximum(np.abs(gray - np.float32(background)), lab, index=np.arange(1, n))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score = (g_sum / g_cnt) / peak
+        score[~np.isfinite(score)] = np.nan
+        return score
     grad = focus_map(gray)
     labf = lab.astype(np.float32)
     k3 = np.ones((3, 3), np.uint8)

@@ -233,7 +233,8 @@ def analyze_image(image: np.ndarray, *, pixel_size_um: float, settings: Pipeline
     if labels.max() == 0:
         parts = empty_particle_table()
     else:
-        parts = measure_particles(labels, img, pixel_size_um=px, focus=True)
+        parts = measure_particles(labels, img, pixel_size_um=px, focus=True, focus_image=sig,
+                                  focus_background=0.0 if s.background is not None else None)
     parts = flag_particles(parts, s)
     return ImageResult(particles=parts, labels=labels, polarity=pol, settings=s)
 

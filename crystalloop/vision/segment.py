@@ -128,6 +128,8 @@ def threshold(
     img = to_gray_float(check_image(image))
     if polarity not in ("auto", "dark", "bright"):
         raise ConfigError(f"polarity must be 'auto', 'dark' or 'bright', got {polarity!r}")
+    if isinstance(method, str) and method not in _METHODS:
+        raise ConfigError(f"threshold method must be one of {list(_METHODS)} or a number, got {method!r}")
     pol = detect_polarity(img) if polarity == "auto" else polarity
     if img.max() == img.min():
         return np.zeros(img.shape, bool)
@@ -214,16 +216,33 @@ def _split_one(obj: np.ndarray, strength: float) -> tuple[np.ndarray, int]:
     n -= 1
     if n < 2:
         return obj.astype(np.int32), 1
-    markers[obj == 0] = n + 1  # background is its own basin
-    relief = np.clip(255.0 - dist * (254.0 / max(peak, 1e-6)), 0, 255).astype(np.uint8)
-    ws = cv2.watershed(cv2.cvtColor(relief, cv2.COLOR_GRAY2BGR), markers)
-    lab = np.where((ws >= 1) & (ws <= n), ws, 0).astype(np.int32)
-    # watershed lines (-1) inside the object go to the neighbouring basin with the larger label
-    lines = (lab == 0) & (obj > 0)
-    if lines.any():
-        grown = cv2.dilate(lab.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
-        lab[lines] = grown[lines]
-    return lab, n
+    return _flood(markers, dist, obj), n
+
+
+def _flood(markers: np.ndarray, dist: np.ndarray, obj: np.ndarray) -> np.ndarray:
+    """Marker-controlled flooding of ``obj`` from ``markers`` in decreasing distance order.
+
+    Level by level (0.5 px steps of the distance map, from the peaks down) every basin grows by
+    geodesic dilation into the pixels at or above the level, so basins meet at the necks — the
+    watershed of the inverted distance map on a quantised relief.
+    """
+    lab = markers.astype(np.float32)
+    k3 = np.ones((3, 3), np.uint8)
+    inside = obj > 0
+    levels = np.unique(np.floor(dist[inside] * 2.0) / 2.0)[::-1]
+    big = np.float32(markers.max() + 1)
+    checker = (np.indices(lab.shape).sum(axis=0) % 2).astype(bool)
+    for lv in levels:
+        allowed = inside & (dist >= lv)
+        for _ in range(10_000):
+            gmax = cv2.dilate(lab, k3)
+            new = allowed & (lab == 0) & (gmax > 0)
+            if not new.any():
+                break
+            gmin = cv2.erode(np.where(lab > 0, lab, big), k3)
+            # pixels reached by two basins at once are shared on a checkerboard (no label bias)
+            lab[new] = np.where(checker[new], gmax[new], gmin[new])
+    return lab.astype(np.int32)
 
 
 def watershed_split(
@@ -274,9 +293,10 @@ def watershed_split(
         split = area >= max(min_size_px, 8)
         if split:
             cnts, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            pts = np.vstack(cnts)
-            hull_area = cv2.contourArea(cv2.convexHull(pts)) + 0.5 * cv2.arcLength(cv2.convexHull(pts), True) + np.pi / 4
-            split = area / max(hull_area, 1.0) < max_solidity
+            from crystalloop.vision.measure import hull_pixel_count
+
+            hull = cv2.convexHull(np.vstack(cnts)).reshape(-1, 2)
+            split = area / max(hull_pixel_count(hull, crop.shape), 1.0) < max_solidity
         if split:
             sub, n = _split_one(crop, strength)
             sub = sub[1:-1, 1:-1]
