@@ -252,6 +252,10 @@ class Transport:
         Port name used in error messages.
     clock : Clock, optional
         Clock for the inter-command delay (defaults to a :class:`RealClock`).
+    auto_reopen : bool
+        After the port was *lost* (not closed by :meth:`close`), the next exchange first
+        tries to reopen it once, so a watchdog's retries can ride out a USB adapter that
+        re-enumerates or a dropped TCP connection. Default True.
     """
 
     def __init__(
@@ -262,8 +266,11 @@ class Transport:
         device: str = "device",
         url: str = "",
         clock: Clock | None = None,
+        auto_reopen: bool = True,
     ) -> None:
         self.port = port
+        self.auto_reopen = bool(auto_reopen)
+        self._lost = False
         self.settings = settings if settings is not None else LineSettings()
         self.device = device
         self.url = url or str(getattr(port, "port", "") or getattr(port, "name", "") or "?")
@@ -324,8 +331,17 @@ class Transport:
         return f"{self.device} on {self.url}"
 
     def _check_open(self) -> None:
-        if self._closed:
-            raise DeviceDisconnected(f"{self._where()}: the port is closed")
+        if not self._closed:
+            return
+        if self._lost and self.auto_reopen:
+            try:
+                self.reopen()
+            except DeviceDisconnected as exc:
+                raise DeviceDisconnected(
+                    f"{self._where()}: connection lost and reopening failed ({exc.__cause__ or exc})"
+                ) from exc
+            return
+        raise DeviceDisconnected(f"{self._where()}: the port is closed")
 
     def _wait_interval(self) -> None:
         gap = self.settings.min_interval_s
@@ -406,6 +422,7 @@ class Transport:
 
     def _mark_lost(self) -> None:
         self._closed = True
+        self._lost = True
         try:
             self.port.close()
         except Exception:  # the port is already gone; closing must not mask the cause
@@ -418,6 +435,7 @@ class Transport:
     def close(self) -> None:
         """Close the port (idempotent)."""
         with self._lock:
+            self._lost = False
             if not self._closed:
                 self._closed = True
                 try:
@@ -443,6 +461,7 @@ class Transport:
             except (serial.SerialException, OSError, ValueError) as exc:
                 raise DeviceDisconnected(f"Cannot reopen {self._where()}: {exc}") from exc
             self._closed = False
+            self._lost = False
             self._last_exchange_s = None
 
     def __enter__(self) -> Transport:
