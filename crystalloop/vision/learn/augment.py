@@ -178,10 +178,10 @@ def median_frequency_weights(masks: Sequence[np.ndarray], n_classes: int, *, cla
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap``."""
-    if tile <= 2 * overlap:
-        raise ConfigError(f"tile={tile} must exceed twice the overlap={overlap}")
     if length <= tile:
         return [0]
+    if tile <= 2 * overlap:
+        raise ConfigError(f"tile={tile} must exceed twice the overlap={overlap}")
     step = tile - 2 * overlap
     starts = list(range(0, length - tile, step)) + [length - tile]
     return sorted(set(starts))

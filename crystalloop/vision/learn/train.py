@@ -31,6 +31,7 @@ __all__ = [
     "resolve_device",
     "seeded",
     "fit_network",
+    "recalibrate_batchnorm",
     "load_model",
     "plot_history",
 ]
@@ -161,8 +162,38 @@ def fit_network(
         history.append(row)
         if bar is not None:
             bar.set_postfix(loss=f"{row['loss']:.4f}")
+    recalibrate_batchnorm(net, batches, rng, device)
     net.eval()
     return history
+
+
+def recalibrate_batchnorm(net, batches, rng: np.random.Generator, device, max_batches: int = 50) -> bool:
+    """Recompute BatchNorm running statistics as exact averages over training batches.
+
+    The running averages kept during training (momentum 0.1) lag behind the weights, which
+    matters when a model trains for only a few hundred steps; one extra pass without gradients
+    in train mode, with cumulative averaging, makes eval-mode predictions match the final
+    weights ("precise BN"). Returns False when the network has no BatchNorm layer.
+    """
+    import torch
+    from torch import nn
+
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return False
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    net.train()
+    with torch.no_grad():
+        for k, batch in enumerate(batches(rng)):
+            if k >= max_batches:
+                break
+            net(batch[0].to(device))
+    for m, mom in zip(bns, saved, strict=True):
+        m.momentum = mom
+    return True
 
 
 class TorchEstimator:
