@@ -1,0 +1,69 @@
+"""End to end: the control runner drives the real JULABO/LAUDA drivers over a pseudo-terminal.
+
+The recipe runs on a virtual clock against a fake device with the virtual crystallizer's
+thermal model; a device that vanishes mid-run ends the run as ``failed`` through the
+watchdog with every sample read before the fault kept in the store.
+"""
+
+import numpy as np
+import pytest
+from thermostat_fakes import FakeJulabo, FakeLauda
+
+from crystalloop.hardware.base import VirtualClock
+from crystalloop.profiles import Segment, ThermocycleProfile
+
+runner = pytest.importorskip("crystalloop.control.runner")
+store_mod = pytest.importorskip("crystalloop.store")
+
+RECIPE = ThermocycleProfile(40.0, 0.1, 40.0, [Segment(30.0, 0.5), Segment(35.0, 1.0), Segment(28.0, 0.5)])
+
+
+def _fake(cls, clock):
+    fake = cls(clock=clock)
+    fake.model.set_setpoint(40.0)
+    fake.model.bath_c = fake.model.jacket_c = fake.model.reactor_c = 40.0
+    return fake
+
+
+@pytest.mark.parametrize("cls, scheme", [(FakeJulabo, "julabo"), (FakeLauda, "lauda")])
+def test_recipe_runs_over_pty_and_bath_tracks_setpoint(tmp_path, cls, scheme):
+    clock = VirtualClock()
+    with _fake(cls, clock) as fake:
+        result = runner.run(RECIPE, backend=f"{scheme}://{fake.url}?timeout_s=0.2", controller="track",
+                            clock=clock, sample_interval_s=30.0, store=tmp_path / "runs.sqlite")
+    assert result.status == "completed", result.reason
+    ts = result.timeseries.dropna(subset=["T_set_c", "T_jacket_c"])
+    assert ts["time_s"].iloc[-1] == pytest.approx(RECIPE.batch_time_s, abs=31)
+    # the commanded setpoint follows the recipe, the bath lags it by about rate x tau (<= 1 °C)
+    ref = np.array([RECIPE.setpoint_at(t) for t in ts["time_s"]])
+    assert np.max(np.abs(ts["T_set_c"].to_numpy() - ref)) < 0.6
+    assert np.max(np.abs(ts["T_jacket_c"].to_numpy() - ts["T_set_c"].to_numpy())) < 1.5
+    reactor = result.samples.loc[result.samples["channel"] == "T_reactor_c", "value"]
+    assert reactor.min() > 27.0 and ts["T_jacket_c"].min() == pytest.approx(28.0, abs=1.0)
+    db = store_mod.ExperimentStore(tmp_path / "runs.sqlite")
+    logged = db.samples(result.run_id)
+    assert set(logged["channel"]) >= {"T_jacket_c", "T_reactor_c", "T_set_c"}
+
+
+def test_device_vanishing_mid_run_fails_safely_and_keeps_samples(tmp_path):
+    clock = VirtualClock()
+    fault_at = 900.0
+    with _fake(FakeJulabo, clock) as fake:
+        def on_tick(tick):
+            if tick["time_s"] >= fault_at and not getattr(fake, "_gone", False):
+                fake._gone = True
+                fake.inject("disconnect")
+
+        result = runner.run(RECIPE, backend=f"julabo://{fake.url}?timeout_s=0.2", controller="track",
+                            clock=clock, sample_interval_s=30.0, store=tmp_path / "runs.sqlite",
+                            on_tick=on_tick)
+    assert result.status == "failed"
+    assert "DeviceDisconnected" in result.reason
+    db = store_mod.ExperimentStore(tmp_path / "runs.sqlite")
+    runs = db.runs()
+    assert runs.loc[runs["run_id"] == result.run_id, "status"].item() == "failed"
+    logged = db.samples(result.run_id)
+    bath = logged[logged["channel"] == "T_jacket_c"]
+    # every sample read before the device vanished is in the store
+    assert bath["time_s"].max() >= fault_at and len(bath) >= fault_at / 30.0
+    assert result.events["message"].str.contains("safe state").any()
