@@ -62,7 +62,7 @@ class CameraOptics:
         Crystal habit(s) drawn for primaries.
     """
 
-    def __init__(self, shape=(960, 1280), pixel_size_um=1.0, depth_of_field_um=2000.0,
+    def __init__(self, shape=(960, 1280), pixel_size_um=1.0, depth_of_field_um=500.0,
                  aspect_ratio=(1.5, 4.0), kind="rod") -> None:
         self.shape = (int(shape[0]), int(shape[1]))
         self.pixel_size_um = float(pixel_size_um)

@@ -35,7 +35,8 @@ def plot_result(result, path: str | Path | None = None, *, title: str | None = N
 
     ts = result.timeseries
     t_h = ts["time_s"].to_numpy() / 3600.0
-    fig, ax = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
+    fig, ax = plt.subplots(2, 2, figsize=(12, 8))
+    fig.subplots_adjust(left=0.07, right=0.93, bottom=0.07, top=0.92, wspace=0.35, hspace=0.32)
 
     a = ax[0, 0]
     a.plot(t_h, ts["T_set_c"], "k--", lw=1.2, label="setpoint")
@@ -100,6 +101,6 @@ def plot_result(result, path: str | Path | None = None, *, title: str | None = N
         return fig
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

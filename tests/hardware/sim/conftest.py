@@ -18,7 +18,7 @@ def cycles(n: int, cool: float = 0.2, heat: float = 0.8, amp: float = 15.0, hold
     return ThermocycleProfile(c0, 0.1, 50.0, segs, name=f"{n}-cycle")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_cycles():
     """Factory of n-cycle recipes (see :func:`cycles`)."""
     return cycles
