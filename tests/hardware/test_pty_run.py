@@ -67,3 +67,20 @@ def test_device_vanishing_mid_run_fails_safely_and_keeps_samples(tmp_path):
     # every sample read before the device vanished is in the store
     assert bath["time_s"].max() >= fault_at and len(bath) >= fault_at / 30.0
     assert result.events["message"].str.contains("safe state").any()
+
+
+@pytest.mark.parametrize("fault, error", [("silent", "DeviceTimeout"), ("garble", "ProtocolError"),
+                                          ("wrong", "ProtocolError")])
+def test_transient_fault_mid_run_is_retried_and_the_run_completes(tmp_path, fault, error):
+    clock = VirtualClock()
+    with _fake(FakeLauda, clock) as fake:
+        def on_tick(tick):
+            if tick["time_s"] >= 600.0 and not getattr(fake, "_hit", False):
+                fake._hit = True
+                fake.inject(fault, when="IN_PV_00")
+
+        result = runner.run(RECIPE, backend=f"lauda://{fake.url}?timeout_s=0.2", controller="track",
+                            clock=clock, sample_interval_s=30.0, on_tick=on_tick)
+    assert result.status == "completed", result.reason
+    warnings = result.events[result.events["level"] == "warning"]["message"]
+    assert len(warnings) == 1 and f"failed (1/3): {error}" in warnings.iloc[0]
