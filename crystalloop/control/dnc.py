@@ -9,7 +9,10 @@ filtered particle count per measurement, a count setpoint ``N_sp`` and a half ba
   fines;
 * ``N < N_sp - delta``: **cool** at ``cooling_rate_c_min`` down to ``t_min_c`` to grow the
   crystals (and nucleate if the count falls further);
-* otherwise **hold** the temperature.
+* otherwise **hold** the temperature; a hold that lasts longer than ``max_hold_min``
+  resumes cooling at ``cooling_rate_c_min`` (an extension of the textbook law: inside the
+  band the count no longer changes once the supersaturation is consumed, so a pure hold
+  would never reach the end temperature; ``max_hold_min=inf`` gives the textbook law).
 
 The setpoint integrates the chosen rate between control instants and is clipped to
 ``[t_min_c, t_max_c]``. Counts are smoothed by a moving average of ``filter_window``
@@ -61,6 +64,8 @@ class DirectNucleationController:
         Ramp rates in °C/min (typically 0.1–0.5).
     filter_window : int
         Moving-average length over counts.
+    max_hold_min : float
+        Longest hold inside the band before cooling resumes, min (``inf``: hold forever).
     final_hold_min : float
         Hold at ``t_min_c`` before the batch ends, min.
     max_duration_min : float
@@ -86,6 +91,7 @@ class DirectNucleationController:
         heating_rate_c_min: float = 0.3,
         cooling_rate_c_min: float = 0.1,
         filter_window: int = 3,
+        max_hold_min: float = 30.0,
         final_hold_min: float = 30.0,
         max_duration_min: float = 24 * 60.0,
     ) -> None:
@@ -99,6 +105,8 @@ class DirectNucleationController:
                 raise ConfigError(f"DNC {nm} must be > 0 °C/min, got {v!r}")
         if int(filter_window) != filter_window or filter_window < 1:
             raise ConfigError(f"DNC filter_window must be a whole number >= 1, got {filter_window!r}")
+        if not max_hold_min > 0:
+            raise ConfigError(f"DNC max_hold_min must be > 0 min (inf for a pure hold), got {max_hold_min!r}")
         if final_hold_min < 0 or not max_duration_min > 0:
             raise ConfigError(f"DNC needs final_hold_min >= 0 and max_duration_min > 0, got {final_hold_min}, {max_duration_min}")
         self.counts_setpoint = float(counts_setpoint)
@@ -108,6 +116,8 @@ class DirectNucleationController:
         self.cooling_rate_c_min = float(cooling_rate_c_min)
         self.filter_window = int(filter_window)
         self.final_hold_min = float(final_hold_min)
+        self.max_hold_min = float(max_hold_min)
+        self._hold_since: float | None = None
         self.max_duration_min = float(max_duration_min)
         self._counts: deque[float] = deque(maxlen=self.filter_window)
         self.mode_ = "hold"
@@ -131,6 +141,7 @@ class DirectNucleationController:
         self.history_ = []
         self._t_last = float(obs.time_s)
         self._t_at_min = None
+        self._hold_since = None
 
     def filtered_counts(self) -> float:
         return float(np.mean(self._counts)) if self._counts else math.nan
@@ -149,6 +160,13 @@ class DirectNucleationController:
         n = self.filtered_counts()
         # without a count yet, cooling would be blind: hold
         mode = "hold" if not np.isfinite(n) else dnc_mode(n, self.counts_setpoint, self.band)
+        if mode == "hold" and np.isfinite(n):
+            if self._hold_since is None:
+                self._hold_since = float(obs.time_s)
+            if obs.time_s - self._hold_since >= self.max_hold_min * 60.0:
+                mode = "cool"
+        elif mode != "hold":
+            self._hold_since = None
         # the step just taken used the previous mode (zero-order hold between control instants)
         if self.mode_ == "heat":
             self.setpoint_ = min(self.setpoint_ + self.heating_rate_c_min * dt_min, self.t_max_c)

@@ -9,7 +9,9 @@ as fast as the model integrates, a real clock in real time; the code is the same
   controller for a setpoint, send it through the safety layer (limits, ramp);
 * every ``sample_interval_s``: read every sensor and write the batch to the store at
   once (one transaction), so a crash loses nothing already read;
-* every ``image_interval_s``: grab a frame, save it as PNG next to the store and log it.
+* every ``image_interval_s``: grab a frame, save it as PNG next to the store and log it
+  (a camera fault is logged as an error event and the run goes on; after
+  ``watchdog.max_failures`` consecutive faults imaging stops for the rest of the run).
 
 A watchdog trip puts the plant in its safe state and marks the run ``failed`` with the
 reason; Ctrl-C (:class:`KeyboardInterrupt`) applies the safe state and marks it
@@ -91,7 +93,10 @@ def make_controller(kind: str, profile: ThermocycleProfile, *, crystallizer: Cry
         model = options.pop("model", None)
         if model is None:
             plant = getattr(crystallizer, "plant", None)
-            model = getattr(plant, "thermal_params", None) if plant is not None else None
+            model = getattr(plant, "thermal", None) if plant is not None else None
+            if model is not None and getattr(plant, "ideal_thermal", False):
+                raise ConfigError("controller 'nmpc' on sim://?thermal=ideal has nothing to control (the reactor "
+                                  "follows the setpoint exactly); use the jacketed thermal model")
             if model is None:
                 raise ConfigError("controller 'nmpc' needs a thermal model: pass model=ThermalModel(...) "
                                   "(identified for this reactor) or use a sim:// backend")
@@ -299,6 +304,17 @@ def _save_png(path: Path, image: np.ndarray) -> None:
         raise OSError(f"could not write image {path}")
 
 
+def _next_due(due: float, period: float, now: float) -> float:
+    """The next due time after ``now`` on the grid ``due + k * period`` (skips missed ticks
+    when a real-time run fell behind)."""
+    due += period
+    if due <= now:
+        due += math.ceil((now - due) / period + 1e-12) * period
+        if due <= now:
+            due += period
+    return due
+
+
 def run_status(store: Any, run_id: Any) -> dict[str, Any]:
     """How far a logged run got: ``status``, ``reason``, ``last_time_s``, ``n_samples``,
     ``recipe`` (a ThermocycleProfile or None), ``controller``, ``backend`` and
@@ -503,6 +519,8 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
 
     latest: dict[str, float] = {}
     status, reason = "completed", None
+    camera = cz.camera if image_interval_s else None
+    cam_failures = 0
 
     def read_temps(batch: list) -> Observation:
         rb = safe.read_bath()
@@ -518,7 +536,7 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
         return Observation(rt(), rp.value, rb.value, latest.get("T_set_c", math.nan), n)
 
     next_ctrl = next_sample = offset_s
-    next_image = offset_s if image_interval_s else math.inf
+    next_image = offset_s if camera is not None else math.inf
     batch: list = []  # readings of the current tick; flushed even when the tick fails
     try:
         obs = read_temps(batch)
@@ -538,7 +556,7 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
                 latest["T_set_c"], latest["T_target_c"] = sent, sp
                 latest["T_ref_c"] = float(ctrl.reference(obs.time_s))
                 batch += [(t, "T_set_c", sent), (t, "T_ref_c", latest["T_ref_c"])]
-                next_ctrl += control_interval_s
+                next_ctrl = _next_due(next_ctrl, control_interval_s, t)
                 did = True
             else:
                 sent = safe.update()
@@ -555,17 +573,29 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
                     r = safe.call(f"read of {role} '{dev.name}'", dev.read)
                     latest[r.channel or role] = r.value
                     batch.append((r.time_s - t0 + offset_s, r.channel or role, r.value))
-                next_sample += sample_interval_s
+                next_sample = _next_due(next_sample, sample_interval_s, t)
                 did = True
             rec.samples(batch)
             batch = []
-            if t >= next_image - 1e-9 and cz.camera is not None:
-                frame = safe.call(f"grab of camera '{cz.camera.name}'", cz.camera.grab)
-                image_dir.mkdir(parents=True, exist_ok=True)
-                path = image_dir / f"t{int(round(t)):07d}s.png"
-                _save_png(path, frame.image)
-                rec.image(t, path, frame.pixel_size_um, {"camera": cz.camera.name})
-                next_image += image_interval_s
+            if t >= next_image - 1e-9:
+                next_image = _next_due(next_image, image_interval_s, t)
+                try:
+                    frame = camera.grab()
+                    image_dir.mkdir(parents=True, exist_ok=True)
+                    path = image_dir / f"t{int(round(t)):07d}s.png"
+                    _save_png(path, frame.image)
+                except Exception as e:  # a camera fault must not end a crystallization
+                    cam_failures += 1
+                    rec.event(t, "error", f"image at t={t:.0f} s from camera '{camera.name}' failed "
+                                          f"({cam_failures}/{safe.watchdog.max_failures}): {type(e).__name__}: {e}")
+                    if cam_failures >= safe.watchdog.max_failures:
+                        rec.event(t, "error", f"imaging stopped after {cam_failures} consecutive camera failures; "
+                                              f"the run continues without images")
+                        camera = None
+                        next_image = math.inf
+                else:
+                    cam_failures = 0
+                    rec.image(t, path, frame.pixel_size_um, {"camera": camera.name})
             if did and on_tick is not None:
                 on_tick({"time_s": t, "end_s": end_s, **latest})
             if t >= end_s - 1e-9 or ctrl.finished(Observation(t, latest.get("T_reactor_c", math.nan),
@@ -574,6 +604,8 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
                                                               latest.get("counts", math.nan))):
                 break
             wake = min(next_ctrl, next_sample, next_image, end_s)
+            if wake <= t:  # never spin: every due action above has moved its next time forward
+                raise RuntimeError(f"runner scheduling error at t={t} s (next wake {wake} s)")
             clock.sleep(max(wake - rt(), 0.0))
     except WatchdogError as e:
         rec.samples(batch)

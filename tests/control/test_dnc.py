@@ -79,3 +79,12 @@ def test_no_counts_means_hold():
 def test_bad_parameters(kw, match):
     with pytest.raises(ConfigError, match=match):
         _ctrl(**kw)
+
+
+def test_hold_times_out_into_cooling():
+    ctrl = _ctrl(max_hold_min=3.0)
+    sp = _drive(ctrl, [100] * 7)  # always in band
+    assert [h[2] for h in ctrl.history_] == ["hold"] * 3 + ["cool"] * 4
+    assert sp[-1] == pytest.approx(40.0 - 0.2 * 3)
+    pure = _ctrl(max_hold_min=float("inf"))
+    assert _drive(pure, [100] * 7) == pytest.approx([40.0] * 7)

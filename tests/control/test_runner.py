@@ -183,3 +183,16 @@ def test_tracking_metrics_on_known_series(short_recipe):
     m = tracking_metrics(ts, short_recipe)
     assert m["rms_error_c"] == pytest.approx(0.5)
     assert m["overshoot_c"] == pytest.approx(0.5)  # 0.5 °C past the heating target of 55 °C
+
+
+def test_camera_faults_are_logged_and_the_run_goes_on(crystallizer, short_recipe, store):
+    def broken():
+        raise RuntimeError("frame buffer overrun")
+
+    crystallizer.camera.grab = broken
+    res = run(short_recipe, crystallizer=crystallizer, store=store, image_interval_s=600.0,
+              watchdog=Watchdog(max_failures=2))
+    assert res.status == "completed" and res.images == []
+    msgs = store.events(res.run_id)["message"]
+    assert msgs.str.contains("frame buffer overrun").sum() == 2
+    assert msgs.str.contains("imaging stopped after 2 consecutive camera failures").any()
