@@ -40,6 +40,7 @@ def _main(
 COMMAND_MODULES: list[str] = [
     "design",
     "store",
+    "run",
     "psd",
     "simulate",
 ]
