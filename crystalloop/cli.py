@@ -43,6 +43,7 @@ COMMAND_MODULES: list[str] = [
     "run",
     "psd",
     "simulate",
+    "thermostat",
 ]
 
 for _name in COMMAND_MODULES:
