@@ -38,6 +38,8 @@ _LAZY = {
     "open_julabo": "crystalloop.hardware.julabo",
     "open_huber": "crystalloop.hardware.huber",
     "open_lauda": "crystalloop.hardware.lauda",
+    "probe_line_settings": "crystalloop.hardware.probe",
+    "snapshot": "crystalloop.hardware.probe",
 }
 __all__ += list(_LAZY)
 

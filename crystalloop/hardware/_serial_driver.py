@@ -113,7 +113,7 @@ class SerialThermostat:
         max_c: float | None = None,
         max_rate_c_min: float = math.inf,
         verify: bool = True,
-        setpoint_tolerance_c: float = 0.05,
+        setpoint_tolerance_c: float = 0.06,
     ) -> None:
         self.transport = transport
         self.clock = clock if clock is not None else transport.clock
