@@ -313,14 +313,17 @@ class Transport:
                 f"{_available_ports()}"
             ) from exc
         except (serial.SerialException, OSError) as exc:
-            if getattr(exc, "errno", None) == errno.ENOENT or "No such file" in str(exc):
+            text = str(exc)
+            if getattr(exc, "errno", None) == errno.ENOENT or any(
+                marker in text for marker in ("No such file", "FileNotFoundError", "cannot find the file")
+            ):
                 raise BackendError(
                     f"Port {url!r} for {device} does not exist; {_available_ports()}"
                 ) from exc
             hint = ""
-            if "ermission" in str(exc):
-                hint = " (on Linux, add your user to the 'dialout' group)"
-            elif "refused" in str(exc) or "timed out" in str(exc):
+            if "ermission" in text or "Access is denied" in text:
+                hint = " (on Linux, add your user to the 'dialout' group; on Windows, close other programs using it)"
+            elif "refused" in text or "timed out" in text:
                 hint = " (check host, port and that the device's network interface is enabled)"
             raise DeviceDisconnected(f"Cannot open port {url!r} for {device}: {exc}{hint}") from exc
         return cls(port, settings=settings, device=device, url=url, clock=clock)

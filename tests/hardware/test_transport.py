@@ -137,3 +137,14 @@ def test_reopen_after_close():
     t.reopen()
     assert t.is_open and t.query("1.5") == b"1.5"
     t.close()
+
+
+def test_open_refused_tcp_port_is_disconnected_with_hint():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    with pytest.raises(DeviceDisconnected, match=r"Cannot open port 'socket://127.0.0.1:\d+' for Huber: .*refused.*check host, port"):
+        Transport.open(f"127.0.0.1:{port}", device="Huber")
