@@ -1,4 +1,27 @@
-"""crystalloop.digital_twin."""
+"""crystalloop.digital_twin: CQA models from DoE tables (seed 003).
+
+Read a DoE table (:func:`read_doe`), fit a twin (:func:`fit_twin`: model selection, synthetic
+augmentation with weighted ERM, Monte Carlo CV uncertainty), predict mean ± std per CQA
+(:meth:`DigitalTwin.predict`), save/load it, and report on it (:func:`write_report`).
+"""
+
+from .augment import DEFAULT_ALPHAS, DEFAULT_M, AugmentationResult, WeightedERMRegressor, erm_weights, search_augmentation
+from .doe import CQA_NAMES, DoETable, DoEWarning, read_doe, resolve_cqa
+from .models import MIN_ROWS, MODEL_FAMILIES, SelectionResult, grid_size, make_estimator, param_grid, select_model
+from .synthetic import GENERATORS, ProfileFeasibility, SyntheticGenerator, profile_validity
+from .report import model_card, write_report
+from .twin import DigitalTwin, TwinWarning, fit_twin
+from .uncertainty import BootstrapRegressor, MonteCarloCVRegressor, calibration_report
+
+__all__ = [
+    "CQA_NAMES", "DoETable", "DoEWarning", "read_doe", "resolve_cqa",
+    "MIN_ROWS", "MODEL_FAMILIES", "SelectionResult", "grid_size", "make_estimator", "param_grid", "select_model",
+    "MonteCarloCVRegressor", "BootstrapRegressor", "calibration_report",
+    "GENERATORS", "ProfileFeasibility", "SyntheticGenerator", "profile_validity",
+    "DEFAULT_ALPHAS", "DEFAULT_M", "AugmentationResult", "WeightedERMRegressor", "erm_weights", "search_augmentation",
+    "DigitalTwin", "TwinWarning", "fit_twin", "model_card", "write_report",
+]
+
 
 # --- digital design (NSGA-II on the twin) ---
 from crystalloop.digital_twin.design_plots import plot_convergence, plot_fronts  # noqa: E402

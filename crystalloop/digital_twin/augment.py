@@ -1,0 +1,349 @@
+"""Weighted empirical risk minimisation with synthetic rows, and the augmentation search.
+
+Seed 003 Eq. 1 (after Jain, Montanari & Sasoglu 2024)::
+
+    L(θ; α) = (1 − α)/n Σ_real L(θ, z_i) + α/m Σ_synthetic L(θ, z_i^s)
+
+is implemented with per-row sample weights ``(1 − α)/n`` (real) and ``α/m`` (synthetic),
+rescaled by ``n + m`` so that they average 1: the minimiser of an unregularised loss is
+unchanged, and the meaning of SVR's ``C`` or XGBoost's ``min_child_weight`` is kept.
+
+:func:`search_augmentation` chooses generator × m × α by K-fold cross-validated MSE on the
+*real* rows only: in each fold the generator is trained on that fold's training rows (so the
+validation rows never leak into the synthetic data), ``max(m)`` rows are sampled once, and every
+(m, α) is scored on the fold's real validation rows. Augmentation is kept only when the best
+setting lowers the CV MSE of α = 0 by at least ``min_improvement`` (relative).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.model_selection import KFold
+from sklearn.tree import DecisionTreeRegressor
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from crystalloop.errors import ConfigError, ModelError
+from crystalloop.profiles import feature_names
+
+from .synthetic import GENERATORS, SyntheticGenerator
+from .uncertainty import fast_predict, fit_weighted
+
+__all__ = ["WeightedERMRegressor", "erm_weights", "AugmentationResult", "search_augmentation",
+           "DEFAULT_ALPHAS", "DEFAULT_M"]
+
+DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+DEFAULT_M: tuple[int, ...] = (5, 10, 15, 20, 25)
+_TARGET = "__target__"
+
+
+def _check_alpha(alpha) -> float:
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise ConfigError(f"alpha must be a number in [0, 1], got {alpha!r}") from None
+    if not 0.0 <= a <= 1.0 or not np.isfinite(a):
+        raise ConfigError(
+            f"alpha must lie in [0, 1] (0 = real data only, 1 = synthetic only), got {alpha!r}; "
+            f"seed 003 searches a grid inside [0, 1]"
+        )
+    return a
+
+
+def erm_weights(n: int, m: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row weights ``((1−α)/n, α/m)`` rescaled to mean 1 over the ``n + m`` rows.
+
+    >>> w_real, w_syn = erm_weights(4, 2, 0.5)
+    >>> w_real.round(3).tolist(), w_syn.round(3).tolist()
+    ([0.75, 0.75, 0.75, 0.75], [1.5, 1.5])
+    """
+    a = _check_alpha(alpha)
+    if n < 1:
+        raise ConfigError(f"need at least one real row, got n={n}")
+    if m == 0:
+        if a > 0:
+            raise ConfigError(f"alpha={a} puts weight on synthetic rows, but none were given (m=0); use alpha=0")
+        return np.ones(n), np.ones(0)
+    scale = n + m
+    return np.full(n, (1 - a) / n * scale), np.full(m, a / m * scale)
+
+
+class WeightedERMRegressor(RegressorMixin, BaseEstimator):
+    """A regressor trained on real rows plus synthetic rows with weighted ERM (seed 003 Eq. 1).
+
+    Parameters
+    ----------
+    estimator : estimator, optional
+        Base regressor accepting ``sample_weight`` (a Pipeline passes it to its steps);
+        default ``DecisionTreeRegressor(min_samples_leaf=2)``.
+    alpha : float in [0, 1], default 0
+        Weight of the synthetic part of the loss.
+    X_synthetic, y_synthetic : array-like, optional
+        Fixed synthetic rows, used when given.
+    generator : SyntheticGenerator, optional
+        Otherwise, a generator trained in :meth:`fit` on the real rows (features + target;
+        the features must be profile feature vectors) that samples ``n_synthetic`` rows.
+    n_synthetic : int, default 25
+    random_state : int, optional
+
+    Attributes
+    ----------
+    estimator_ : fitted base estimator
+    X_synthetic_, y_synthetic_ : ndarray
+        The synthetic rows used (empty when none).
+    weights_ : ndarray, shape (n + m,)
+    n_features_in_ : int
+    """
+
+    def __init__(self, estimator=None, *, alpha: float = 0.0, X_synthetic=None, y_synthetic=None,
+                 generator: SyntheticGenerator | None = None, n_synthetic: int = 25, random_state=None):
+        self.estimator = estimator
+        self.alpha = alpha
+        self.X_synthetic = X_synthetic
+        self.y_synthetic = y_synthetic
+        self.generator = generator
+        self.n_synthetic = n_synthetic
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit on the real rows and the synthetic rows (given or generated), weighted by ``alpha``.
+
+        ``sample_weight`` (optional) multiplies the real rows' weights.
+        """
+        alpha = _check_alpha(self.alpha)
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        if self.X_synthetic is not None:
+            if self.y_synthetic is None:
+                raise ConfigError("X_synthetic was given without y_synthetic")
+            Xs = np.asarray(self.X_synthetic, dtype=float)
+            ys = np.asarray(self.y_synthetic, dtype=float).ravel()
+            if Xs.ndim != 2 or Xs.shape[1] != X.shape[1] or len(Xs) != len(ys):
+                raise ConfigError(
+                    f"synthetic rows have shape {Xs.shape} / {ys.shape}; expected (m, {X.shape[1]}) and (m,)"
+                )
+        elif self.generator is not None and alpha > 0:
+            mc = self.generator.max_cycles
+            fn = feature_names(mc)
+            if X.shape[1] != len(fn):
+                raise ConfigError(f"the generator models profile features ({len(fn)} columns for max_cycles={mc}); X has {X.shape[1]}")
+            gen = clone(self.generator)
+            if self.random_state is not None:
+                gen.set_params(random_state=self.random_state)
+            frame = pd.DataFrame(X, columns=fn)
+            frame[_TARGET] = y
+            gen.fit(frame)
+            S = gen.sample(int(self.n_synthetic))
+            Xs, ys = S[fn].to_numpy(float), S[_TARGET].to_numpy(float)
+        else:
+            Xs, ys = np.empty((0, X.shape[1])), np.empty(0)
+        w_real, w_syn = erm_weights(len(y), len(ys), alpha)
+        if sample_weight is not None:
+            w_real = w_real * np.asarray(sample_weight, dtype=float)
+        est = clone(DecisionTreeRegressor(min_samples_leaf=2) if self.estimator is None else self.estimator)
+        keep_real = w_real > 0
+        Xa = np.vstack([X[keep_real], Xs])
+        ya = np.concatenate([y[keep_real], ys])
+        wa = np.concatenate([w_real[keep_real], w_syn])
+        if len(ya) == 0:
+            raise ModelError("no rows with positive weight to fit on")
+        fit_weighted(est, Xa, ya, None if np.allclose(wa, 1.0) else wa)
+        self.estimator_ = est
+        self.X_synthetic_, self.y_synthetic_ = Xs, ys
+        self.weights_ = np.concatenate([w_real, w_syn])
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self, "estimator_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return fast_predict(self.estimator_, X)
+
+
+@dataclass
+class AugmentationResult:
+    """Outcome of :func:`search_augmentation`.
+
+    Attributes
+    ----------
+    curves : DataFrame
+        ``generator, m, alpha, cv_mse, cv_mse_std`` for every setting (α = 0 rows are the
+        real-only baseline, repeated per generator and m for plotting).
+    baseline_mse : float
+        CV MSE with real data only.
+    best : dict
+        ``generator, m, alpha, cv_mse, improvement`` of the best setting.
+    use_augmentation : bool
+        Whether the best setting beats the baseline by ``min_improvement``.
+    quality : dict
+        SDV quality score per generator (trained on all rows), when computed.
+    timings : dict
+    """
+
+    curves: pd.DataFrame
+    baseline_mse: float
+    best: dict
+    use_augmentation: bool
+    quality: dict = field(default_factory=dict)
+    synthetic: dict = field(default_factory=dict, repr=False)
+    timings: dict = field(default_factory=dict)
+
+
+def _fold_task(gen_kind, X, y, tr, va, estimator, ms, alphas, max_cycles, epochs, seed):
+    """Train one generator on a fold, return MSE per (m, alpha)."""
+    fn = feature_names(max_cycles)
+    frame = pd.DataFrame(X[tr], columns=fn)
+    frame[_TARGET] = y[tr]
+    gen = SyntheticGenerator(gen_kind, max_cycles=max_cycles, epochs=epochs, random_state=seed).fit(frame)
+    S = gen.sample(max(ms))
+    Xs, ys = S[fn].to_numpy(float), S[_TARGET].to_numpy(float)
+    out = []
+    for m in ms:
+        for a in alphas:
+            if a == 0:
+                continue
+            w_r, w_s = erm_weights(len(tr), m, a)
+            est = clone(estimator)
+            keep = w_r > 0
+            fit_weighted(est, np.vstack([X[tr][keep], Xs[:m]]), np.concatenate([y[tr][keep], ys[:m]]),
+                         np.concatenate([w_r[keep], w_s]))
+            p = fast_predict(est, X[va])
+            out.append((gen_kind, m, a, float(np.mean((p - y[va]) ** 2))))
+    return out
+
+
+def search_augmentation(
+    X: np.ndarray,
+    y: np.ndarray,
+    estimator,
+    *,
+    max_cycles: int = 4,
+    generators: tuple[str, ...] | list[str] = GENERATORS,
+    n_synthetic: tuple[int, ...] | list[int] = DEFAULT_M,
+    alphas: tuple[float, ...] | list[float] = DEFAULT_ALPHAS,
+    cv: int = 3,
+    epochs: int = 100,
+    min_improvement: float = 0.05,
+    quality: bool = True,
+    n_jobs: int | None = None,
+    random_state: int | None = 0,
+) -> AugmentationResult:
+    """Search generator × m × α by K-fold CV on real rows (seed 003 step 6).
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, n_features)
+        Profile feature vectors (``feature_names(max_cycles)`` order) of the training rows.
+    y : ndarray, shape (n,)
+    estimator : estimator
+        The tuned model of this CQA (cloned per fit).
+    generators : sequence of {"gaussian_copula", "ctgan", "tvae"}
+    n_synthetic : sequence of int
+        Numbers of synthetic rows m (seed 003: 5–25).
+    alphas : sequence of float in [0, 1]
+        α grid; 0 (the baseline) is always added.
+    cv : int
+        Folds.
+    epochs : int
+        CTGAN/TVAE epochs.
+    min_improvement : float
+        Keep augmentation only if it lowers the baseline CV MSE by this fraction.
+    quality : bool
+        Also train each generator on all rows and report SDV's quality score of ``max(m)`` samples;
+        those samples are the synthetic rows the twin uses when augmentation is kept.
+    n_jobs : int, optional
+        joblib processes over (fold, generator) tasks.
+
+    Raises
+    ------
+    ConfigError
+        α outside [0, 1], unknown generator, m < 1, cv < 2, ``min_improvement`` < 0.
+    ModelError
+        Fewer than ``2 * cv`` rows.
+    """
+    alphas = sorted({_check_alpha(a) for a in alphas} | {0.0})
+    for g in generators:
+        if g not in GENERATORS:
+            raise ConfigError(f"Unknown generator {g!r}; expected some of {list(GENERATORS)}")
+    ms = sorted({int(m) for m in n_synthetic})
+    if not ms or ms[0] < 1:
+        raise ConfigError(f"n_synthetic must be whole numbers >= 1, got {list(n_synthetic)}")
+    if int(cv) != cv or cv < 2:
+        raise ConfigError(f"cv must be a whole number >= 2, got {cv}")
+    if min_improvement < 0:
+        raise ConfigError(f"min_improvement must be >= 0, got {min_improvement}")
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float).ravel()
+    if X.shape[1] != len(feature_names(max_cycles)):
+        raise ConfigError(f"X has {X.shape[1]} columns; profile features for max_cycles={max_cycles} have {len(feature_names(max_cycles))}")
+    if len(y) < 2 * cv:
+        raise ModelError(f"augmentation search needs at least {2 * cv} rows for {cv}-fold CV, got {len(y)}")
+    t0 = time.perf_counter()
+    folds = list(KFold(int(cv), shuffle=True, random_state=random_state).split(X))
+    # baseline (alpha = 0): real rows only, same folds
+    base = []
+    for tr, va in folds:
+        est = clone(estimator).fit(X[tr], y[tr])
+        base.append(float(np.mean((fast_predict(est, X[va]) - y[va]) ** 2)))
+    baseline = float(np.mean(base))
+    rs = 0 if random_state is None else int(random_state)
+    tasks = [(g, tr, va, rs + 1000 * i + j) for j, g in enumerate(generators) for i, (tr, va) in enumerate(folds)]
+    res = Parallel(n_jobs=n_jobs)(
+        delayed(_fold_task)(g, X, y, tr, va, estimator, ms, [a for a in alphas if a > 0], max_cycles, epochs, seed)
+        for g, tr, va, seed in tasks
+    )
+    t_search = time.perf_counter() - t0
+    rows = pd.DataFrame([r for chunk in res for r in chunk], columns=["generator", "m", "alpha", "mse"])
+    curves = rows.groupby(["generator", "m", "alpha"], as_index=False).agg(cv_mse=("mse", "mean"), cv_mse_std=("mse", "std"))
+    base_rows = pd.DataFrame([{"generator": g, "m": m, "alpha": 0.0, "cv_mse": baseline, "cv_mse_std": float(np.std(base, ddof=1))}
+                              for g in generators for m in ms])
+    curves = pd.concat([base_rows, curves], ignore_index=True).sort_values(["generator", "m", "alpha"]).reset_index(drop=True)
+    aug = curves[curves["alpha"] > 0]
+    if len(aug):
+        b = aug.loc[aug["cv_mse"].idxmin()]
+        best = {"generator": str(b["generator"]), "m": int(b["m"]), "alpha": float(b["alpha"]),
+                "cv_mse": float(b["cv_mse"]), "improvement": float(1 - b["cv_mse"] / baseline) if baseline > 0 else 0.0}
+    else:
+        best = {"generator": None, "m": 0, "alpha": 0.0, "cv_mse": baseline, "improvement": 0.0}
+    use = best["generator"] is not None and best["improvement"] >= max(min_improvement, 1e-12)
+    t1 = time.perf_counter()
+    qual, synth = {}, {}
+    if quality or use:
+        fn = feature_names(max_cycles)
+        frame = pd.DataFrame(X, columns=fn)
+        frame[_TARGET] = y
+        kinds = list(generators) if quality else [best["generator"]]
+
+        def _full(kind, j):
+            gen = SyntheticGenerator(kind, max_cycles=max_cycles, epochs=epochs, random_state=rs + 7 + j).fit(frame)
+            S = gen.sample(max(ms))
+            q = _quality(gen, frame, S) if quality else float("nan")
+            return kind, q, S
+
+        for kind, q, S in Parallel(n_jobs=n_jobs)(delayed(_full)(k, j) for j, k in enumerate(kinds)):
+            qual[kind] = q
+            synth[kind] = (S[fn].to_numpy(float), S[_TARGET].to_numpy(float))
+    return AugmentationResult(
+        curves=curves, baseline_mse=baseline, best=best, use_augmentation=bool(use), quality=qual,
+        synthetic=synth, timings={"search_s": t_search, "final_generators_s": time.perf_counter() - t1},
+    )
+
+
+def _quality(gen: SyntheticGenerator, real: pd.DataFrame, synth: pd.DataFrame) -> float:
+    """SDV quality score over the columns that vary in the real data."""
+    import warnings
+
+    from sdv.evaluation import evaluate_quality
+    from sdv.metadata import Metadata
+
+    cols = [c for c in real.columns if real[c].nunique() > 1]
+    md = Metadata()
+    md.add_table("doe")
+    for c in cols:
+        md.add_column(c, table_name="doe", sdtype="numerical")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rep = evaluate_quality(real[cols].reset_index(drop=True), synth[cols].reset_index(drop=True), md, verbose=False)
+    return float(rep.get_score())

@@ -1,0 +1,154 @@
+"""Twin report: model card (JSON + Markdown), candidate tables and PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .plots import feature_importances, plot_alpha_curves, plot_feature_importance, plot_parity
+from .uncertainty import calibration_report
+
+__all__ = ["model_card", "write_report"]
+
+
+def model_card(twin, *, holdout: pd.DataFrame | None = None) -> dict:
+    """A JSON-able model card: intended use, data, per-CQA model, scores, uncertainty, caveats."""
+    cards = {}
+    for cqa in twin.cqas:
+        i = twin.info.get(cqa, {})
+        entry = {
+            "model": i.get("family"), "params": i.get("params"),
+            "rows": {"measured": i.get("n_rows"), "train": i.get("n_train"), "test": i.get("n_test")},
+            "cv_mse": i.get("cv_mse"),
+            "test": {"r2": i.get("test_r2"), "mae": i.get("test_mae"), "mse": i.get("test_mse")},
+            "calibration_test": i.get("calibration"),
+            "augmentation": i.get("augmentation"),
+            "uncertainty": i.get("uncertainty"),
+            "training_range": i.get("target_range"),
+            "n_segments_seen": i.get("n_segments_seen"),
+        }
+        if holdout is not None and cqa in holdout.columns and holdout[cqa].notna().any():
+            h = holdout[holdout[cqa].notna()]
+            p = twin.predict(h, cqas=[cqa], warn=False)
+            y = h[cqa].to_numpy(float)
+            mu, sd = p[f"{cqa}_mean"].to_numpy(), p[f"{cqa}_std"].to_numpy()
+            cal = calibration_report(y, mu, sd)
+            entry["holdout"] = {
+                "n": int(len(h)), "mae": float(abs(y - mu).mean()), "mse": float(((y - mu) ** 2).mean()),
+                "coverage_68": float(cal.loc[0, "coverage"]), "coverage_95": float(cal.loc[1, "coverage"]),
+                "runs": [{"run_id": str(r), "measured": float(a), "mean": float(b), "std": float(c)}
+                         for r, a, b, c in zip(h.get("run_id", h.index), y, mu, sd, strict=True)],
+            }
+        cards[cqa] = entry
+    return {
+        "name": "crystalloop digital twin",
+        "intended_use": ("Predict end-of-batch CQAs (mean ± std) of thermocycle crystallization recipes inside the "
+                         "design space of its DoE, to rank candidate recipes before running them."),
+        "not_for": "Extrapolation outside the training ranges or to profile structures (n_segments) never run.",
+        "inputs": {"max_cycles": twin.max_cycles, "features": twin.feature_names},
+        "data": {k: twin.metadata.get(k) for k in ("source", "n_runs", "data_hash", "doe_warnings")},
+        "settings": twin.metadata.get("settings"),
+        "versions": twin.metadata.get("versions"),
+        "created": twin.metadata.get("created"),
+        "cqas": cards,
+        "caveats": [
+            "Scores on 10-15 % hold-out rows rest on a handful of runs: read them with their spread.",
+            "Synthetic augmentation is kept only where it lowered the CV error on real rows; the MC-CV members "
+            "reuse one synthetic set generated from all training rows, so their residual-based std is slightly optimistic.",
+            "std = sqrt(member spread^2 + out-of-sample residual variance) ('predictive'); check the coverage.",
+        ],
+    }
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        cells = []
+        for c in cols:
+            v = r[c]
+            cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _markdown(card: dict, twin, files: dict) -> str:
+    out = [f"# Model card: {card['name']}", "", f"Created {card['created']}; data `{card['data']['source']}` "
+           f"({card['data']['n_runs']} runs, sha256 `{str(card['data']['data_hash'])[:12]}…`).", "",
+           f"**Intended use.** {card['intended_use']}", "", f"**Not for.** {card['not_for']}", "",
+           "## Summary", "", _md_table(twin.summary()), ""]
+    for cqa, e in card["cqas"].items():
+        out += [f"## {cqa}", "", f"Model: **{e['model']}** `{json.dumps(e['params'])}`; rows measured/train/test "
+                f"{e['rows']['measured']}/{e['rows']['train']}/{e['rows']['test']}.", ""]
+        sel = pd.DataFrame(twin.info[cqa]["selection"])[["rank", "family", "cv_mse", "test_r2", "test_mae", "n_grid", "fit_time_s"]]
+        out += ["Candidates (GridSearchCV):", "", _md_table(sel), ""]
+        a = e.get("augmentation") or {}
+        if a.get("generator"):
+            q = ", ".join(f"{k} {v:.3f}" for k, v in (a.get("quality") or {}).items() if v is not None)
+            out += [f"Augmentation: best {a['generator']} m={a['m']} α={a['alpha']} CV MSE {a['cv_mse']:.4g} vs "
+                    f"{a['baseline_cv_mse']:.4g} real-only ({100 * a['improvement']:.1f} % lower) → "
+                    f"{'kept' if a['used'] else 'not kept'}. SDV quality: {q or 'n/a'}.", ""]
+        if "holdout" in e:
+            h = e["holdout"]
+            out += [f"Hold-out runs: n={h['n']}, MAE {h['mae']:.4g}, coverage 68 % {h['coverage_68']:.2f}, "
+                    f"95 % {h['coverage_95']:.2f}.", ""]
+        for k, v in files.get(cqa, {}).items():
+            out.append(f"![{cqa} {k}]({v})")
+        out.append("")
+    out += ["## Caveats", ""] + [f"- {c}" for c in card["caveats"]] + [""]
+    return "\n".join(out)
+
+
+def write_report(twin, out_dir: str | Path, *, holdout: pd.DataFrame | None = None,
+                 importance_repeats: int = 5) -> dict[str, Path]:
+    """Write ``model_card.json``, ``model_card.md``, ``candidates.csv`` and the PNG plots.
+
+    Returns a dict of the written paths.
+    """
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    files: dict[str, dict[str, str]] = {}
+    cand = []
+    for cqa in twin.cqas:
+        files[cqa] = {}
+        p = d / f"parity_{cqa}.png"
+        fig = plot_parity(twin, cqa, extra=holdout, path=p)
+        _close(fig)
+        files[cqa]["parity"], written[f"parity_{cqa}"] = p.name, p
+        if cqa in twin.augmentation_curves:
+            p = d / f"alpha_{cqa}.png"
+            _close(plot_alpha_curves(twin.augmentation_curves[cqa], cqa=cqa, path=p))
+            files[cqa]["alpha curve"], written[f"alpha_{cqa}"] = p.name, p
+        if twin.training_data is not None:
+            imp = feature_importances(twin, cqa, n_repeats=importance_repeats)
+            p = d / f"importance_{cqa}.png"
+            _close(plot_feature_importance(imp, cqa=cqa, path=p))
+            files[cqa]["feature importance"], written[f"importance_{cqa}"] = p.name, p
+        cand.append(pd.DataFrame(twin.info[cqa]["selection"]).assign(cqa=cqa))
+    if cand:
+        p = d / "candidates.csv"
+        pd.concat(cand, ignore_index=True).to_csv(p, index=False)
+        written["candidates"] = p
+    card = model_card(twin, holdout=holdout)
+    p = d / "model_card.json"
+    p.write_text(json.dumps(_clean(card), indent=2) + "\n", encoding="utf-8")
+    written["model_card_json"] = p
+    p = d / "model_card.md"
+    p.write_text(_markdown(card, twin, files), encoding="utf-8")
+    written["model_card_md"] = p
+    return written
+
+
+def _clean(obj):
+    from .twin import _jsonable
+
+    return _jsonable(obj)
+
+
+def _close(fig) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
