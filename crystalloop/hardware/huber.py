@@ -217,13 +217,15 @@ class HuberThermostat(SerialThermostat):
             raise DeviceAlarm(f"{self.where}: no sensor connected for {what} (register {address:02X} reads -151.00 °C)")
         return raw / 100.0
 
-    def _write_checked(self, address: int, value: int, action: str, shown: str) -> None:
+    def _write_checked(self, address: int, value: int, action: str, shown: str, celsius: bool = False) -> None:
         echoed = self.write_register(address, value)
         if echoed == value or not self.verify:
             return
         error = self.read_register(ERROR) or 0
-        cause = f"error code {error}" if error else f"it holds {echoed if echoed is not None else 'n/a'}"
-        raise DeviceAlarm(f"{self.where} refused {action} {shown}: {cause} (see the Huber manual's error list)")
+        held = "n/a" if echoed is None else (f"{echoed / 100:.2f} °C" if celsius else str(echoed))
+        cause = f"error code {error}" if error else f"it still holds {held}"
+        what = f"{action} {shown}".strip()
+        raise DeviceAlarm(f"{self.where} refused {what}: {cause} (see the Huber manual's error list)")
 
     def _identify(self) -> DeviceInfo:
         raw = self.read_register(SETPOINT)  # any valid reply proves the line settings
@@ -268,7 +270,7 @@ class HuberThermostat(SerialThermostat):
         """Write register 00 and check the echoed value (DeviceAlarm if refused)."""
         value_c = self.limits.check_setpoint(value_c, self.name)
         raw = round(value_c * 100)
-        self._write_checked(SETPOINT, raw, "setpoint", f"{raw / 100:.2f} °C")
+        self._write_checked(SETPOINT, raw, "setpoint", f"{raw / 100:.2f} °C", celsius=True)
 
     def start(self) -> None:
         """Temperature control on (register 14 = 1)."""
@@ -292,7 +294,7 @@ class HuberThermostat(SerialThermostat):
             )
         self._write_checked(RAMP_DURATION, seconds, "ramp duration", f"{seconds} s")
         raw = round(target_c * 100)
-        self._write_checked(RAMP_TARGET, raw, "ramp target", f"{raw / 100:.2f} °C")
+        self._write_checked(RAMP_TARGET, raw, "ramp target", f"{raw / 100:.2f} °C", celsius=True)
 
     def ramp_duration_s(self) -> float | None:
         """Ramp duration register (59), s (``None`` if not available)."""

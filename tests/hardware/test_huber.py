@@ -152,3 +152,12 @@ def test_parse_reply_errors():
         parse_reply(b"{S00", 0)
     with pytest.raises(ProtocolError, match="non-printable"):
         parse_reply(b"{S00\x0004DA", 0)
+
+
+def test_refused_write_without_error_code_names_the_value_held():
+    with huber([(b"{M001388\r\n", b"{S0007D0\r\n"), (b"{M05****\r\n", b"{S050000\r\n"),
+                (b"{M140001\r\n", b"{S140000\r\n"), (b"{M05****\r\n", b"{S050000\r\n")], max_c=80.0) as dev:
+        with pytest.raises(DeviceAlarm, match=r"refused setpoint 50.00 °C: it still holds 20.00 °C"):
+            dev.set_setpoint(50.0)
+        with pytest.raises(DeviceAlarm, match=r"refused start of temperature control: it still holds 0 "):
+            dev.start()
