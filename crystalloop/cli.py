@@ -44,6 +44,7 @@ COMMAND_MODULES: list[str] = [
     "psd",
     "simulate",
     "thermostat",
+    "twin",
 ]
 
 for _name in COMMAND_MODULES:

@@ -9,7 +9,7 @@ from .augment import DEFAULT_ALPHAS, DEFAULT_M, AugmentationResult, WeightedERMR
 from .doe import CQA_NAMES, DoETable, DoEWarning, read_doe, resolve_cqa
 from .models import MIN_ROWS, MODEL_FAMILIES, SelectionResult, grid_size, make_estimator, param_grid, select_model
 from .synthetic import GENERATORS, ProfileFeasibility, SyntheticGenerator, profile_validity
-from .report import model_card, write_report
+from .report import fit_and_save, model_card, predict_profiles, report_twin, write_report
 from .twin import DigitalTwin, TwinWarning, fit_twin
 from .uncertainty import BootstrapRegressor, MonteCarloCVRegressor, calibration_report
 
@@ -20,6 +20,7 @@ __all__ = [
     "GENERATORS", "ProfileFeasibility", "SyntheticGenerator", "profile_validity",
     "DEFAULT_ALPHAS", "DEFAULT_M", "AugmentationResult", "WeightedERMRegressor", "erm_weights", "search_augmentation",
     "DigitalTwin", "TwinWarning", "fit_twin", "model_card", "write_report",
+    "fit_and_save", "predict_profiles", "report_twin",
 ]
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 from .plots import feature_importances, plot_alpha_curves, plot_feature_importance, plot_parity
 from .uncertainty import calibration_report
 
-__all__ = ["model_card", "write_report"]
+__all__ = ["model_card", "write_report", "fit_and_save", "report_twin", "predict_profiles"]
 
 
 def model_card(twin, *, holdout: pd.DataFrame | None = None) -> dict:
@@ -152,3 +152,63 @@ def _close(fig) -> None:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def fit_and_save(doe, out_dir: str | Path, *, holdout=None, report: bool = True, progress=None, **fit_kw):
+    """Fit a twin from ``doe``, save it in ``out_dir`` and (optionally) write its report to ``out_dir/report``.
+
+    ``holdout`` (path or DataFrame) adds hold-out runs to the parity plots and the model card.
+    Returns ``(twin, written_paths)``.
+    """
+    from .twin import fit_twin
+
+    twin = fit_twin(doe, progress=progress, **fit_kw)
+    out = Path(out_dir)
+    twin.save(out)
+    written: dict[str, Path] = {"twin": out / "twin.json"}
+    if report:
+        hold = _holdout_frame(holdout, twin)
+        written.update(write_report(twin, out / "report", holdout=hold))
+    return twin, written
+
+
+def _holdout_frame(holdout, twin) -> pd.DataFrame | None:
+    if holdout is None:
+        return None
+    from .doe import read_doe
+
+    t = read_doe(holdout, max_cycles=twin.max_cycles, bounds=None, extra_columns="ignore")
+    return t.to_frame()
+
+
+def report_twin(twin_dir: str | Path, out_dir: str | Path | None = None, *, holdout=None) -> dict[str, Path]:
+    """Load the twin in ``twin_dir`` and write its report (default ``twin_dir/report``)."""
+    from .twin import DigitalTwin
+
+    twin = DigitalTwin.load(twin_dir)
+    hold = _holdout_frame(holdout, twin)
+    return write_report(twin, Path(out_dir) if out_dir is not None else Path(twin_dir) / "report", holdout=hold)
+
+
+def predict_profiles(twin_dir: str | Path, profiles, out: str | Path | None = None) -> pd.DataFrame:
+    """Predict every profile of a table (feature columns or a ``recipe`` column) with a saved twin.
+
+    Returns a DataFrame with ``run_id`` (when present) and ``{cqa}_mean``/``{cqa}_std``; writes
+    it as CSV when ``out`` is given.
+    """
+    import warnings
+
+    from .doe import DoEWarning, read_doe
+    from .twin import DigitalTwin
+
+    twin = DigitalTwin.load(twin_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DoEWarning)
+        table = read_doe(profiles, max_cycles=twin.max_cycles, bounds=None, extra_columns="ignore")
+    pred = twin.predict(table.features)
+    pred.insert(0, "run_id", table.features.index.astype(str))
+    pred = pred.reset_index(drop=True)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        pred.to_csv(out, index=False)
+    return pred

@@ -1,0 +1,146 @@
+"""``crystalloop twin``: fit a digital twin from a DoE table, predict profiles, write its report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+twin_app = typer.Typer(help="Digital twin: CQA models with uncertainty from DoE tables (seed 003 workflow).",
+                       no_args_is_help=True)
+
+
+def _floats(text: str, what: str) -> list[float]:
+    from crystalloop.errors import ConfigError
+
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--{what} must be comma-separated numbers, got {text!r}") from None
+
+
+@twin_app.command("fit")
+def fit_command(
+    doe: Annotated[Path, typer.Argument(help="DoE table (CSV/Parquet/Excel): feature columns or a 'recipe' column, plus CQA columns.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the saved twin (twin.json, models/, report/).")] = Path("twin"),
+    cqa: Annotated[list[str] | None, typer.Option("--cqa", help="CQA to model (repeatable; short names like D50). Default: all with >= 5 rows.")] = None,
+    grid: Annotated[str, typer.Option(help="Hyper-parameter grids: 'paper' (seed 003 ranges) or 'fast'.")] = "paper",
+    cv: Annotated[int, typer.Option(help="K of the K-fold CV.")] = 3,
+    test_size: Annotated[float, typer.Option(help="Hold-out fraction per CQA (0.10-0.15 in seed 003).")] = 0.15,
+    splits: Annotated[int, typer.Option(help="Monte Carlo CV splits (ensemble members).")] = 100,
+    uncertainty: Annotated[str, typer.Option(help="'mc' (Monte Carlo CV) or 'bootstrap'.")] = "mc",
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Search SDV synthetic augmentation (weighted ERM).")] = True,
+    generators: Annotated[str, typer.Option(help="Comma-separated: gaussian_copula, ctgan, tvae.")] = "gaussian_copula,ctgan,tvae",
+    m: Annotated[str, typer.Option("--m", help="Comma-separated numbers of synthetic rows.")] = "5,10,15,20,25",
+    alphas: Annotated[str, typer.Option(help="Comma-separated α grid in [0, 1].")] = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8",
+    epochs: Annotated[int, typer.Option(help="CTGAN/TVAE training epochs.")] = 100,
+    holdout: Annotated[Path | None, typer.Option(help="Hold-out runs (same format) for the report's parity plots.")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel joblib workers.")] = 2,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Fit a twin from DOE: model selection, augmentation search, MC-CV uncertainty; save it and its report."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from crystalloop.digital_twin.doe import read_doe
+    from crystalloop.digital_twin.models import MIN_ROWS, MODEL_FAMILIES
+    from crystalloop.digital_twin.report import fit_and_save
+    from crystalloop.errors import CrystalloopError
+
+    console = Console()
+    try:
+        table = read_doe(doe)
+        n_cqa = len(cqa) if cqa else int((table.n_measured() >= MIN_ROWS).sum())
+        total = n_cqa * (len(MODEL_FAMILIES) + 2)
+        with Progress(TextColumn("[bold]twin fit[/] {task.description}"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("selecting models", total=total)
+
+            def progress(stage: str, msg: str) -> None:
+                bar.update(task, advance=1, description=msg)
+
+            twin, written = fit_and_save(
+                table, out, holdout=holdout, progress=progress, cqas=cqa or None, grid=grid, cv=cv,
+                test_size=test_size, n_splits=splits, uncertainty=uncertainty, augment=augment,
+                generators=[g.strip() for g in generators.split(",") if g.strip()],
+                n_synthetic=[int(v) for v in _floats(m, "m")], alphas=_floats(alphas, "alphas"),
+                epochs=epochs, n_jobs=jobs, random_state=seed)
+    except CrystalloopError as e:
+        console.print(f"[bold red]Error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    t = Table(title=f"Digital twin from {doe.name} ({table.n_runs} runs)", header_style="bold")
+    summ = twin.summary()
+    for c in ["cqa", "model", "n_train", "n_test", "test_r2", "test_mae", "augmentation", "coverage_68", "coverage_95"]:
+        t.add_column(c, justify="left" if c in ("cqa", "model", "augmentation") else "right")
+    for _, r in summ.iterrows():
+        t.add_row(*[f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in
+                    ["cqa", "model", "n_train", "n_test", "test_r2", "test_mae", "augmentation", "coverage_68", "coverage_95"]])
+    console.print(t)
+    tm = {c: twin.info[c]["timings"] for c in twin.cqas}
+    stages = {k: sum(v[k] for v in tm.values()) for k in ("selection_s", "augmentation_s", "uncertainty_s")}
+    console.print("time: " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in stages.items())
+                  + f", total {twin.metadata['fit_time_s']:.1f} s", highlight=False)
+    console.print(f"twin saved in {out}/ (twin.json + models/); report in {out}/report/ "
+                  f"({sum(1 for p in written.values() if str(p).endswith('.png'))} PNG plots, model_card.md)", highlight=False)
+
+
+@twin_app.command("predict")
+def predict_command(
+    twin_dir: Annotated[Path, typer.Argument(help="Folder of a saved twin.")],
+    profiles: Annotated[Path, typer.Argument(help="Profiles table (feature columns or a 'recipe' column).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV for the predictions (default: print only).")] = None,
+) -> None:
+    """Predict mean ± std of every CQA for each profile in PROFILES."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from crystalloop.digital_twin.report import predict_profiles
+    from crystalloop.errors import CrystalloopError
+
+    console = Console()
+    try:
+        pred = predict_profiles(twin_dir, profiles, out=out)
+    except CrystalloopError as e:
+        console.print(f"[bold red]Error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    cqas = [c[:-5] for c in pred.columns if c.endswith("_mean")]
+    t = Table(title=f"{len(pred)} profile(s) from {profiles.name}", header_style="bold")
+    t.add_column("run_id")
+    for c in cqas:
+        t.add_column(c, justify="right")
+    for _, r in pred.head(50).iterrows():
+        t.add_row(str(r["run_id"]), *[f"{r[c + '_mean']:.2f} ± {r[c + '_std']:.2f}" for c in cqas])
+    console.print(t)
+    if len(pred) > 50:
+        console.print(f"... {len(pred) - 50} more rows", highlight=False)
+    if out is not None:
+        console.print(f"predictions written to {out}", highlight=False)
+
+
+@twin_app.command("report")
+def report_command(
+    twin_dir: Annotated[Path, typer.Argument(help="Folder of a saved twin.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder (default TWIN_DIR/report).")] = None,
+    holdout: Annotated[Path | None, typer.Option(help="Hold-out runs to add to parity plots and the model card.")] = None,
+) -> None:
+    """Write the twin's parity/α/importance plots and its model card (JSON + Markdown)."""
+    from rich.console import Console
+
+    from crystalloop.digital_twin.report import report_twin
+    from crystalloop.errors import CrystalloopError
+
+    console = Console()
+    try:
+        written = report_twin(twin_dir, out, holdout=holdout)
+    except CrystalloopError as e:
+        console.print(f"[bold red]Error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    for k, p in written.items():
+        console.print(f"{k:>22}: {p}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(twin_app, name="twin")
