@@ -14,6 +14,14 @@
 from crystalloop.control.dnc import DirectNucleationController, dnc_mode
 from crystalloop.control.nmpc import NMPCController, ThermalModel, thermal_model_from_params
 from crystalloop.control.pid import PID, CascadePID, Observation, ProfileTracker
+from crystalloop.control.runner import (
+    CONTROLLERS,
+    RunResult,
+    make_controller,
+    run,
+    run_status,
+    tracking_metrics,
+)
 from crystalloop.control.safety import SAFE_STATES, SafeThermostat, SafetyLimits, Watchdog
 
 __all__ = [
@@ -21,4 +29,5 @@ __all__ = [
     "NMPCController", "ThermalModel", "thermal_model_from_params",
     "DirectNucleationController", "dnc_mode",
     "SafeThermostat", "SafetyLimits", "Watchdog", "SAFE_STATES",
+    "run", "run_status", "make_controller", "tracking_metrics", "RunResult", "CONTROLLERS",
 ]
