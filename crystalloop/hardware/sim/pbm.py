@@ -346,14 +346,7 @@ class PopulationBalance:
     def max_dt(self, r: _Rates, dt_max: float) -> float:
         """Largest stable/accurate step for the current rates (see module docstring)."""
         dt = dt_max
-        if r.G != 0.0 and self._M_cryst > 0:
-            if r.G > 0:
-                fmax = self.g_factor_max
-            elif self._rows == 2 and self.P[1].any():
-                fmax = self._diss_factor_max
-            else:
-                fmax = float(self._diss_factor[0].max())
-            dt = min(dt, self.cfl * self.grid.dL_um / (abs(r.G) * fmax))
+        dt = min(dt, self._cfl_dt(r.G))
         dM = abs(r.dMdt_cryst) + abs(r.dMdt_am)
         if dM > 0:
             drive = max(abs(r.c - r.csat), 0.01 * r.csat) * self.basis_amount
@@ -365,6 +358,18 @@ class PopulationBalance:
             if ntot > 0:
                 dt = min(dt, max(0.2 * self.V_m3 / (r.beta * ntot), 1e-3))
         return dt
+
+    def _cfl_dt(self, G: float) -> float:
+        """Largest step with Courant number ≤ ``cfl`` at every interface for growth rate ``G``."""
+        if G == 0.0 or self._M_cryst <= 0:
+            return math.inf
+        if G > 0:
+            fmax = self.g_factor_max
+        elif self._rows == 2 and self.P[1].any():
+            fmax = self._diss_factor_max
+        else:
+            fmax = float(self._diss_factor[0].max())
+        return self.cfl * self.grid.dL_um / (abs(G) * fmax)
 
     def _mass_rates(self, r: _Rates, mom2: float) -> None:
         """Fill ``r.dMdt_cryst`` and ``r.dMdt_am`` (kg/s) for the current state."""
@@ -413,6 +418,10 @@ class PopulationBalance:
         for _ in range(40):
             c_half = r0.c - 0.5 * dt * dM0 / self.basis_amount
             rh = self.rates(T_K + 0.5 * dt * dTdt, c_half)
+            cfl_dt = self._cfl_dt(rh.G)
+            if dt > cfl_dt:  # the mid-step rate is faster (e.g. growth turned into dissolution)
+                dt = cfl_dt
+                continue
             if self._try(rh, dt, r0):
                 self.ledger.steps += 1
                 return dt
