@@ -86,13 +86,17 @@ def test_missing_serial_port_is_a_clear_error(cycle):
 @pytest.mark.slow
 def test_dnc_vs_linear_cooling_on_sim():
     lin = ThermocycleProfile(40.0, 0.1, 44.0, [Segment(10.0, 0.3, 30)])
+    with connect("sim://?seed=1", recipe=lin) as cz:
+        n0 = cz.counter.read().value
     out = {}
     for name, ctrl, opts in [("linear", "track", {}),
-                             ("dnc", "dnc", dict(counts_setpoint=7000, band=1400, t_max_c=50, heating_rate_c_min=0.3,
-                                                 cooling_rate_c_min=0.3, max_duration_min=1500))]:
+                             ("dnc", "dnc", dict(counts_setpoint=8 * n0, band=1.6 * n0, t_max_c=48.0,
+                                                 heating_rate_c_min=0.5, cooling_rate_c_min=0.3, filter_window=1,
+                                                 max_duration_min=1500))]:
         cz = connect("sim://?seed=1", recipe=lin)
         r = run(lin, crystallizer=cz, controller=ctrl, controller_options=opts, recipe_margin_c=10)
         psd = cz.plant.psd()
         out[name] = (r, float(psd.loc[psd["upper_um"] <= 20.0, "Q3"].max()))
     assert out["dnc"][0].timeseries["T_reactor_c"].iloc[-1] == pytest.approx(10.0, abs=0.5)
     assert out["dnc"][1] < out["linear"][1]  # fewer fines
+    assert (out["dnc"][0].timeseries["counts"] > 8 * n0 * 1.2).any()  # the band was left and heating acted
