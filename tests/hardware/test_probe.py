@@ -47,7 +47,7 @@ def test_cli_probe_and_show():
         assert res.exit_code == 0, res.output
         assert "found 4800 baud 7E1: FP50-HE 2.0" in res.output
         assert f"julabo://{fake.url}?baudrate=4800&framing=7E1" in res.output.replace("\n", "")
-        res = runner.invoke(app, ["thermostat", "show", f"julabo://{fake.url}?baudrate=4800&min_interval_s=0.25"])
+        res = runner.invoke(app, ["thermostat", "show", f"julabo://{fake.url}?baudrate=4800&min_interval_s=0"])
         assert res.exit_code == 0, res.output
         assert "FP50-HE" in res.output and "-20.00 °C" in res.output and "03 REMOTE START" in res.output
     res = runner.invoke(app, ["thermostat", "show", "julabo:///dev/ttyNOPE0"])
