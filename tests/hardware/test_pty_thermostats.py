@@ -264,3 +264,13 @@ def test_short_cooling_run_on_virtual_clock(clock):
         assert all(p.value >= b.value - 0.02 for _, b, p in samples[5:])
         assert samples[-1][1].value == pytest.approx(20.0, abs=0.05)
         assert samples[-1][2].value == pytest.approx(20.0, abs=0.3)
+
+
+def test_software_handshake_over_pty(clock):
+    """With xonxoff=1 the tty consumes XON/XOFF itself; replies carrying them still parse."""
+    fake = FakeJulabo(clock=clock)
+    with fake, connect(f"julabo://{fake.url}?{FAST}&xonxoff=1", clock=clock) as cryst:
+        assert cryst.meta["line_settings"] == "9600 baud 8N1, XON/XOFF"
+        fake.inject("xonxoff", times=2)
+        assert cryst.thermostat.read_bath().value == pytest.approx(fake.model.bath_c, abs=0.011)
+        assert cryst.thermostat.get_setpoint() == pytest.approx(fake.model.setpoint_c)
