@@ -62,7 +62,8 @@ def as_label_matrix(Y, labels: Sequence[str], *, name: str = "Y") -> np.ndarray:
         if missing:
             raise ModelError(f"{name} lacks label column(s) {missing}")
         arr = Y[labels].to_numpy()
-    elif len(Y) and not isinstance(Y, np.ndarray) and isinstance(Y[0], (list, tuple, set, frozenset)):
+    elif (len(Y) and not isinstance(Y, np.ndarray) and all(isinstance(r, (list, tuple, set, frozenset)) for r in Y)
+          and all(isinstance(k, str) for r in Y for k in r)):
         idx = {k: i for i, k in enumerate(labels)}
         arr = np.zeros((len(Y), len(labels)), np.int64)
         for r, names in enumerate(Y):
@@ -79,19 +80,31 @@ def as_label_matrix(Y, labels: Sequence[str], *, name: str = "Y") -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def tune_thresholds(y_true: np.ndarray, proba: np.ndarray, *, grid: np.ndarray | None = None, default: float = 0.5) -> np.ndarray:
-    """Per-label threshold maximizing F1 on validation data (``default`` for labels without positives)."""
+def tune_thresholds(y_true: np.ndarray, proba: np.ndarray, *, metric: str = "f1", grid: np.ndarray | None = None,
+                    default: float = 0.5) -> np.ndarray:
+    """Per-label threshold maximizing ``metric`` on validation data.
+
+    ``metric="f1"`` (the seed's figure of merit) or ``"balanced_accuracy"`` (mean of the true
+    positive and true negative rates, which does not drift to "always present" for labels that
+    most images carry). Labels without both positives and negatives in ``y_true`` keep ``default``.
+    """
+    if metric not in ("f1", "balanced_accuracy"):
+        raise ConfigError(f"threshold metric={metric!r}; expected 'f1' or 'balanced_accuracy'")
     grid = np.linspace(0.05, 0.95, 19) if grid is None else np.asarray(grid)
     out = np.full(y_true.shape[1], float(default))
     for j in range(y_true.shape[1]):
         t = y_true[:, j].astype(bool)
-        if not t.any():
+        if not t.any() or (metric == "balanced_accuracy" and t.all()):
             continue
         pred = proba[:, j][:, None] >= grid[None, :]
         tp = (pred & t[:, None]).sum(0)
         fp = (pred & ~t[:, None]).sum(0)
         fn = (~pred & t[:, None]).sum(0)
-        f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        if metric == "f1":
+            f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        else:
+            tn = (~pred & ~t[:, None]).sum(0)
+            f1 = 0.5 * (tp / max(t.sum(), 1) + tn / max((~t).sum(), 1))
         best = np.flatnonzero(f1 == f1.max())
         out[j] = float(grid[best[len(best) // 2]])  # middle of the plateau
     return out
@@ -139,7 +152,9 @@ class CrystalClassifier(TorchEstimator):
     augment : bool
         Random flips, 90° rotations and ±10 % brightness during training.
     validation_fraction : float
-        Share of the images held out to tune per-label thresholds (maximum F1); 0 keeps 0.5.
+        Share of the images held out to tune per-label thresholds; 0 keeps 0.5.
+    threshold_metric : {"f1", "balanced_accuracy"}
+        What the per-label thresholds maximize on the validation images.
     normalize : {"dtype", "percentile"}
         ``dtype`` keeps absolute brightness (needed to tell empty from crowded frames).
     """
@@ -159,6 +174,7 @@ class CrystalClassifier(TorchEstimator):
         weight_decay: float = 1e-4,
         augment: bool = True,
         validation_fraction: float = 0.2,
+        threshold_metric: str = "f1",
         normalize: str = "dtype",
         random_state: int | None = 0,
         n_threads: int | None = None,
@@ -176,6 +192,7 @@ class CrystalClassifier(TorchEstimator):
         self.weight_decay = weight_decay
         self.augment = augment
         self.validation_fraction = validation_fraction
+        self.threshold_metric = threshold_metric
         self.normalize = normalize
         self.random_state = random_state
         self.n_threads = n_threads
@@ -214,6 +231,8 @@ class CrystalClassifier(TorchEstimator):
             labels = [str(c) for c in Y.columns]
         else:
             labels = list(CRYSTAL_LABELS)
+        if self.threshold_metric not in ("f1", "balanced_accuracy"):
+            raise ConfigError(f"threshold_metric={self.threshold_metric!r}; expected 'f1' or 'balanced_accuracy'")
         if len(set(labels)) != len(labels) or not labels:
             raise ConfigError(f"labels must be distinct and non-empty, got {labels}")
         m = 2 ** len(self.filters)
@@ -263,7 +282,7 @@ class CrystalClassifier(TorchEstimator):
                                         desc="classifier")
         self.network_ = net
         if n_val:
-            self.thresholds_ = tune_thresholds(Ymat[val], self._proba(net, x[val]))
+            self.thresholds_ = tune_thresholds(Ymat[val], self._proba(net, x[val]), metric=self.threshold_metric)
         else:
             self.thresholds_ = np.full(len(labels), 0.5)
         return self

@@ -49,18 +49,25 @@ _KIND_SPECS = {
 }
 
 
-def _particle_rows(label: str, n: int, shape, pixel_size_um: float, rng: np.random.Generator) -> pd.DataFrame:
+def _particle_rows(label: str, n: int, shape, pixel_size_um: float, rng: np.random.Generator) -> dict:
     kind, (e0, e1), (a0, a1), (d0, d1) = _KIND_SPECS[label]
     ecd = rng.uniform(e0, e1, n)
     ar = rng.uniform(a0, a1, n)
     length = ecd * np.sqrt(ar)  # keeps the area roughly that of a circle of diameter ecd
     h, w = shape
     margin = 0.1 * min(h, w)
-    return pd.DataFrame({
+    return {
         "x_px": rng.uniform(margin, w - margin, n), "y_px": rng.uniform(margin, h - margin, n),
         "length_um": length, "width_um": length / ar, "angle_deg": rng.uniform(0, 180, n),
-        "kind": kind, "depth": rng.uniform(d0, d1, n), "n_primary": rng.integers(3, 7, n),
-    })
+        "kind": np.full(n, kind, dtype=object), "depth": rng.uniform(d0, d1, n), "n_primary": rng.integers(3, 7, n),
+    }
+
+
+def _frame(parts: list[dict]) -> pd.DataFrame:
+    keys = ("x_px", "y_px", "length_um", "width_um", "angle_deg", "kind", "depth", "n_primary")
+    if not parts:
+        return pd.DataFrame({k: np.empty(0, dtype=object if k == "kind" else float) for k in keys})
+    return pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in keys})
 
 
 def make_crystal_images(
@@ -98,17 +105,19 @@ def make_crystal_images(
         u = rng.random()
         bg = rng.uniform(170, 225)
         if u < p_empty:
-            parts = _particle_rows("block", 0, shape, pixel_size_um, rng)
+            parts = _frame([])
         elif u < p_empty + p_too_concentrated:
-            n = int(rng.integers(100, 200))
-            chosen = rng.choice(kinds[:6], size=n)
-            parts = pd.concat([_particle_rows(k, 1, shape, pixel_size_um, rng) for k in chosen], ignore_index=True)
-            parts["x_px"] = rng.uniform(0, shape[1], n)
-            parts["y_px"] = rng.uniform(0, shape[0], n)
+            # enough particles to cover the frame 1.5-3 times (scales with the frame area)
+            frame_um2 = shape[0] * shape[1] * pixel_size_um**2
+            n = max(int(rng.uniform(1.5, 3.0) * frame_um2 / (np.pi / 4 * 35.0**2)), 10)
+            counts = rng.multinomial(n, np.full(6, 1 / 6))
+            parts = _frame([_particle_rows(k, int(c), shape, pixel_size_um, rng) for k, c in zip(kinds[:6], counts, strict=True) if c])
+            parts["x_px"] = rng.uniform(0, shape[1], len(parts))
+            parts["y_px"] = rng.uniform(0, shape[0], len(parts))
             y[i, col["object_present"]] = y[i, col["too_concentrated"]] = 1
         else:
             chosen = rng.choice(kinds, size=int(rng.integers(1, max_kinds + 1)), replace=False)
-            parts = pd.concat([_particle_rows(k, int(rng.integers(1, 6)), shape, pixel_size_um, rng) for k in chosen], ignore_index=True)
+            parts = _frame([_particle_rows(k, int(rng.integers(1, 6)), shape, pixel_size_um, rng) for k in chosen])
             y[i, col["object_present"]] = 1
             for k in chosen:
                 y[i, col[k]] = 1
