@@ -172,6 +172,8 @@ class SerialThermostat:
         try:
             self.info = self._identify()
         except (DeviceTimeout, ProtocolError) as exc:
+            if getattr(exc, "wrong_device", False):
+                raise
             raise self._diagnose(exc) from exc
         self.device_limits = self._read_device_limits()
         self.limits = self._combine_limits(self.device_limits)

@@ -144,6 +144,13 @@ def parse_version(line: bytes, where: str = "JULABO") -> DeviceInfo:
         raise ProtocolError(f"{where}: expected a model/version string, got {text!r}")
     if _STATUS_RE.fullmatch(text) or re.fullmatch(r"[+-]?[\d.]+", text):
         raise ProtocolError(f"{where}: expected a model/version string, got {text!r} (reply to another command?)")
+    if re.fullmatch(r"ERR_\d+|OK", text):
+        err = ProtocolError(
+            f"{where}: version answered {text!r}, which is how LAUDA units reply: is this a LAUDA "
+            f"thermostat (use lauda://)?"
+        )
+        err.wrong_device = True  # type: ignore[attr-defined]  # line settings are fine
+        raise err
     m = re.search(r"\bVERSION\b\s*:?\s*(\S.*)?$", text, flags=re.IGNORECASE)
     model_part = text[: m.start()] if m else text
     version = (m.group(1) or "").strip() if m else ""

@@ -194,6 +194,8 @@ def test_version_parser():
     assert parse_version(b"FP50").model == "FP50"
     with pytest.raises(ProtocolError, match="reply to another command"):
         parse_version(b"03 REMOTE START")
+    with pytest.raises(ProtocolError, match=r"is this a LAUDA thermostat \(use lauda://\)"):
+        parse_version(b"ERR_3")
 
 
 def test_invalid_process_command_option():

@@ -274,3 +274,9 @@ def test_software_handshake_over_pty(clock):
         fake.inject("xonxoff", times=2)
         assert cryst.thermostat.read_bath().value == pytest.approx(fake.model.bath_c, abs=0.011)
         assert cryst.thermostat.get_setpoint() == pytest.approx(fake.model.setpoint_c)
+
+
+def test_lauda_on_a_julabo_url_is_named(clock):
+    with FakeLauda(clock=clock) as fake:
+        with pytest.raises(ProtocolError, match=r"version answered 'ERR_3'.*is this a LAUDA thermostat \(use lauda://\)"):
+            connect(f"julabo://{fake.url}?{FAST}", clock=clock)
