@@ -92,7 +92,7 @@ def main(n: int) -> None:
             port.close()
             fast = settings.with_options({"min_interval_s": 0})  # measure the host, not the 250 ms rule
             transport = Transport.open(resp.path, settings=fast, device=vendor, clock=VirtualClock())
-            q = _time(lambda: transport.query(command), n)
+            q = _time(lambda t=transport, c=command: t.query(c), n)
             dev = cls(transport)
             d = _time(dev.read_bath, n)
             transport.close()
