@@ -7,7 +7,12 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from crystalloop.errors import ConfigError
-from crystalloop.hardware.sim.thermal import ThermalParams, advance_thermal, steady_state, thermal_rhs
+from crystalloop.hardware.sim.thermal import (
+    ThermalParams,
+    advance_thermal,
+    steady_state,
+    thermal_rhs,
+)
 
 
 def _reference(p, x0, sp, t_end):
