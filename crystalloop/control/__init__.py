@@ -9,8 +9,11 @@
 * :mod:`~crystalloop.control.dnc`: :class:`DirectNucleationController` from particle counts.
 * :mod:`~crystalloop.control.runner`: :func:`run` a recipe or controller on a backend URL,
   logging everything to the experiment store.
+* :mod:`~crystalloop.control.campaign`: :func:`run_campaign`, the closed loop
+  propose → run → measure → learn → propose.
 """
 
+from crystalloop.control.campaign import CampaignResult, propose, run_campaign
 from crystalloop.control.dnc import DirectNucleationController, dnc_mode
 from crystalloop.control.nmpc import NMPCController, ThermalModel, thermal_model_from_params
 from crystalloop.control.pid import PID, CascadePID, Observation, ProfileTracker
@@ -30,4 +33,5 @@ __all__ = [
     "DirectNucleationController", "dnc_mode",
     "SafeThermostat", "SafetyLimits", "Watchdog", "SAFE_STATES",
     "run", "run_status", "make_controller", "tracking_metrics", "RunResult", "CONTROLLERS",
+    "run_campaign", "propose", "CampaignResult",
 ]
