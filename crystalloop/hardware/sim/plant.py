@@ -359,7 +359,7 @@ class VirtualCrystallizer:
             t = self.transmissivity_true()
             return float(np.clip(t + (rng.normal(0, nz["transmissivity_pct"]) if on else 0.0), 0.0, 100.0))
         if channel == "counts":
-            lam = self.counts_expected()
+            lam = max(self.counts_expected(), 0.0)
             return float(rng.poisson(lam)) if on else lam
         raise ConfigError(f"unknown measurement channel {channel!r}; expected T_reactor_c, T_jacket_c, "
                           f"conc_kg_kg, transmissivity_pct or counts")
