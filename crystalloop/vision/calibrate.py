@@ -22,7 +22,12 @@ from crystalloop.errors import ConfigError
 from crystalloop.vision._validate import check_pixel_size
 from crystalloop.vision.io import iter_images
 from crystalloop.vision.measure import measure_particles
-from crystalloop.vision.pipeline import PipelineSettings, flag_particles, prepare_signal, segment_signal
+from crystalloop.vision.pipeline import (
+    PipelineSettings,
+    flag_particles,
+    prepare_signal,
+    segment_signal,
+)
 from crystalloop.vision.psd import compare_psd
 
 __all__ = ["CalibrationResult", "calibrate", "DEFAULT_SEARCH_SPACE"]

@@ -59,7 +59,11 @@ def read_stack(path: str | os.PathLike) -> list[np.ndarray]:
                     else:
                         frames.append(a)
         except Exception as exc:
-            raise ImageError(f"cannot read TIFF {str(p)!r}: {exc}") from exc
+            # OpenCV decodes what tifffile cannot (e.g. compression without imagecodecs)
+            ok, mats = cv2.imreadmulti(str(p), flags=cv2.IMREAD_UNCHANGED)
+            if not ok or not mats:
+                raise ImageError(f"cannot read TIFF {str(p)!r}: {exc}") from exc
+            frames = [cv2.cvtColor(m, cv2.COLOR_BGR2RGB) if m.ndim == 3 and m.shape[2] == 3 else m for m in mats]
         if not frames:
             raise ImageError(f"TIFF {str(p)!r} has no pages")
         return [_fix(a, p) for a in frames]

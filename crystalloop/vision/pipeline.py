@@ -41,7 +41,7 @@ class PipelineSettings:
     normalize : bool
         Divide the signal by the background (flat-field by the estimated illumination).
     polarity : {"auto", "dark", "bright"}
-    threshold : {"otsu", "triangle", "adaptive"} or float
+    threshold : {"otsu", "triangle", "midpoint", "adaptive"} or float
     threshold_offset : float
         Shift of the threshold towards the background (fraction; calibrated).
     noise_floor : float
@@ -85,8 +85,9 @@ class PipelineSettings:
             raise ConfigError(f"background must be 'rolling_ball', 'morphological', 'median' or None, got {self.background!r}")
         if self.polarity not in ("auto", "dark", "bright"):
             raise ConfigError(f"polarity must be 'auto', 'dark' or 'bright', got {self.polarity!r}")
-        if isinstance(self.threshold, str) and self.threshold not in ("otsu", "triangle", "adaptive"):
-            raise ConfigError(f"threshold must be 'otsu', 'triangle', 'adaptive' or a number, got {self.threshold!r}")
+        if isinstance(self.threshold, str) and self.threshold not in ("otsu", "triangle", "midpoint", "adaptive"):
+            raise ConfigError(
+                f"threshold must be 'otsu', 'triangle', 'midpoint', 'adaptive' or a number, got {self.threshold!r}")
         if not 0.0 <= float(self.watershed_strength) <= 1.0:
             raise ConfigError(f"watershed_strength must lie in [0, 1], got {self.watershed_strength!r}")
         if self.min_size_px < 0:
@@ -163,6 +164,8 @@ def prepare_signal(image: np.ndarray, settings: PipelineSettings) -> tuple[np.nd
     """Grey float image → (signal, polarity): background-subtracted signal, particles positive."""
     gray = to_gray_float(check_image(image))
     pol = detect_polarity(gray) if settings.polarity == "auto" else settings.polarity
+    if float(gray.max()) == float(gray.min()):
+        return np.zeros(gray.shape, np.float32), pol  # all background or all foreground
     if settings.background is None:
         sig = gray if pol == "bright" else -gray
         return sig, pol

@@ -97,16 +97,18 @@ def subtract_background(
 ) -> np.ndarray:
     """Particle signal with the background removed: 0 on background, positive on particles.
 
-    ``normalize=True`` divides by the background (flat-field: the signal is the relative
-    darkening or brightening, so uneven illumination does not change particle contrast).
+    ``normalize=True`` divides dark-particle signals by the background (flat-field: the signal
+    is the relative darkening, so uneven illumination does not change particle contrast);
+    bright particles (fluorescence, dark field) are additive and only subtracted.
     Dark particles become positive too, so every later step sees bright-on-zero.
     """
     img = to_gray_float(check_image(image))
     pol = _resolve_polarity(img, polarity)
     bg = estimate_background(img, radius=radius, method=method, polarity=pol)
     sig = (bg - img) if pol == "dark" else (img - bg)
-    if normalize:
-        sig = sig / np.maximum(bg if pol == "dark" else np.maximum(bg, float(np.median(bg)) * 0.1), 1e-3)
+    if normalize and pol == "dark":
+        # transmitted light is multiplicative: relative darkening is independent of illumination
+        sig = sig / np.maximum(bg, 1e-3)
     return sig.astype(np.float32, copy=False)
 
 

@@ -27,7 +27,7 @@ __all__ = [
     "disk",
 ]
 
-_METHODS = ("otsu", "triangle", "adaptive")
+_METHODS = ("otsu", "triangle", "midpoint", "adaptive")
 
 
 def disk(radius: int) -> np.ndarray:
@@ -53,15 +53,28 @@ def threshold_value(image: np.ndarray, *, method: str = "otsu") -> float:
     Computed on a 256-bin histogram (exact for 8-bit images).
     """
     img = to_gray_float(check_image(image))
-    if method not in ("otsu", "triangle"):
-        raise ConfigError(f"global threshold method must be 'otsu' or 'triangle', got {method!r}")
+    if method not in ("otsu", "triangle", "midpoint"):
+        raise ConfigError(f"global threshold method must be 'otsu', 'triangle' or 'midpoint', got {method!r}")
     u8, lo, scale = _to_u8(img)
     if u8.min() == u8.max():
         return float(lo)
-    flag = cv2.THRESH_OTSU if method == "otsu" else cv2.THRESH_TRIANGLE
+    flag = cv2.THRESH_TRIANGLE if method == "triangle" else cv2.THRESH_OTSU
     t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY | flag)
     # cv2 returns t with "> t" as foreground; map the bin back to image units (bin centre + ½)
-    return lo + (t + 0.5) * scale
+    t = lo + (t + 0.5) * scale
+    if method == "midpoint":
+        # half-way between the median levels of the two Otsu classes (iterated): the 50 % edge
+        # level of flat particles, unbiased by how few pixels the particles cover
+        sub = img[:: max(1, img.shape[0] // 512), :: max(1, img.shape[1] // 512)].ravel()
+        for _ in range(5):
+            a, b = sub[sub <= t], sub[sub > t]
+            if a.size == 0 or b.size == 0:
+                break
+            t_new = 0.5 * (float(np.median(a)) + float(np.median(b)))
+            if abs(t_new - t) <= 1e-6 * (abs(t) + 1e-12):
+                break
+            t = t_new
+    return t
 
 
 def detect_polarity(image: np.ndarray) -> str:
@@ -105,9 +118,11 @@ def threshold(
     ----------
     image : ndarray (rows, cols) or (rows, cols, 3)
         Grey or colour image (any numeric dtype) or a background-subtracted signal.
-    method : {"otsu", "triangle", "adaptive"} or float
-        Global Otsu/triangle threshold, local (Gaussian-weighted mean over ``block_size``)
-        adaptive threshold, or a fixed grey level.
+    method : {"otsu", "triangle", "midpoint", "adaptive"} or float
+        Global Otsu/triangle threshold; ``midpoint``: half-way between the median levels of the
+        two Otsu classes (iterated; the 50 % level of particle edges, so areas are unbiased even
+        when particles cover few pixels); local (Gaussian-weighted mean over ``block_size``)
+        adaptive threshold; or a fixed grey level.
     polarity : {"auto", "dark", "bright"}
         Particles darker (transmitted light) or brighter than the background; ``auto`` uses
         :func:`detect_polarity`.
@@ -151,7 +166,8 @@ def threshold(
     bg = float(np.median(img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)]))
     t = t + offset * (bg - t)
     if noise_floor > 0:
-        margin = noise_floor * _noise_sigma(img)
+        # at least a millionth of the value range: rounding noise is never a particle
+        margin = max(noise_floor * _noise_sigma(img), 1e-6 * float(np.abs(img).max()))
         t = min(t, bg - margin) if pol == "dark" else max(t, bg + margin)
     return (img < t) if pol == "dark" else (img > t)
 
@@ -278,40 +294,68 @@ def watershed_split(
     if lab.dtype == bool:
         _, lab = cv2.connectedComponents(lab.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
     lab = lab.astype(np.int32, copy=False)
-    out = np.zeros(lab.shape, np.int32)
-    nxt = 1
     if strength == 0.0:
         return _relabel(lab)
-    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+    # candidates: objects whose outline polygon is clearly non-convex (one findContours call on
+    # the whole image; touching particles are what the watershed is for)
+    candidates = _nonconvex_labels(lab, max_solidity, max(min_size_px, 8))
+    n_lab = int(lab.max())
+    lut = np.zeros(n_lab + 1, np.int32)
+    present = np.bincount(lab.ravel(), minlength=n_lab + 1) > 0
+    present[0] = False
+    keep = present.copy()
+    keep[list(candidates)] = False
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    out = lut[lab]
+    nxt = int(keep.sum()) + 1
+    if not candidates:
+        return out
+    slices = ndi.find_objects(lab)
+    for i in sorted(candidates):
+        sl = slices[i - 1]
         if sl is None:
             continue
-        r0, r1, c0, c1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
-        crop = np.zeros((r1 - r0 + 2, c1 - c0 + 2), np.uint8)
         own = lab[sl] == i
+        crop = np.zeros((own.shape[0] + 2, own.shape[1] + 2), np.uint8)
         crop[1:-1, 1:-1] = own
-        area = int(np.count_nonzero(own))
-        split = area >= max(min_size_px, 8)
-        if split:
-            cnts, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            from crystalloop.vision.measure import hull_pixel_count
+        sub, n = _split_one(crop, strength)
+        sub = sub[1:-1, 1:-1]
+        tgt = out[sl]
+        sel = sub > 0
+        tgt[sel] = sub[sel] + (nxt - 1)
+        nxt += n
+    return out
 
-            hull = cv2.convexHull(np.vstack(cnts)).reshape(-1, 2)
-            split = area / max(hull_pixel_count(hull, crop.shape), 1.0) < max_solidity
-        if split:
-            sub, n = _split_one(crop, strength)
-            sub = sub[1:-1, 1:-1]
-            tgt = out[sl]
-            sel = sub > 0
-            tgt[sel] = sub[sel] + (nxt - 1)
-            nxt += n
-        else:
-            out[sl][own] = nxt
-            nxt += 1
+
+def _nonconvex_labels(lab: np.ndarray, max_solidity: float, min_size_px: float) -> set[int]:
+    """Labels whose outer contour area / convex hull area is below ``max_solidity``.
+
+    Pixel counts of the contour polygon and of its convex hull come from Pick's theorem (both
+    run through pixel centres), so a digitised convex shape scores 1. Objects of one label that touch another label are traced together (a merged blob is then a
+    candidate as a whole, each label is split on its own anyway).
+    """
+    from crystalloop.vision.measure import hull_pixel_count  # Pick's theorem on lattice polygons
+
+    fg = (lab > 0).astype(np.uint8)
+    contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out: set[int] = set()
+    for c in contours:
+        if len(c) < 4:
+            continue
+        a_c = hull_pixel_count(c.reshape(-1, 2))  # pixels of the blob (holes filled)
+        a_h = hull_pixel_count(cv2.convexHull(c).reshape(-1, 2))
+        if a_c < min_size_px or a_h <= 0 or a_c / a_h >= max_solidity:
+            continue
+        x, y, w, h = cv2.boundingRect(c)
+        ids = np.unique(lab[y : y + h, x : x + w])
+        out.update(int(v) for v in ids if v)
     return out
 
 
 def _relabel(lab: np.ndarray) -> np.ndarray:
-    u = np.unique(lab)
+    if lab.size == 0 or lab.max() <= 0:
+        return np.zeros(lab.shape, np.int32)
+    u = np.flatnonzero(np.bincount(lab.ravel()))
     u = u[u != 0]
     if u.size and u[-1] == u.size:
         return lab.astype(np.int32, copy=True)

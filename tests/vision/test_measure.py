@@ -6,7 +6,13 @@ import pandas as pd
 import pytest
 
 from crystalloop.errors import ConfigError, ImageError
-from crystalloop.vision import PARTICLE_COLUMNS, mask_to_labels, measure_particles, render_particles, threshold
+from crystalloop.vision import (
+    PARTICLE_COLUMNS,
+    mask_to_labels,
+    measure_particles,
+    render_particles,
+    threshold,
+)
 
 
 def test_rectangle_is_exact():

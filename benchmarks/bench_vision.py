@@ -1,0 +1,205 @@
+"""Vision benchmark: accuracy on real and synthetic images, speed against scikit-image.
+
+    python benchmarks/bench_vision.py                 # everything (several minutes)
+    python benchmarks/bench_vision.py --only speed    # one part: iso, real, synthetic, speed
+
+Baseline (measured in the same run): plain scikit-image — Otsu threshold, ``label``,
+``regionprops_table`` (area, ECD, perimeter, max Feret, ellipse axes, solidity, centroid).
+Speed runs pinned to one thread (OpenCV and BLAS) for the one-core figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from crystalloop.vision import (  # noqa: E402
+    PipelineSettings,
+    analyze_image,
+    analyze_images,
+    percentile,
+    read_image,
+    render_particles,
+    sample_particles,
+)
+from crystalloop.vision.metrics import match_instances  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+#: settings for the ISO TR 19672 binary disk images (uniform white background, no touching)
+ISO_SETTINGS = PipelineSettings(background=None, min_size_px=0, closing_radius_px=0, watershed=False, noise_floor=0)
+#: nuclei (fluorescence, bright): default pipeline with a smaller rolling ball
+NUCLEI_SETTINGS = PipelineSettings(background_radius_px=40, min_size_px=20, watershed_strength=0.7)
+#: gravel photographs: grains bright, separated by dark gaps; no background model
+GRAVEL_SETTINGS = PipelineSettings(polarity="bright", background=None, min_size_px=50, closing_radius_px=2,
+                                   watershed_strength=0.5, noise_floor=0)
+
+
+def skimage_baseline(img: np.ndarray, polarity: str):
+    from skimage import color, filters, measure
+
+    g = color.rgb2gray(img) if img.ndim == 3 else img.astype(float)
+    th = filters.threshold_otsu(g)
+    lab = measure.label(g > th if polarity == "bright" else g < th)
+    props = measure.regionprops_table(lab, properties=("area", "equivalent_diameter_area", "perimeter",
+                                                        "feret_diameter_max", "axis_major_length",
+                                                        "axis_minor_length", "solidity", "centroid"))
+    return lab, pd.DataFrame(props)
+
+
+def _median_ecd(lab: np.ndarray) -> float:
+    a = np.bincount(lab.ravel())[1:]
+    a = a[a > 0]
+    return float(np.median(np.sqrt(4 * a / np.pi))) if a.size else float("nan")
+
+
+def bench_iso(frames_a2: int) -> pd.DataFrame:
+    rows = []
+    for f in sorted(glob.glob(str(DATA / "iso-tr-19672" / "A.*" / "*.tif"))):
+        d = float(re.search(r"_([\d.]+)px", f).group(1))
+        ok, ims = cv2.imreadmulti(f, flags=cv2.IMREAD_GRAYSCALE)
+        ims = ims[:frames_a2] if "A.2" in f else ims
+        ecd, count_ok, n = [], 0, 0
+        for im in ims:
+            r = analyze_image(im, pixel_size_um=1.0, settings=ISO_SETTINGS)
+            truth_n = cv2.connectedComponents((im < 128).astype(np.uint8), connectivity=8)[0] - 1
+            count_ok += int(len(r.particles) == truth_n)
+            n += len(r.particles)
+            ecd.extend(r.kept.ecd_um)
+        err = 100 * (np.mean(ecd) / d - 1)
+        limit = 1.0 if d >= 5 else (5.0 if 2.5 <= d <= 3.5 else float("nan"))
+        rows.append({"set": Path(f).parent.name, "nominal_px": d, "frames": len(ims), "disks": n,
+                     "mean_ecd_px": np.mean(ecd), "err_pct": err, "limit_pct": limit,
+                     "frames_count_exact": f"{count_ok}/{len(ims)}"})
+    return pd.DataFrame(rows).sort_values(["set", "nominal_px"])
+
+
+def bench_real() -> pd.DataFrame:
+    import tifffile
+
+    sets = [(DATA / "stardist-nuclei" / "img2d.tif", DATA / "stardist-nuclei" / "mask2d.tif", NUCLEI_SETTINGS),
+            (DATA / "stardist-nuclei" / "img2d_small.tif", DATA / "stardist-nuclei" / "mask2d_small.tif", NUCLEI_SETTINGS)]
+    sets += [(Path(f), Path(f.replace(".jpg", "_mask.tif")), GRAVEL_SETTINGS)
+             for f in sorted(glob.glob(str(DATA / "imagegrains-fh" / "train" / "*.jpg")))]
+    rows = []
+    for fi, fm, s in sets:
+        img, gt = read_image(fi), tifffile.imread(fm)
+        r = analyze_image(img, pixel_size_um=1.0, settings=s)
+        base, _ = skimage_baseline(img, r.polarity)
+        m, mb = match_instances(gt, r.labels), match_instances(gt, base)
+        e = _median_ecd(gt)
+        rows.append({"image": fi.name, "set": fi.parent.name if "nuclei" in str(fi) else "imagegrains",
+                     "objects": int(len(np.unique(gt)) - 1), "f1": m.f1, "f1_baseline": mb.f1,
+                     "median_ecd_err_pct": 100 * (_median_ecd(r.labels) / e - 1),
+                     "median_ecd_err_baseline_pct": 100 * (_median_ecd(base) / e - 1)})
+    return pd.DataFrame(rows)
+
+
+def _synthetic(n_particles, n_frames, depth, seed, shape=(960, 1280), px=1.5):
+    sizes = np.linspace(10, 150, 40)
+    counts = np.exp(-0.5 * ((sizes - 50) / 20) ** 2)
+    for i in range(n_frames):
+        p = sample_particles(sizes, counts, shape=shape, pixel_size_um=px, aspect_ratio=(1, 3),
+                             kind={"ellipse": 1, "rod": 1, "platelet": 1, "block": 1}, n_particles=n_particles,
+                             depth_range=depth, seed=seed + i)
+        yield render_particles(p, shape=shape, pixel_size_um=px, seed=seed + i)
+
+
+def bench_synthetic(n_frames: int) -> pd.DataFrame:
+    rows = []
+    for label, n, depth in [("low solids, sharp", 20, (0.0, 0.3)), ("low solids", 20, (0.0, 1.0)),
+                            ("medium solids", 60, (0.0, 1.0)), ("high solids", 150, (0.0, 1.0)),
+                            ("very high solids", 300, (0.0, 1.0)), ("low solids, all blurred", 20, (0.3, 1.0))]:
+        meas, truth, nfr = [], [], 0
+        for img, t in _synthetic(n, n_frames, depth, seed=100):
+            r = analyze_image(img, pixel_size_um=1.5, min_focus=0.12)
+            meas.append(r.kept.ecd_um.to_numpy())
+            truth.append(t[t.in_frame & ~t.edge & t.in_focus].ecd_um.to_numpy())
+            nfr += 1
+        m, tr = np.concatenate(meas), np.concatenate(truth)
+        area_frac = None
+        row = {"case": label, "particles_per_frame": n, "depth": f"{depth[0]}–{depth[1]}", "frames": nfr,
+               "kept": len(m), "true_in_focus": len(tr)}
+        for r_ in (0, 3):
+            a, b = percentile(m, 50, r=r_), percentile(tr, 50, r=r_)
+            row[f"x50_{r_}_err_pct"] = 100 * (a / b - 1) if len(tr) else float("nan")
+        for p_ in (10, 90):
+            a, b = percentile(m, p_, r=3), percentile(tr, p_, r=3)
+            row[f"x{p_}_3_err_pct"] = 100 * (a / b - 1) if len(tr) else float("nan")
+        del area_frac
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def bench_speed(n_images: int, workers: list[int]) -> pd.DataFrame:
+    cv2.setNumThreads(1)
+    imgs = [img for img, _ in _synthetic(100, n_images, (0.0, 1.0), seed=500)]
+    rows = []
+    for img in imgs[:1]:
+        analyze_image(img, pixel_size_um=1.5)
+        skimage_baseline(img, "dark")
+    t0 = time.perf_counter()
+    n_ours = 0
+    for img in imgs:
+        n_ours += len(analyze_image(img, pixel_size_um=1.5).particles)
+    t_ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for img in imgs:
+        skimage_baseline(img, "dark")
+    t_base = time.perf_counter() - t0
+    rows.append({"case": "scikit-image baseline (Otsu+label+regionprops), 1 core", "images_per_s": n_images / t_base,
+                 "ratio_vs_baseline": 1.0})
+    rows.append({"case": "crystalloop full pipeline, 1 core", "images_per_s": n_images / t_ours,
+                 "ratio_vs_baseline": t_base / t_ours})
+    for w in workers:
+        t0 = time.perf_counter()
+        analyze_images([(f"i{k}", im) for k, im in enumerate(imgs)], pixel_size_um=1.5, workers=w)
+        dt = time.perf_counter() - t0
+        rows.append({"case": f"analyze_images workers={w}", "images_per_s": n_images / dt,
+                     "ratio_vs_baseline": t_base / dt})
+    print(f"(mean {n_ours / n_images:.0f} particles detected per image)")
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--only", choices=["iso", "real", "synthetic", "speed"], action="append")
+    ap.add_argument("--iso-frames", type=int, default=20, help="frames per A.2 stack (of 100)")
+    ap.add_argument("--synthetic-frames", type=int, default=10)
+    ap.add_argument("--speed-images", type=int, default=30)
+    ap.add_argument("--workers", type=int, nargs="*", default=[1, 2])
+    a = ap.parse_args(argv)
+    parts = a.only or ["iso", "real", "synthetic", "speed"]
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_columns", 20)
+    if ("iso" in parts or "real" in parts) and not DATA.is_dir():
+        print(f"real data not found at {DATA}; skipping iso/real", file=sys.stderr)
+        parts = [p for p in parts if p not in ("iso", "real")]
+    if "iso" in parts:
+        print("\n== ISO TR 19672 disks: mean ECD and count ==")
+        print(bench_iso(a.iso_frames).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if "real" in parts:
+        print("\n== StarDist nuclei / imagegrains gravel: instance F1 @ IoU 0.5, median ECD error ==")
+        print(bench_real().to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if "synthetic" in parts:
+        print("\n== renderer images (1280×960, 1.5 µm/px): percentile errors of in-focus, non-edge particles ==")
+        print(bench_synthetic(a.synthetic_frames).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if "speed" in parts:
+        print("\n== speed: 1280×960 uint8 probe images, ~100 particles ==")
+        print(bench_speed(a.speed_images, a.workers).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+if __name__ == "__main__":
+    main()
