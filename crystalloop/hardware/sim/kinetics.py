@@ -325,6 +325,39 @@ class KineticParams:
         """Crystalline solubility in the set's basis at ``T_K``."""
         return self.solubility(T_K)
 
+    def saturation_temperature_c(self, c0_mg_g: float, *, low_c: float = -20.0, high_c: float = 120.0) -> float:
+        """Temperature (°C) at which ``c0_mg_g`` (mg solute / g solvent) is saturated.
+
+        Recipes should start at or just below it: above it the seeds dissolve. Raises
+        :class:`KineticsError` if the solubility does not cross ``c0`` inside ``[low_c, high_c]``.
+
+        Examples
+        --------
+        >>> round(load_kinetics("default").saturation_temperature_c(45.0), 1)
+        49.9
+        """
+        c = c0_mg_g * 1e-3
+        if self.basis == "kg/m3":
+            c *= self.solvent_density_kg_m3
+
+        def f(T_c: float) -> float:
+            return self.solubility(T_c + 273.15) - c
+
+        lo, hi = low_c, high_c
+        flo, fhi = f(lo), f(hi)
+        if flo * fhi > 0:
+            raise KineticsError(
+                f"solubility of '{self.name}' does not reach {c0_mg_g:g} mg/g between {low_c:g} and "
+                f"{high_c:g} °C (c* = {flo + c:.4g} .. {fhi + c:.4g} {self.basis})")
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            fm = f(mid)
+            if (fm > 0) == (fhi > 0):
+                hi, fhi = mid, fm
+            else:
+                lo, flo = mid, fm
+        return 0.5 * (lo + hi)
+
     def with_variability(self, rng: np.random.Generator) -> KineticParams:
         """A batch's kinetics: each rate constant times a log-normal factor (sd from ``variability``)."""
         changes: dict[str, Any] = {}

@@ -136,3 +136,13 @@ def test_from_dict_accepts_mapping_and_callable_solubility():
     assert isinstance(k, KineticParams)
     k2 = replace(k, solubility=Solubility(func=lambda T: 0.01 + 1e-4 * (T - 273.15)))
     assert k2.csat(298.15) == pytest.approx(0.0125)
+
+
+def test_saturation_temperature():
+    k = load_kinetics("default")
+    T = k.saturation_temperature_c(45.0)
+    assert k.solubility(T + 273.15) == pytest.approx(0.045, rel=1e-9)
+    assert k.saturation_temperature_c(24.8) < k.saturation_temperature_c(55.2) < 70.0
+    with pytest.raises(KineticsError, match=r"does not reach 500 mg/g between -20 and 120 °C"):
+        k.saturation_temperature_c(500.0)
+    assert load_kinetics("pharmapy").saturation_temperature_c(19.0) == pytest.approx(38.9, abs=0.5)
