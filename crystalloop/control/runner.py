@@ -421,41 +421,46 @@ def run(
             raise ConfigError(f"{nm} must be a finite number > 0 s, got {v!r}")
     control_interval_s = float(control_interval_s or sample_interval_s)
     db, store_path = _open_store(store)
-    offset_s = 0.0
-    if resume_run_id is not None:
-        if db is None:
-            raise ConfigError("resume_run_id needs the store the run was logged in (store=)")
-        st = run_status(db, resume_run_id)
-        if st["status"] in ("completed", "running"):
-            raise ConfigError(f"run {resume_run_id!r} is {st['status']}; only an interrupted, failed or "
-                              f"aborted run can be resumed")
-        recipe = recipe if recipe is not None else st["recipe"]
-        if isinstance(controller, str) and controller == "track" and st["controller"]:
-            controller = st["controller"]
-        offset_s = st["last_time_s"]
-    profile = _as_profile(recipe)
-    kind = controller if isinstance(controller, str) else getattr(controller, "name", type(controller).__name__)
-    if isinstance(controller, str):
-        if controller not in CONTROLLERS:
-            raise ConfigError(f"unknown controller {controller!r}; expected one of {', '.join(CONTROLLERS)}")
-        if profile is None:
-            raise ConfigError(f"controller {controller!r} needs a recipe (a ThermocycleProfile, dict or YAML/JSON file)")
-
-    own = crystallizer is None
-    if own:
-        parsed = parse_backend_url(backend)
-        kw = {"recipe": profile} if parsed.scheme == "sim" and profile is not None else {}
-        crystallizer = connect(backend, clock=clock, **kw)
+    own_store = db is not None and db is not store
     try:
-        return _execute(crystallizer, profile, controller, kind, db, store_path, offset_s, resume_run_id,
-                        sample_interval_s=float(sample_interval_s), control_interval_s=control_interval_s,
-                        image_interval_s=image_interval_s, image_dir=image_dir, limits=limits,
-                        recipe_margin_c=recipe_margin_c, safe_state=safe_state, watchdog=watchdog,
-                        duration_s=duration_s, controller_options=controller_options or {},
-                        on_tick=on_tick, meta=meta or {}, backend=crystallizer.url if not own else backend)
-    finally:
+        offset_s = 0.0
+        if resume_run_id is not None:
+            if db is None:
+                raise ConfigError("resume_run_id needs the store the run was logged in (store=)")
+            st = run_status(db, resume_run_id)
+            if st["status"] in ("completed", "running"):
+                raise ConfigError(f"run {resume_run_id!r} is {st['status']}; only an interrupted, failed or "
+                                  f"aborted run can be resumed")
+            recipe = recipe if recipe is not None else st["recipe"]
+            if isinstance(controller, str) and controller == "track" and st["controller"]:
+                controller = st["controller"]
+            offset_s = st["last_time_s"]
+        profile = _as_profile(recipe)
+        kind = controller if isinstance(controller, str) else getattr(controller, "name", type(controller).__name__)
+        if isinstance(controller, str):
+            if controller not in CONTROLLERS:
+                raise ConfigError(f"unknown controller {controller!r}; expected one of {', '.join(CONTROLLERS)}")
+            if profile is None:
+                raise ConfigError(f"controller {controller!r} needs a recipe (a ThermocycleProfile, dict or YAML/JSON file)")
+
+        own = crystallizer is None
         if own:
-            crystallizer.close()
+            parsed = parse_backend_url(backend)
+            kw = {"recipe": profile} if parsed.scheme == "sim" and profile is not None else {}
+            crystallizer = connect(backend, clock=clock, **kw)
+        try:
+            return _execute(crystallizer, profile, controller, kind, db, store_path, offset_s, resume_run_id,
+                            sample_interval_s=float(sample_interval_s), control_interval_s=control_interval_s,
+                            image_interval_s=image_interval_s, image_dir=image_dir, limits=limits,
+                            recipe_margin_c=recipe_margin_c, safe_state=safe_state, watchdog=watchdog,
+                            duration_s=duration_s, controller_options=controller_options or {},
+                            on_tick=on_tick, meta=meta or {}, backend=crystallizer.url if not own else backend)
+        finally:
+            if own:
+                crystallizer.close()
+    finally:
+        if own_store:
+            db.close()
 
 
 def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset_s, resume_run_id, *,
@@ -530,7 +535,7 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
         latest["T_jacket_c"], latest["T_reactor_c"] = rb.value, rp.value
         n = math.nan
         if needs_counts:
-            r = safe.call(f"read of counter '{counter.name}'", counter.read)
+            r = safe.call("read", counter.read, device=f"counter '{counter.name}'")
             n = latest["counts"] = r.value
             batch.append((r.time_s - t0 + offset_s, r.channel or "counts", r.value))
         return Observation(rt(), rp.value, rb.value, latest.get("T_set_c", math.nan), n)
@@ -539,6 +544,9 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
     next_image = offset_s if camera is not None else math.inf
     batch: list = []  # readings of the current tick; flushed even when the tick fails
     try:
+        if not safe.status().running:  # a circulator left stopped would not follow any setpoint
+            safe.start()
+            rec.event(rt(), "info", f"started the circulator of thermostat '{safe.name}'")
         obs = read_temps(batch)
         cur = safe.get_setpoint()
         latest["T_set_c"] = cur
@@ -570,7 +578,7 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
                 for role, dev in cz.sensors().items():
                     if role == "counter" and needs_counts and did:
                         continue
-                    r = safe.call(f"read of {role} '{dev.name}'", dev.read)
+                    r = safe.call("read", dev.read, device=f"{role} '{dev.name}'")
                     latest[r.channel or role] = r.value
                     batch.append((r.time_s - t0 + offset_s, r.channel or role, r.value))
                 next_sample = _next_due(next_sample, sample_interval_s, t)

@@ -254,8 +254,11 @@ class SafeThermostat:
         if self.on_event is not None:
             self.on_event(float(self.clock.now()), level, message)
 
-    def call(self, what: str, fn: Callable[..., _T], *args: Any) -> _T:
+    def call(self, what: str, fn: Callable[..., _T], *args: Any, device: str | None = None) -> _T:
         """Run one exchange ``fn(*args)`` under the watchdog.
+
+        ``device`` names the device in messages (default: this thermostat); the failure
+        count is shared by all devices of the plant.
 
         Raises
         ------
@@ -263,20 +266,21 @@ class SafeThermostat:
             After ``max_failures`` consecutive :class:`DeviceError`; the safe state has
             been applied (as far as the device still answers).
         """
+        dev = device or f"thermostat '{self.name}'"
         if self.tripped is not None:
             raise WatchdogError(f"thermostat '{self.name}' is in its safe state ({self.tripped}); "
-                                f"refusing {what}")
+                                f"refusing {what} on {dev}")
         while True:
             try:
                 out = fn(*args)
             except DeviceError as e:
                 self.failures += 1
                 self.total_failures += 1
-                self._event("warning", f"{what} on thermostat '{self.name}' failed "
+                self._event("warning", f"{what} on {dev} failed "
                                        f"({self.failures}/{self.watchdog.max_failures}): {type(e).__name__}: {e}")
                 if self.failures >= self.watchdog.max_failures:
-                    reason = (f"watchdog: {self.failures} consecutive failed exchanges with thermostat "
-                              f"'{self.name}', last during {what}: {type(e).__name__}: {e}")
+                    reason = (f"watchdog: {self.failures} consecutive failed exchanges with {dev}, "
+                              f"last during {what}: {type(e).__name__}: {e}")
                     self.enter_safe_state(reason)
                     raise WatchdogError(reason) from e
                 self.clock.sleep(self.watchdog.delay_s(self.failures))

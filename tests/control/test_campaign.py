@@ -82,7 +82,7 @@ def test_campaign_runs_measures_learns(doe, tmp_path):
     # measured values are the plant's ground truth logged in the store
     for _, row in h.iterrows():
         cq = db.cqas(int(row["store_run_id"]))
-        got = dict(zip(cq["name"], cq["value"])) if "name" in cq else cq.iloc[0].to_dict()
+        got = dict(zip(cq["name"], cq["value"], strict=False)) if "name" in cq else cq.iloc[0].to_dict()
         assert got["D50_um"] == pytest.approx(row["D50_um"], nan_ok=True)
         assert db.run(int(row["store_run_id"]))["meta"]["campaign_round"] == row["round"]
     assert len(res.doe) == n0 + 4 and list(res.doe["run_id"])[-1] == "C2-2"

@@ -1,6 +1,5 @@
 """Controllers and runner on the virtual crystallizer (sim://, VirtualClock)."""
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 

@@ -16,7 +16,7 @@ def store(tmp_path):
 
 
 def _writes_ok(writes, lim):
-    for (t0, v0), (t1, v1) in zip(writes, writes[1:]):
+    for (t0, v0), (t1, v1) in zip(writes, writes[1:], strict=False):
         assert lim.min_c - 1e-9 <= v1 <= lim.max_c + 1e-9
         assert abs(v1 - v0) <= lim.max_rate_c_min * (t1 - t0) / 60.0 + 1e-9
 

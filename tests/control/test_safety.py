@@ -8,7 +8,6 @@ from crystalloop.hardware.base import VirtualClock
 from crystalloop.profiles import Segment, ThermocycleProfile
 
 
-
 def test_out_of_range_setpoint_is_refused_and_not_sent(thermostat):
     safe = SafeThermostat(thermostat, limits=SafetyLimits(10.0, 50.0))
     with pytest.raises(SafetyError, match=r"Setpoint 55.00 °C exceeds the upper limit 50.00 °C \(device\+user limits\) of thermostat 'fake'"):
@@ -76,7 +75,7 @@ def test_commands_never_cross_range_or_rate(make_thermostat, cmds):
         except SafetyError:
             safe.update()
     writes = [(0.0, 25.0)] + th.writes
-    for (t0, v0), (t1, v1) in zip(writes, writes[1:]):
+    for (t0, v0), (t1, v1) in zip(writes, writes[1:], strict=False):
         assert lim.min_c - 1e-9 <= v1 <= lim.max_c + 1e-9
         assert abs(v1 - v0) <= lim.max_rate_c_min * (t1 - t0) / 60.0 + 1e-9
 
