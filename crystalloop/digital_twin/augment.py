@@ -18,14 +18,15 @@ setting lowers the CV MSE of α = 0 by at least ``min_improvement`` (relative).
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
-from sklearn.tree import DecisionTreeRegressor
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from crystalloop.errors import ConfigError, ModelError
 from crystalloop.profiles import feature_names
@@ -79,7 +80,7 @@ class WeightedERMRegressor(RegressorMixin, BaseEstimator):
     ----------
     estimator : estimator, optional
         Base regressor accepting ``sample_weight`` (a Pipeline passes it to its steps);
-        default ``DecisionTreeRegressor(min_samples_leaf=2)``.
+        default ``Ridge(alpha=1.0)``.
     alpha : float in [0, 1], default 0
         Weight of the synthetic part of the loss.
     X_synthetic, y_synthetic : array-like, optional
@@ -140,10 +141,14 @@ class WeightedERMRegressor(RegressorMixin, BaseEstimator):
             Xs, ys = S[fn].to_numpy(float), S[_TARGET].to_numpy(float)
         else:
             Xs, ys = np.empty((0, X.shape[1])), np.empty(0)
+        if len(ys) == 0 and alpha > 0:
+            warnings.warn(f"alpha={alpha} has no effect: no synthetic rows were given (X_synthetic) or generated "
+                          f"(generator); fitting on the real rows only", UserWarning, stacklevel=2)
+            alpha = 0.0
         w_real, w_syn = erm_weights(len(y), len(ys), alpha)
         if sample_weight is not None:
-            w_real = w_real * np.asarray(sample_weight, dtype=float)
-        est = clone(DecisionTreeRegressor(min_samples_leaf=2) if self.estimator is None else self.estimator)
+            w_real = w_real * _check_sample_weight(sample_weight, X)
+        est = clone(Ridge(alpha=1.0) if self.estimator is None else self.estimator)
         keep_real = w_real > 0
         Xa = np.vstack([X[keep_real], Xs])
         ya = np.concatenate([y[keep_real], ys])

@@ -17,7 +17,7 @@ CTGAN and TVAE train with torch on the CPU; ``epochs`` sets the cost.
 from __future__ import annotations
 
 import contextlib
-import os
+import io
 import random
 import warnings
 from typing import Any, Literal
@@ -250,15 +250,9 @@ def _seeded(seed: int | None):
 
 @contextlib.contextmanager
 def _no_tqdm():
-    old = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
-    try:
+    """Silence SDV's sampling progress bars (tqdm writes to the stderr of the moment)."""
+    with contextlib.redirect_stderr(io.StringIO()):
         yield
-    finally:
-        if old is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = old
 
 
 class SyntheticGenerator(BaseEstimator):
@@ -312,7 +306,9 @@ class SyntheticGenerator(BaseEstimator):
         md.add_table(_TABLE)
         for c in data.columns:
             md.add_column(c, table_name=_TABLE, sdtype="numerical")
-        syn = self._make(md)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            syn = self._make(md)
         if self.constrained:
             b = self.bounds or DEFAULT_BOUNDS
             enc = _encode(data, self.max_cycles, b)

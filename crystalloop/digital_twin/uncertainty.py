@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeRegressor
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, has_fit_parameter, validate_data
 
 from crystalloop.errors import ConfigError
 
@@ -204,7 +204,7 @@ class MonteCarloCVRegressor(_EnsembleBase):
             raise ConfigError(f"validation_size must be in (0, 1), got {self.validation_size!r}")
         if n < 2:
             raise ValueError(f"Monte Carlo CV needs at least 2 samples, got n_samples={n}")
-        w = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        w = None if sample_weight is None else _check_sample_weight(sample_weight, X)
         n_val = min(n - 1, max(1, int(round(self.validation_size * n))))
         rng = check_random_state(self.random_state)
         splits = []
@@ -258,7 +258,7 @@ class BootstrapRegressor(_EnsembleBase):
             raise ConfigError(f"n_estimators must be a whole number >= 1, got {self.n_estimators!r}")
         if n < 2:
             raise ValueError(f"bootstrap needs at least 2 samples, got n_samples={n}")
-        w = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        w = None if sample_weight is None else _check_sample_weight(sample_weight, X)
         rng = check_random_state(self.random_state)
         draws = [rng.randint(0, n, size=n) for _ in range(int(self.n_estimators))]
         seeds = rng.randint(0, 2**31 - 1, size=len(draws))
