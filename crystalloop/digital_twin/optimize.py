@@ -26,6 +26,7 @@ Ask/tell, for a campaign that measures candidates on a real or virtual crystalli
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -169,6 +170,11 @@ class DesignProblem(Problem):
             )
         self._cols = np.array([canon.index(f) for f in twin.feature_names])
         self._twin_max_cycles = int(twin.max_cycles)
+        try:
+            params = inspect.signature(twin.predict).parameters
+        except (TypeError, ValueError):
+            params = {}
+        self._twin_kw = {k for k in ("cqas", "warn") if k in params}
         names = {o.name for o in self.objectives} | {c.name for c in self.outcome_constraints}
         self._twin_needed = sorted(names - {BATCH_TIME})
         self.constraint_labels = [
@@ -196,7 +202,7 @@ class DesignProblem(Problem):
         cqas = self._twin_needed if cqas is None else list(cqas)
         out = pd.DataFrame(index=range(len(X)))
         if cqas and len(X):
-            pred = self.twin.predict(self.features(X))
+            pred = self.twin.predict(self.features(X), **self._predict_kw(cqas))
             self.n_twin_calls += 1
             self.n_twin_rows += len(X)
             for c in cqas:
@@ -209,6 +215,29 @@ class DesignProblem(Problem):
         out[BATCH_TIME + "_mean"] = self.space.batch_time_min(X) if len(X) else []
         out[BATCH_TIME + "_std"] = 0.0
         return out
+
+    def _predict_kw(self, cqas: Sequence[str]) -> dict[str, Any]:
+        """Optional keywords of ``DigitalTwin.predict`` when the twin has them: only the CQAs
+        needed, and its extrapolation warning only once (see :meth:`check_extrapolation`)."""
+        kw: dict[str, Any] = {}
+        if "cqas" in self._twin_kw:
+            kw["cqas"] = list(cqas)
+        if "warn" in self._twin_kw:
+            kw["warn"] = False
+        return kw
+
+    def check_extrapolation(self) -> None:
+        """Let the twin warn once if this instance's profiles have a structure (number of
+        segments) that its training runs never had (a twin without that check stays silent)."""
+        if "warn" not in self._twin_kw or not self._twin_needed:
+            return
+        lo, hi = self.space.min_n_cycles, self.space.max_n_cycles
+        X = self.space.sample(hi - lo + 1, np.random.default_rng(0))
+        if self.space.mixed:
+            X[:, 3] = np.arange(lo, hi + 1)
+        kw = self._predict_kw(self._twin_needed)
+        kw["warn"] = True
+        self.twin.predict(self.features(X), **kw)
 
     def _bound(self, table: pd.DataFrame, name: str, large_is_good: bool) -> np.ndarray:
         mean = np.asarray(table[name + "_mean"], dtype=float)
@@ -457,6 +486,8 @@ def optimize_design(
     kw = dict(constraints=constraints, bounds=bounds, limits=limits, max_batch_time_min=max_batch_time_min,
               pessimistic=pessimistic, holds=holds, final_cooling=final_cooling, min_step_c=min_step_c)
     problems = [DesignProblem(twin, objectives, n_cycles=nc, **kw) for nc in instances]
+    for p in problems:
+        p.check_extrapolation()
     t0 = time.perf_counter()
     n_jobs = 1 if n_jobs is None else int(n_jobs)
     if n_jobs == 1 or len(problems) == 1:

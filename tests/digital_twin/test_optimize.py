@@ -217,6 +217,38 @@ def test_failed_measurements_are_infeasible_not_fatal():
         problem.measured_table(pop.get("X"), cqas.iloc[:5])
 
 
+class _WarningTwin(AnalyticTwin):
+    """Like DigitalTwin.predict: optional CQA subset and an extrapolation warning."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked: list = []
+
+    def predict(self, X, *, cqas=None, warn=True):
+        self.asked.append(cqas)
+        if warn and np.any(np.asarray(X)[:, 3] == 9):
+            import warnings
+
+            warnings.warn("n_segments [9] never seen", UserWarning, stacklevel=2)
+        out = super().predict(X)
+        return out if cqas is None else out[[f"{c}_{s}" for c in cqas for s in ("mean", "std")]]
+
+
+def test_twin_warns_once_and_predicts_only_needed_cqas():
+    import warnings
+
+    from crystalloop.digital_twin.optimize import optimize_design
+
+    twin = _WarningTwin()
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        r = optimize_design(twin, "max:D50,min:DoA", cycles=[1, 4], pop_size=8, n_gen=3)
+    assert [str(w.message) for w in rec] == ["n_segments [9] never seen"]
+    assert ["D50_um", "DoA_pct"] in twin.asked  # generations ask only for the objectives' CQAs
+    assert twin.asked[-1] == twin.cqas  # the final table has every CQA
+    assert "crystallinity_pct_std" in r.front
+
+
 def test_without_repair_constraint_domination_still_returns_valid_profiles():
     problem = DesignProblem(AnalyticTwin(), n_cycles=3)
     from pymoo.optimize import minimize
