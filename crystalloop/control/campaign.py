@@ -314,7 +314,11 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
         from crystalloop.digital_twin.design_spec import parse_cycles
 
         ncs = parse_cycles(cycles)
-        space = DesignSpace((ncs[0], ncs[-1]) if len(ncs) > 1 else ncs[0], **({"bounds": bounds} if bounds else {}))
+        from crystalloop.profiles import DEFAULT_BOUNDS, ProfileBounds
+
+        b = (ProfileBounds.from_dict({**DEFAULT_BOUNDS.to_dict(), **bounds}) if isinstance(bounds, dict)
+             else bounds or DEFAULT_BOUNDS)
+        space = DesignSpace((ncs[0], ncs[-1]) if len(ncs) > 1 else ncs[0], bounds=b)
         extra = space.to_profiles(space.sample(int(n) - len(chosen), np.random.default_rng(seed)))
         warnings.warn(f"the predicted front has {len(chosen)} usable point(s) for a batch of {n}; "
                       f"{len(extra)} random feasible recipe(s) complete the batch", CampaignWarning, stacklevel=2)
@@ -423,7 +427,8 @@ def execute_recipe(profile: ThermocycleProfile, *, label: str, round_: int, back
             measured["D50_um"] = rec["D50_image_um"]
         log = {k: v for k, v in measured.items() if v is not None and np.isfinite(v)}
         log.update({f"plant_{k}": v for k, v in plant.items()})
-        log.update({"image_D50_um": rec["D50_image_um"], "image_n_particles": float(rec["n_particles"])})
+        log.update({"image_D10_um": rec["D10_image_um"], "image_D50_um": rec["D50_image_um"],
+                    "image_D90_um": rec["D90_image_um"], "image_n_particles": float(rec["n_particles"])})
         if plant:  # the runner logged the plant's truth under the standard names: replace by measured
             for k in plant:
                 log.setdefault(k, None)
@@ -480,6 +485,7 @@ def run_campaign(
     min_distance: float = 0.05,
     pop_size: int = 40,
     n_gen: int = 30,
+    bounds: Any = None,
     learn: Callable[[pd.DataFrame, list[str], int], Any] | None = None,
     twin_options: dict | None = None,
     lab: Any = None,
@@ -520,6 +526,9 @@ def run_campaign(
         Report "best first objective with ``limit``" per round (e.g. ``"DoA<=10"``).
     cycles, mixed, acquisition, kappa, min_distance, pop_size, n_gen
         Proposal (:func:`propose`).
+    bounds : ProfileBounds or dict, optional
+        Design bounds (DOMAIN.md §1 by default; a dict overrides single fields, e.g.
+        ``{"cooling_rate_c_min": (0.1, 0.3)}`` for shorter batches).
     learn : callable(frame, cqas, seed) -> twin, optional
         Replaces the default :func:`~crystalloop.digital_twin.twin.fit_twin` with
         ``twin_options`` (default :data:`DEFAULT_TWIN_OPTIONS`: fast grid, 20 MC-CV splits,
@@ -580,7 +589,8 @@ def run_campaign(
     if missing:
         raise ConfigError(f"{table.source}: the DoE has no column {missing} needed by the objectives/constraints "
                           f"{[str(o) for o in objs]}; its CQA columns are {table.cqa_names}")
-    lab_fn = as_lab(lab, scheme, [c for c in needed if not (c == "D50_um" and d50_from == "image")])
+    cqa_cols = list(dict.fromkeys([*table.cqa_names, *needed]))
+    lab_fn = as_lab(lab, scheme, [c for c in cqa_cols if not (c == "D50_um" and d50_from == "image")])
     learn_fn = learn or _default_learn({**DEFAULT_TWIN_OPTIONS, **(twin_options or {})})
     if store is None or isinstance(store, (str, Path)):
         from crystalloop.store import ExperimentStore
@@ -592,7 +602,6 @@ def run_campaign(
     meta_path = out / "campaign.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     frame = table.to_frame()
-    cqa_cols = list(dict.fromkeys([*table.cqa_names, *needed]))
     start_round = campaign_rounds(frame["run_id"]) + 1
     vals0 = _objective_values(frame, objs, mc).dropna()
     sign = np.array([o.sign for o in objs])
@@ -627,12 +636,17 @@ def run_campaign(
         twin = learn_fn(frame, needed, int(seed) + r)
         t_learn = time.perf_counter() - t_learn
         twins.append(twin)
+        if hasattr(twin, "save"):
+            twin_dir = twin.save(rdir / "twin")
+            store.save_model("campaign-twin", twin_dir, {"round": r, "campaign_dir": str(out), "n_runs": len(frame),
+                                                         "cqas": list(twin.cqas)})
         say("propose", {"round": r})
         t_prop = time.perf_counter()
         existing = frame[list(twin.feature_names)].to_numpy(float)
         profiles, pred = propose(twin, objectives, int(batch_size), existing=existing, cycles=cycles, mixed=mixed,
                                  constraints=constraints, acquisition=acquisition, kappa=kappa,
-                                 min_distance=min_distance, pop_size=pop_size, n_gen=n_gen, seed=int(seed) + r)
+                                 min_distance=min_distance, pop_size=pop_size, n_gen=n_gen, seed=int(seed) + r,
+                                 bounds=bounds)
         t_prop = time.perf_counter() - t_prop
         from crystalloop.digital_twin.selection import export_recipe
 
