@@ -45,6 +45,7 @@ COMMAND_MODULES: list[str] = [
     "simulate",
     "thermostat",
     "twin",
+    "campaign",
 ]
 
 for _name in COMMAND_MODULES:

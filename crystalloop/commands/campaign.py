@@ -1,0 +1,94 @@
+"""``crystalloop campaign``: the closed loop — learn, propose, run, measure from images, repeat."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def campaign(
+    doe: Annotated[Path | None, typer.Argument(
+        help="Starting DoE table (CSV/Parquet/Excel). Omit to continue the campaign in --out (its doe.csv).")] = None,
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Backend URL: sim://?kinetics=default, julabo:///dev/ttyUSB0, ...")] = "sim://",
+    rounds: Annotated[int, typer.Option("--rounds", "-n", help="Rounds to run now (a resumed campaign continues its numbering).")] = 1,
+    batch: Annotated[int, typer.Option("--batch", "-k", help="Recipes per round.")] = 2,
+    objectives: Annotated[str, typer.Option("--objectives", "-o", help="Comma-separated 'max:NAME'/'min:NAME'.")] = "max:D50,min:DoA",
+    out: Annotated[Path, typer.Option("--out", help="Campaign folder (doe.csv, history.csv, rounds.csv, plots, round_XX/).")] = Path("campaign"),
+    store: Annotated[Path | None, typer.Option("--store", help="Experiment store (default OUT/campaign.sqlite).")] = None,
+    constraint: Annotated[list[str] | None, typer.Option("--constraint", help="Design constraint, repeatable: 'crystallinity>=50'.")] = None,
+    limit: Annotated[str, typer.Option("--limit", help="Report the best first objective under this limit ('' for none).")] = "DoA<=10",
+    lab: Annotated[Path | None, typer.Option("--lab", help="Table of offline CQAs (run_id + CQA columns); required on real hardware.")] = None,
+    lab_wait: Annotated[float, typer.Option("--lab-wait", help="Seconds to wait for a run's row in --lab.")] = 0.0,
+    acquisition: Annotated[str, typer.Option("--acquisition", help="mean, pessimistic or optimistic (mean ± kappa std).")] = "optimistic",
+    kappa: Annotated[float, typer.Option("--kappa", help="Std multiples of the acquisition bound.")] = 1.0,
+    cycles: Annotated[str, typer.Option("--cycles", "-c", help="Numbers of cycles of the proposals, e.g. '1-4'.")] = "1-4",
+    pop: Annotated[int, typer.Option("--pop", help="NSGA-II population size.")] = 40,
+    gens: Annotated[int, typer.Option("--gens", help="NSGA-II generations per round.")] = 30,
+    grid: Annotated[str, typer.Option("--grid", help="Twin hyper-parameter grids: fast or paper.")] = "fast",
+    splits: Annotated[int, typer.Option("--splits", help="Monte Carlo CV splits of the twin.")] = 20,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="SDV augmentation search (slow).")] = False,
+    frames: Annotated[int, typer.Option("--frames", help="Probe frames grabbed at the end of each batch.")] = 10,
+    sample_interval: Annotated[float, typer.Option("--sample-interval", help="Sensor sampling period of the runner, s.")] = 60.0,
+    image_interval: Annotated[float | None, typer.Option("--image-interval", help="Also grab frames during the batch every N s.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+) -> None:
+    """Run a closed-loop design campaign: fit the twin, propose recipes with NSGA-II, run them,
+    measure D50 from the probe images (DoA/crystallinity from the lab), append to the DoE, repeat."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from crystalloop.control.campaign import run_campaign
+    from crystalloop.control.offline import TableLab
+
+    console = Console()
+    run_opts = {"sample_interval_s": sample_interval}
+    if image_interval is not None:
+        run_opts["image_interval_s"] = image_interval
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("campaign", total=max(rounds, 0) * max(batch, 0))
+
+        def on(stage: str, info: dict) -> None:
+            if stage == "learn":
+                progress.update(task, description=f"round {info['round']}: fitting the twin on {info['n_runs']} runs")
+            elif stage == "propose":
+                progress.update(task, description=f"round {info['round']}: NSGA-II proposes {batch} recipes")
+            elif stage == "run":
+                progress.update(task, description=f"round {info['round']}: running {info['label']} on {backend}")
+            elif stage == "measured":
+                progress.advance(task)
+                d50, truth = info.get("D50_image_um", math.nan), info.get("plant_D50_um", math.nan)
+                extra = f" (plant {truth:.1f} µm)" if truth == truth else ""
+                console.print(f"  {info['run_id']}: {info['status']}, D50 from {info.get('n_particles', 0)} particles "
+                              f"{d50:.1f} µm{extra}, DoA {info.get('DoA_pct', math.nan):.1f} %")
+            elif stage == "round":
+                console.print(f"round {info['round']}: hypervolume {info['hypervolume_before']:.4g} → "
+                              f"{info['hypervolume']:.4g}")
+
+        res = run_campaign(
+            doe, objectives, backend=backend, n_rounds=rounds, batch_size=batch, out_dir=out, store=store,
+            constraints=constraint or None, limit=limit or None,
+            lab=TableLab(lab, timeout_s=lab_wait) if lab is not None else None,
+            acquisition=acquisition, kappa=kappa, cycles=cycles, pop_size=pop, n_gen=gens,
+            twin_options={"grid": grid, "n_splits": splits, "augment": augment},
+            n_frames=frames, run_options=run_opts, seed=seed, progress=on,
+        )
+    r = res.rounds
+    table = Table(title=f"campaign rounds ({objectives}; best with {r['limit'].iloc[-1]})")
+    cols = [c for c in r.columns if c in ("round", "n_runs", "hypervolume") or c.startswith("best_")
+            or c.endswith("_mae") or c.endswith("_coverage68") or c == "D50_image_error_pct"]
+    for c in cols:
+        table.add_column(c)
+    for _, row in r.iterrows():
+        table.add_row(*[f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols])
+    console.print(table)
+    console.print(f"wrote {res.files['doe']} ({len(res.doe)} runs), history.csv, rounds.csv and "
+                  f"{', '.join(p.name for k, p in res.files.items() if p.suffix == '.png')} to {res.out_dir}/")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("campaign")(campaign)
