@@ -81,6 +81,7 @@ def simulate(
     rel_tol: float = 0.3,
     max_dt_s: float = 120.0,
     end_hold_s: float = 0.0,
+    seed_point: str = "saturation",
     camera: CameraOptics | None = None,
     progress: Callable[[float, float], None] | None = None,
 ) -> SimResult:
@@ -115,6 +116,9 @@ def simulate(
     limiter, cfl, rel_tol, max_dt_s : numerics (see :mod:`crystalloop.hardware.sim.pbm`).
     end_hold_s : float
         Extra time at the final setpoint after the program ends.
+    seed_point : {"saturation", "start"}
+        Charge the seeds when the reactor first cools 0.5 °C below the saturation temperature of
+        ``c0`` (default, lab practice; at once if the recipe starts there) or at t = 0.
     camera : CameraOptics, optional
     progress : callable ``(t_s, t_end_s) -> None``, optional
         Called after every sample.
@@ -158,7 +162,7 @@ def simulate(
     plant = VirtualCrystallizer(
         kinetics, c0_mg_g=profile.c0_mg_g, seed_loading=profile.seed_loading, t_start_c=profile.t_start_c,
         thermal=thermal, seed=seed, variability=variability, noise=noise, n_classes=n_classes,
-        limiter=limiter, cfl=cfl, rel_tol=rel_tol, max_dt_s=max_dt_s, camera=camera,
+        limiter=limiter, cfl=cfl, rel_tol=rel_tol, max_dt_s=max_dt_s, camera=camera, seed_point=seed_point,
     )
     plant.set_setpoint(profile)
     t_end = profile.batch_time_s + end_hold_s
@@ -196,6 +200,7 @@ def simulate(
         "l_max_um": float(plant.pbm.grid.edges_um[-1]),
         "ledger": dict(vars(plant.pbm.ledger)),
         "overflow_fraction": _overflow(plant),
+        "seed_time_s": plant.seed_time_s,
     }
     return SimResult(cq, pd.DataFrame(rows), plant.psd(), frames, profile, plant.kinetics, int(seed), stats)
 

@@ -174,7 +174,7 @@ class SimStirrer(_SimDevice):
 _INT_OPTS = ("seed", "n_classes")
 _FLOAT_OPTS = ("c0_mg_g", "seed_loading", "t_start_c", "l_max_um", "max_dt_s", "rel_tol", "cfl")
 _BOOL_OPTS = ("noise", "variability")
-_STR_OPTS = ("kinetics", "thermal", "limiter")
+_STR_OPTS = ("kinetics", "thermal", "limiter", "seed_point")
 
 
 def _parse_options(opts: dict[str, str], url: str) -> dict[str, Any]:
@@ -215,7 +215,7 @@ def open_sim(parsed: BackendURL, clock: Clock | None = None, *, recipe: Any = No
     parsed : BackendURL
         ``sim://?seed=3&kinetics=default&n_classes=200`` (options: seed, kinetics, n_classes,
         c0_mg_g, seed_loading, t_start_c, l_max_um, noise, variability, thermal=ideal|jacketed,
-        limiter, cfl, rel_tol, max_dt_s).
+        limiter, cfl, rel_tol, max_dt_s, seed_point=saturation|start).
     clock : Clock, optional
         Default: a new :class:`VirtualClock`.
     recipe : ThermocycleProfile, optional

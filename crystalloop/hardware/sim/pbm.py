@@ -104,6 +104,7 @@ def _fixed_pivot(v: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 @dataclass
 class _Ledger:
+    seeded_kg: float = 0.0
     nucleated_number: float = 0.0
     nucleated_kg: float = 0.0
     dissolved_out_number: float = 0.0
@@ -243,23 +244,38 @@ class PopulationBalance:
         distributed log-normally by number (kinetics ``seeds``)."""
         if not (math.isfinite(c0) and c0 > 0):
             raise ConfigError(f"initial concentration must be > 0, got {c0!r}")
-        if not (math.isfinite(seed_mass_kg) and seed_mass_kg >= 0):
-            raise ConfigError(f"seed mass must be >= 0 kg, got {seed_mass_kg!r}")
         self.P = np.zeros((self._rows, self.grid.n))
         self.M_am = 0.0
         self.ledger = _Ledger()
-        if seed_mass_kg > 0:
-            sp = self.kinetics.seed
-            w = np.exp(-0.5 * (np.log(self.L / sp.d50_um) / sp.sigma_ln) ** 2) / self.L
-            wm = float(w @ self.m_particle)
-            if not wm > 0:
-                raise ConfigError(f"seed PSD (d50 {sp.d50_um} µm) does not fit the size grid 0..{self.grid.edges_um[-1]:g} µm")
-            w[w < 1e-12 * w.max()] = 0.0  # cut the far log-normal tails (initial condition only)
-            self.P[0] += w * (seed_mass_kg / float(w @ self.m_particle))
-        self._update_top()
-        self.M_seed = self._M_cryst = self.crystal_mass()
+        self.M_seed = self._M_cryst = 0.0
         self.M_solute = c0 * self.basis_amount
-        self.M_total = self.M_solute + self.M_seed
+        self.M_total = self.M_solute
+        self._top = 0
+        if seed_mass_kg:
+            self.add_seeds(seed_mass_kg)
+
+    def add_seeds(self, seed_mass_kg: float) -> None:
+        """Charge seeds of total mass ``seed_mass_kg`` (log-normal number PSD of the kinetic set).
+
+        The seeds enter the vessel from outside: the conserved total grows by their mass.
+        """
+        if not (math.isfinite(seed_mass_kg) and seed_mass_kg >= 0):
+            raise ConfigError(f"seed mass must be >= 0 kg, got {seed_mass_kg!r}")
+        if seed_mass_kg == 0:
+            return
+        sp = self.kinetics.seed
+        w = np.exp(-0.5 * (np.log(self.L / sp.d50_um) / sp.sigma_ln) ** 2) / self.L
+        if not float(w @ self.m_particle) > 0:
+            raise ConfigError(f"seed PSD (d50 {sp.d50_um} µm) does not fit the size grid 0..{self.grid.edges_um[-1]:g} µm")
+        w[w < 1e-12 * w.max()] = 0.0  # cut the far log-normal tails
+        added = w * (seed_mass_kg / float(w @ self.m_particle))
+        m_added = float(added @ self.m_particle)
+        self.P[0] += added
+        self._update_top()
+        self._M_cryst = self.crystal_mass()
+        self.M_seed += m_added
+        self.M_total += m_added
+        self.ledger.seeded_kg += m_added
 
     # ------------------------------------------------------------------ state
     @property

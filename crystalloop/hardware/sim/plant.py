@@ -101,6 +101,12 @@ class VirtualCrystallizer:
     n_classes, l_max_um, limiter, cfl, rel_tol : see :class:`~crystalloop.hardware.sim.pbm.PopulationBalance`.
     max_dt_s : float
         Largest plant step, s (the thermal model is sub-stepped at ≤ 5 s inside).
+    seed_point : {"saturation", "start"}
+        When the seeds are charged: when the reactor first cools to the saturation temperature
+        of ``c0`` minus ``seed_subcooling_c`` (default; at t = 0 if the start is already there),
+        or at t = 0 regardless.
+    seed_subcooling_c : float
+        Subcooling below the saturation temperature at which seeds are charged, °C.
     camera : CameraOptics, optional
     counter_volume_m3 : float
         Suspension volume a particle-counter reading samples (FBRM-like counts).
@@ -135,6 +141,8 @@ class VirtualCrystallizer:
         rel_tol: float = 0.3,
         max_dt_s: float = 120.0,
         camera: CameraOptics | None = None,
+        seed_point: str = "saturation",
+        seed_subcooling_c: float = 0.5,
         counter_volume_m3: float = 2e-8,
         counter_min_um: float = 5.0,
         path_length_mm: float = 2.0,
@@ -177,8 +185,24 @@ class VirtualCrystallizer:
         c0_kg_kg = c0_mg_g * 1e-3
         c0_native = c0_kg_kg if kin.basis == "kg/kg" else c0_kg_kg * kin.solvent_density_kg_m3
         seed_mass = seed_loading * c0_kg_kg * self.pbm.m_solvent_kg
-        self.pbm.initialize(c0_native, seed_mass)
+        if seed_point not in ("saturation", "start"):
+            raise ConfigError(f"seed_point must be 'saturation' or 'start', got {seed_point!r}")
+        # seeds are charged when the cooling solution first reaches its saturation temperature minus
+        # `seed_subcooling_c` (lab practice: seeding a clear undersaturated solution dissolves the
+        # seeds), or at t = 0 if it already is there or with seed_point='start'
+        self.seed_temperature_c = -math.inf
+        if seed_mass > 0 and seed_point == "saturation":
+            try:
+                t_sat = self.kinetics.saturation_temperature_c(c0_mg_g)
+            except Exception:  # solubility never reaches c0 in the range: seed at once
+                t_sat = math.inf
+            self.seed_temperature_c = t_sat - float(seed_subcooling_c)
+        self.pbm.initialize(c0_native, 0.0)
+        self._pending_seed_kg = seed_mass
+        self.seed_time_s: float | None = None
         self.M_solute0 = self.pbm.M_solute
+        if t_start_c <= self.seed_temperature_c or seed_point == "start" or seed_mass == 0:
+            self._charge_seeds(0.0)
         self.c0_mg_g, self.seed_loading, self.t_start_c = float(c0_mg_g), float(seed_loading), float(t_start_c)
         self.t_s = 0.0
         self.x = (float(t_start_c),) * 3  # bath, jacket, reactor
@@ -191,6 +215,12 @@ class VirtualCrystallizer:
         self.counter_min_um = float(counter_min_um)
         self.path_length_mm = float(path_length_mm)
         self.stirrer_rpm = 300.0
+
+    def _charge_seeds(self, t_s: float) -> None:
+        if self._pending_seed_kg > 0:
+            self.pbm.add_seeds(self._pending_seed_kg)
+        self._pending_seed_kg = 0.0
+        self.seed_time_s = t_s
 
     # ------------------------------------------------------------------ setpoint
     @property
@@ -257,6 +287,8 @@ class VirtualCrystallizer:
                 self._dTdt = (x_new[2] - self.x[2]) / dt
                 self.x = x_new
             self.t_s = t_new
+            if self.seed_time_s is None and self.x[2] <= self.seed_temperature_c:
+                self._charge_seeds(self.t_s)
         if self.t_s < t_end:
             self.t_s = t_end
 

@@ -16,8 +16,8 @@ def runs(make_cycles):
     for seed in SEEDS:
         out[("slow", seed)] = simulate(cycles(0, cool=0.05), seed=seed, sample_interval_s=300.0)
         out[("fast", seed)] = simulate(cycles(0, cool=0.3), seed=seed, sample_interval_s=300.0)
-        out[("linear", seed)] = simulate(cycles(0, cool=0.2), seed=seed, sample_interval_s=300.0)
-        out[("2-cycle", seed)] = simulate(cycles(2, cool=0.2), seed=seed, sample_interval_s=300.0)
+        out[("linear", seed)] = simulate(cycles(0, cool=0.25), seed=seed, sample_interval_s=300.0)
+        out[("2-cycle", seed)] = simulate(cycles(2, cool=0.25), seed=seed, sample_interval_s=300.0)
     return out
 
 
@@ -34,9 +34,9 @@ def test_faster_cooling_nucleates_more_and_gives_smaller_d50(runs, seed):
 def test_thermocycles_give_larger_d50_lower_doa_higher_crystallinity(runs, seed):
     lin, cyc = runs[("linear", seed)], runs[("2-cycle", seed)]
     assert lin.profile.end_temperature_c == cyc.profile.end_temperature_c
-    assert cyc.cqas["D50_um"] > lin.cqas["D50_um"] + 1.0
-    assert cyc.cqas["DoA_pct"] < lin.cqas["DoA_pct"] - 1.0
-    assert cyc.cqas["crystallinity_pct"] > lin.cqas["crystallinity_pct"] + 1.0
+    assert cyc.cqas["D50_um"] > lin.cqas["D50_um"] + 3.0
+    assert cyc.cqas["DoA_pct"] < lin.cqas["DoA_pct"] - 2.0
+    assert cyc.cqas["crystallinity_pct"] > lin.cqas["crystallinity_pct"] + 2.0
 
 
 def test_d50_doa_batch_time_trade_off(runs):
@@ -61,4 +61,4 @@ def test_realistic_numbers(runs):
         assert 55 < c["crystallinity_pct"] <= 100
         assert 60 < c["yield_pct"] < 90
     assert runs[("fast", 0)].cqas["DoA_pct"] > 15  # tens of % at fast cooling
-    assert runs[("fast", 0)].cqas["crystallinity_pct"] < 80
+    assert runs[("fast", 0)].cqas["crystallinity_pct"] < 85
