@@ -68,6 +68,7 @@ from crystalloop.vision.learn.synth import (
 )
 from crystalloop.vision.learn.train import TorchEstimator, load_model, plot_history, resolve_device
 from crystalloop.vision.learn.unet import SEED002_CLASSES, UNetSegmenter
+from crystalloop.vision.learn.workflows import predict_images, read_images, train_classifier, train_regressor, train_segmenter
 
 __all__ = [
     "Augmentation",
@@ -119,4 +120,9 @@ __all__ = [
     "resolve_device",
     "SEED002_CLASSES",
     "UNetSegmenter",
+    "predict_images",
+    "read_images",
+    "train_classifier",
+    "train_regressor",
+    "train_segmenter",
 ]
