@@ -46,6 +46,7 @@ COMMAND_MODULES: list[str] = [
     "thermostat",
     "twin",
     "campaign",
+    "learn",
 ]
 
 for _name in COMMAND_MODULES:
