@@ -1,0 +1,111 @@
+"""SDV generators with the profile-feasibility constraint (sdv.cag) and the augmentation search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from _twin_data import make_doe
+
+from crystalloop.digital_twin.augment import search_augmentation
+from crystalloop.digital_twin.models import make_estimator
+from crystalloop.digital_twin.synthetic import SyntheticGenerator, _decode, _encode, profile_validity
+from crystalloop.errors import ConfigError, ModelError
+from crystalloop.profiles import DEFAULT_BOUNDS, feature_names
+
+FN = feature_names(4)
+
+
+def test_encode_decode_round_trip_is_exact():
+    df = make_doe(24)[FN + ["D50_um"]]
+    enc = _encode(df, 4, DEFAULT_BOUNDS)
+    assert "n_segments" in enc and not any(c.startswith("T") for c in enc.columns)
+    assert enc.filter(like="frac").stack().between(0, 1).all()
+    dec = _decode(enc, 4, DEFAULT_BOUNDS, {})
+    np.testing.assert_allclose(dec[FN].to_numpy(), df[FN].to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(dec["D50_um"], df["D50_um"])
+
+
+def test_decode_of_arbitrary_values_is_always_feasible():
+    """Whatever a generator samples in the encoded space maps to a feasible profile (Eqs. 2-4)."""
+    rng = np.random.default_rng(0)
+    n = 300
+    enc = pd.DataFrame({"c0_mg_g": rng.uniform(0, 80, n), "seed_loading": rng.uniform(-1, 1, n),
+                        "t_start_c": rng.uniform(-10, 90, n), "n_segments": rng.integers(0, 12, n).astype(str)})
+    for k in range(1, 10):
+        enc[f"frac{k}"] = rng.uniform(-0.5, 1.5, n)
+        enc[f"urate{k}"] = np.where(rng.random(n) < 0.2, np.nan, rng.uniform(-0.5, 1.5, n))
+        enc[f"hold{k}"] = rng.uniform(-5, 50, n)
+    dec = _decode(enc, 4, DEFAULT_BOUNDS, {"urate1": 0.5})
+    assert profile_validity(dec, 4).all()
+    assert set(dec["n_segments"].astype(int)) <= set(range(1, 10))
+
+
+def test_gaussian_copula_samples_are_feasible_and_in_range():
+    df = make_doe(24)[FN + ["D50_um"]]
+    gen = SyntheticGenerator("gaussian_copula", random_state=3).fit(df)
+    s = gen.sample(40)
+    assert list(s.columns) == FN + ["D50_um"]
+    assert profile_validity(s, 4).all()
+    assert s["D50_um"].between(df["D50_um"].min() - 1e-9, df["D50_um"].max() + 1e-9).all()
+    assert set(s["n_segments"].astype(int)) <= set(df["n_segments"].astype(int))
+    pd.testing.assert_frame_equal(s, gen.sample(40))  # seeded
+
+
+@pytest.mark.slow
+def test_quality_score_and_unconstrained_comparison():
+    df = make_doe(24)[FN + ["D50_um"]]
+    gen = SyntheticGenerator("gaussian_copula", random_state=3).fit(df)
+    assert 0.5 < gen.quality_score(gen.sample(40)) <= 1.0
+
+
+@pytest.mark.slow
+def test_unconstrained_generator_can_break_the_profiles():
+    df = make_doe(24)[FN + ["D50_um"]]
+    s = SyntheticGenerator("gaussian_copula", constrained=False, random_state=3).fit(df).sample(40)
+    assert not profile_validity(s, 4).all()
+
+
+def test_generator_bad_input():
+    df = make_doe(6)[FN + ["D50_um"]]
+    with pytest.raises(ConfigError, match="Unknown generator 'gan'"):
+        SyntheticGenerator("gan").fit(df)
+    with pytest.raises(ConfigError, match="epochs must be a whole number >= 1"):
+        SyntheticGenerator("tvae", epochs=0).fit(df)
+    with pytest.raises(ModelError, match=r"lacks feature column\(s\) \['hold9_min'\]"):
+        SyntheticGenerator().fit(df.drop(columns=["hold9_min"]))
+    with pytest.raises(ModelError, match="not fitted"):
+        SyntheticGenerator().sample(3)
+
+
+def test_search_rejects_bad_grid():
+    df = make_doe(12)
+    X, y = df[FN].to_numpy(), df["D50_um"].to_numpy()
+    est = make_estimator("svr", kernel="linear")
+    with pytest.raises(ConfigError, match=r"alpha must lie in \[0, 1\]"):
+        search_augmentation(X, y, est, alphas=[0.2, 1.3])
+    with pytest.raises(ConfigError, match="Unknown generator 'gan'"):
+        search_augmentation(X, y, est, generators=["gan"])
+    with pytest.raises(ModelError, match="needs at least 6 rows"):
+        search_augmentation(X[:5], y[:5], est, generators=["gaussian_copula"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["ctgan", "tvae"])
+def test_neural_generators_feasible(kind):
+    df = make_doe(20)[FN + ["D50_um"]]
+    s = SyntheticGenerator(kind, epochs=5, random_state=0).fit(df).sample(20)
+    assert profile_validity(s, 4).all()
+
+
+@pytest.mark.slow
+def test_search_augmentation_curves_and_decision():
+    df = make_doe(24, noise=2.0)
+    X, y = df[FN].to_numpy(), df["D50_um"].to_numpy()
+    res = search_augmentation(X, y, make_estimator("svr", kernel="linear", C=10.0), generators=["gaussian_copula"],
+                              n_synthetic=[5, 25], alphas=[0.0, 0.3, 0.9], cv=3, quality=True, random_state=0)
+    assert len(res.curves) == 2 * 3
+    base = res.curves[res.curves["alpha"] == 0]["cv_mse"]
+    assert np.allclose(base, res.baseline_mse)
+    assert res.use_augmentation == (res.best["improvement"] >= 0.05)
+    assert 0 < res.quality["gaussian_copula"] <= 1

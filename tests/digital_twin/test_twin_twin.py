@@ -1,0 +1,129 @@
+"""DigitalTwin: fit, vectorized predict, save/load with metadata, schema checks, bad input."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from _twin_data import make_doe, random_profiles, truth
+
+from crystalloop.digital_twin import DigitalTwin, TwinWarning, fit_twin, write_report
+from crystalloop.errors import ConfigError, ModelError
+from crystalloop.profiles import Segment, ThermocycleProfile, feature_names, profiles_to_frame
+
+FAST = dict(families=("svr",), grid="fast", n_splits=12, augment=False, n_jobs=1)
+
+
+@pytest.fixture(scope="module")
+def twin():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit_twin(make_doe(40), random_state=0, **FAST)
+
+
+def test_twin_contract(twin):
+    assert twin.cqas == ["D50_um", "DoA_pct", "crystallinity_pct"]
+    assert twin.max_cycles == 4 and twin.feature_names == feature_names(4)
+    profs = random_profiles(7, seed=5)
+    p1 = twin.predict(profs)
+    F = profiles_to_frame(profs, 4)
+    p2, p3 = twin.predict(F), twin.predict(F.to_numpy())
+    assert list(p1.columns) == [f"{c}_{s}" for c in twin.cqas for s in ("mean", "std")]
+    np.testing.assert_allclose(p1.to_numpy(), p2.to_numpy())
+    np.testing.assert_allclose(p1.to_numpy(), p3.to_numpy())
+    assert (p1.filter(like="_std") > 0).all().all()
+    assert twin.predict(profs[0]).shape == (1, 6)
+
+
+def test_twin_accuracy_on_fresh_profiles(twin):
+    F = profiles_to_frame(random_profiles(60, seed=11), 4)
+    T = truth(F)
+    P = twin.predict(F, warn=False)
+    for c in ("D50_um", "DoA_pct"):
+        err = P[f"{c}_mean"] - T[c]
+        r2 = 1 - (err**2).sum() / ((T[c] - T[c].mean()) ** 2).sum()
+        assert r2 > 0.8, (c, r2)
+    assert twin.info["D50_um"]["n_train"] + twin.info["D50_um"]["n_test"] == 40
+    assert twin.info["DoA_pct"]["n_rows"] == 27 and twin.info["crystallinity_pct"]["n_rows"] == 20
+
+
+def test_save_load_round_trip(twin, tmp_path):
+    twin.save(tmp_path / "t")
+    doc = json.loads((tmp_path / "t" / "twin.json").read_text())
+    assert doc["feature_names"] == feature_names(4) and len(doc["metadata"]["data_hash"]) == 64
+    assert {"scikit-learn", "xgboost", "numpy", "sdv"} <= set(doc["metadata"]["versions"])
+    assert doc["info"]["D50_um"]["selection"][0]["rank"] == 1
+    t2 = DigitalTwin.load(tmp_path / "t")
+    F = profiles_to_frame(random_profiles(5, seed=2), 4)
+    pd.testing.assert_frame_equal(t2.predict(F), twin.predict(F))
+    t2.check_data(make_doe(10))
+
+
+def test_tampered_model_file_is_refused(twin, tmp_path):
+    d = twin.save(tmp_path / "t")
+    p = d / "models" / "D50_um.joblib"
+    p.write_bytes(p.read_bytes() + b"\0")
+    with pytest.raises(ModelError, match="does not match the SHA-256 in twin.json"):
+        DigitalTwin.load(d)
+    with pytest.raises(ModelError, match="is not a saved twin"):
+        DigitalTwin.load(tmp_path / "nowhere")
+
+
+def test_schema_mismatch_on_load(twin, tmp_path):
+    d = twin.save(tmp_path / "t")
+    with pytest.raises(ModelError, match=r"does not match the twin's schema \(max_cycles=4\)"):
+        DigitalTwin.load(d, data=make_doe(8, max_cycles=3))
+    with pytest.raises(ModelError, match=r"lacks CQA column\(s\) \['crystallinity_pct'\]"):
+        DigitalTwin.load(d, data=make_doe(8).drop(columns=["crystallinity_pct"]))
+
+
+def test_predict_bad_input_and_unseen_structure(twin):
+    with pytest.raises(ModelError, match=r"X has shape \(2, 5\); this twin expects \(n, 32\)"):
+        twin.predict(np.zeros((2, 5)))
+    X = profiles_to_frame(random_profiles(2), 4)
+    X.loc[0, "c0_mg_g"] = np.nan
+    with pytest.raises(ModelError, match="feature 'c0_mg_g': value nan is not finite"):
+        twin.predict(X)
+    with pytest.raises(ModelError, match=r"lacks column\(s\) \['T9_c'"):
+        twin.predict(profiles_to_frame(random_profiles(2), 4).drop(columns=["T9_c"]))
+    # 2 segments (cool + heat) never occur in the training runs (1, 3, 5, 7, 9 do)
+    p = ThermocycleProfile(40, 0.1, 60, [Segment(30, 0.1), Segment(45, 0.8)])
+    with pytest.warns(TwinWarning, match=r"n_segments \[2\], never seen in the training runs of D50_um"):
+        twin.predict([p])
+
+
+def test_fit_bad_input():
+    df = make_doe(20)
+    with pytest.raises(ConfigError, match=r"alpha 1.5 lies outside \[0, 1\]"):
+        fit_twin(df, alphas=[0, 1.5], **{k: v for k, v in FAST.items() if k != "augment"})
+    sparse = df.copy()
+    sparse.loc[4:, "crystallinity_pct"] = np.nan  # 2 measured rows
+    with pytest.raises(ModelError, match="'crystallinity_pct' has 2 measured row.*at least 5"):
+        fit_twin(sparse, cqas=["crystallinity"], **FAST)
+    with pytest.warns(TwinWarning, match="'crystallinity_pct' has 2 measured row.*left out of the twin"):
+        t = fit_twin(sparse, cqas=None, **{**FAST, "families": ("svr",)})
+    assert t.cqas == ["D50_um", "DoA_pct"]
+    empty = df.assign(D50_um=np.nan, DoA_pct=np.nan, crystallinity_pct=np.nan)
+    with pytest.raises(ModelError, match="no CQA column has at least 5 measured rows"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit_twin(empty, **FAST)
+    with pytest.raises(ConfigError, match="uncertainty must be 'mc' or 'bootstrap'"):
+        fit_twin(df, uncertainty="dropout", **FAST)
+
+
+@pytest.mark.slow
+def test_bootstrap_twin_and_report(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = fit_twin(make_doe(20), cqas=["D50"], uncertainty="bootstrap", **{**FAST, "families": ("svr",)})
+    assert t.info["D50_um"]["uncertainty"]["kind"] == "bootstrap"
+    w = write_report(t, tmp_path / "rep", holdout=make_doe(6, seed=9), importance_repeats=2)
+    for k in ("parity_D50_um", "importance_D50_um", "model_card_json", "model_card_md", "candidates"):
+        assert w[k].is_file() and w[k].stat().st_size > 100
+    card = json.loads(w["model_card_json"].read_text())
+    assert card["cqas"]["D50_um"]["holdout"]["n"] == 6
+    assert "| D50_um | svr |" in w["model_card_md"].read_text()
