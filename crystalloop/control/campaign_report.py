@@ -137,7 +137,8 @@ def plot_campaign(out_dir: str | Path, frame: pd.DataFrame, history: pd.DataFram
                 ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1)
             ax.set_xlabel(f"{c} predicted before the run (±1 std)")
             ax.set_ylabel(f"{c} measured")
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
         fig.suptitle("twin predictions vs measurements of the campaign runs")
         fig.tight_layout()
         files["parity"] = out / "parity.png"
