@@ -13,9 +13,10 @@
   propose → run → measure → learn → propose.
 """
 
-from crystalloop.control.campaign import CampaignResult, propose, run_campaign
+from crystalloop.control.campaign import CampaignResult, propose, run_campaign, select_batch
 from crystalloop.control.dnc import DirectNucleationController, dnc_mode
 from crystalloop.control.nmpc import NMPCController, ThermalModel, thermal_model_from_params
+from crystalloop.control.offline import LabRequest, SimulatedLab, TableLab
 from crystalloop.control.pid import PID, CascadePID, Observation, ProfileTracker
 from crystalloop.control.runner import (
     CONTROLLERS,
@@ -34,4 +35,5 @@ __all__ = [
     "SafeThermostat", "SafetyLimits", "Watchdog", "SAFE_STATES",
     "run", "run_status", "make_controller", "tracking_metrics", "RunResult", "CONTROLLERS",
     "run_campaign", "propose", "CampaignResult",
+    "select_batch", "LabRequest", "SimulatedLab", "TableLab",
 ]
