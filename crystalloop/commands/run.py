@@ -14,13 +14,16 @@ def _table(tick: dict, controller: str):
     from rich.table import Table
 
     t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    cols = [("time", f"{tick['time_s'] / 3600:6.2f} h / {tick['end_s'] / 3600:.2f} h")]
+    end = tick["end_s"] / 3600
+    cols = [("time", f"{tick['time_s'] / 3600:.2f}/{end:.2f} h" if end < 1e4 else f"{tick['time_s'] / 3600:.2f} h")]
     for key, label in (("T_ref_c", "recipe"), ("T_set_c", "setpoint"), ("T_jacket_c", "jacket"),
                        ("T_reactor_c", "reactor")):
         if key in tick:
             cols.append((label, f"{tick[key]:7.2f} °C"))
     if "counts" in tick:
         cols.append(("counts", f"{tick['counts']:8.0f}"))
+    if "image_counts" in tick:
+        cols.append(("image counts", f"{tick['image_counts']:6.0f}"))
     if "transmissivity_pct" in tick:
         cols.append(("transm.", f"{tick['transmissivity_pct']:5.1f} %"))
     for name, _ in cols:
@@ -47,6 +50,8 @@ def run_command(
     safe_state: Annotated[str, typer.Option(help="Safe state on faults and Ctrl-C: hold or stop.")] = "hold",
     counts_setpoint: Annotated[float | None, typer.Option(help="DNC: wanted counts per measurement.")] = None,
     band: Annotated[float | None, typer.Option(help="DNC: half width of the count band.")] = None,
+    counts_from: Annotated[str, typer.Option(
+        help="DNC counts: 'counter' (FBRM-like probe) or 'camera' (image counts via the vision pipeline).")] = "counter",
     duration_s: Annotated[float | None, typer.Option(help="Stop after this run time, s.")] = None,
     resume: Annotated[int | None, typer.Option(help="Continue this interrupted/failed/aborted run id.")] = None,
     real_time: Annotated[bool, typer.Option(
@@ -83,7 +88,8 @@ def run_command(
                       image_interval_s=image_interval_s,
                       image_dir=(out / "images") if image_interval_s else None,
                       clock=RealClock() if real_time else None, safe_state=safe_state,
-                      duration_s=duration_s, controller_options=opts, resume_run_id=resume, on_tick=on_tick)
+                      duration_s=duration_s, controller_options=opts, resume_run_id=resume,
+                      counts_from=counts_from, on_tick=on_tick)
     except CrystalloopError as e:
         console.print(f"[bold red]Error:[/] {e}", highlight=False)
         raise typer.Exit(2) from None

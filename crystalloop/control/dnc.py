@@ -29,8 +29,9 @@ import numpy as np
 
 from crystalloop.control.pid import Observation
 from crystalloop.errors import ConfigError
+from crystalloop.hardware.base import Camera, Reading
 
-__all__ = ["DirectNucleationController", "dnc_mode"]
+__all__ = ["DirectNucleationController", "ImageCounter", "dnc_mode"]
 
 
 def dnc_mode(counts: float, counts_setpoint: float, band: float) -> str:
@@ -185,3 +186,50 @@ class DirectNucleationController:
         if obs.time_s >= self.duration_s:
             return True
         return self._t_at_min is not None and obs.time_s - self._t_at_min >= self.final_hold_min * 60.0
+
+
+class ImageCounter:
+    """A :class:`~crystalloop.hardware.base.ParticleCounter` made of a camera and the vision
+    pipeline: each :meth:`read` grabs a frame and counts the particles that
+    :func:`crystalloop.vision.pipeline.analyze_image` keeps (in focus, not cut by the border,
+    at least ``min_size_um``).
+
+    Parameters
+    ----------
+    camera : Camera
+        Any camera (the virtual crystallizer's probe or a real one).
+    min_size_um : float
+        Smallest equivalent circular diameter counted, µm.
+    settings : crystalloop.vision.pipeline.PipelineSettings, optional
+        Segmentation settings (e.g. calibrated with ``crystalloop.vision.calibrate``).
+    name : str
+
+    Notes
+    -----
+    A frame holds far fewer particles than an FBRM measurement volume, so image counts are
+    noisier (Poisson: ±√N); use ``filter_window`` > 1 in the DNC controller.
+    """
+
+    def __init__(self, camera: Camera, *, min_size_um: float = 5.0, settings=None, name: str | None = None) -> None:
+        if not isinstance(camera, Camera):
+            raise ConfigError(f"ImageCounter needs a Camera (grab() -> Frame), got {type(camera).__name__}")
+        if not (np.isfinite(min_size_um) and min_size_um >= 0):
+            raise ConfigError(f"min_size_um must be a finite number >= 0 µm, got {min_size_um!r}")
+        self.camera = camera
+        self.min_size_um = float(min_size_um)
+        self.settings = settings
+        self.name = name or f"image counts of '{camera.name}'"
+        self.last_frame_ = None
+
+    def read(self) -> Reading:
+        from crystalloop.vision.pipeline import analyze_image
+
+        frame = self.camera.grab()
+        self.last_frame_ = frame
+        res = analyze_image(frame.image, pixel_size_um=frame.pixel_size_um, settings=self.settings)
+        kept = res.kept
+        n = int((kept["ecd_um"] >= self.min_size_um).sum()) if "ecd_um" in kept else len(kept)
+        return Reading(float(n), frame.time_s, "image_counts", "#/frame")
+
+    def close(self) -> None:
+        """The camera belongs to the crystallizer; nothing to close here."""

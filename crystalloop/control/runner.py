@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crystalloop.control.dnc import DirectNucleationController
+from crystalloop.control.dnc import DirectNucleationController, ImageCounter
 from crystalloop.control.pid import CascadePID, Observation, ProfileTracker
 from crystalloop.control.safety import SafeThermostat, SafetyLimits, Watchdog
 from crystalloop.errors import ConfigError, DeviceError, WatchdogError
@@ -358,6 +358,7 @@ def run(
     controller_options: dict[str, Any] | None = None,
     crystallizer: Crystallizer | None = None,
     resume_run_id: Any = None,
+    counts_from: str = "counter",
     on_tick: Callable[[dict[str, Any]], None] | None = None,
     meta: dict[str, Any] | None = None,
 ) -> RunResult:
@@ -398,6 +399,10 @@ def run(
     resume_run_id : optional
         Continue this interrupted/failed/aborted run of ``store`` from its last logged
         time, as a new run (recipe and controller are taken from the store unless given).
+    counts_from : {"counter", "camera"}
+        Where DNC gets its counts: the backend's particle counter (FBRM-like), or image
+        counts of the camera frames through the vision pipeline (:class:`ImageCounter`,
+        logged as channel ``image_counts``).
     on_tick : callable(dict), optional
         Called after every control/sample instant with the latest values (live display).
     meta : dict, optional
@@ -454,7 +459,8 @@ def run(
                             image_interval_s=image_interval_s, image_dir=image_dir, limits=limits,
                             recipe_margin_c=recipe_margin_c, safe_state=safe_state, watchdog=watchdog,
                             duration_s=duration_s, controller_options=controller_options or {},
-                            on_tick=on_tick, meta=meta or {}, backend=crystallizer.url if not own else backend)
+                            on_tick=on_tick, meta=meta or {}, counts_from=counts_from,
+                            backend=crystallizer.url if not own else backend)
         finally:
             if own:
                 crystallizer.close()
@@ -465,7 +471,8 @@ def run(
 
 def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset_s, resume_run_id, *,
              sample_interval_s, control_interval_s, image_interval_s, image_dir, limits, recipe_margin_c,
-             safe_state, watchdog, duration_s, controller_options, on_tick, meta, backend) -> RunResult:
+             safe_state, watchdog, duration_s, controller_options, on_tick, meta, counts_from,
+             backend) -> RunResult:
     clock = cz.clock
     eff = limits
     if profile is not None:
@@ -482,10 +489,23 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
     if not np.isfinite(end_s):
         raise ConfigError(f"controller {kind!r} has no natural end: pass duration_s")
 
+    counter = cz.counter
+    needs_counts = isinstance(ctrl, DirectNucleationController)
+    if counts_from not in ("counter", "camera"):
+        raise ConfigError(f"counts_from must be 'counter' or 'camera', got {counts_from!r}")
+    if counts_from == "camera":
+        if cz.camera is None:
+            raise ConfigError(f"counts_from='camera' needs a camera; backend {backend!r} has none")
+        counter = ImageCounter(cz.camera)
+    if needs_counts and counter is None:
+        raise ConfigError(f"controller 'dnc' needs a particle counter; backend {backend!r} has none "
+                          f"(use counts_from='camera' for image-based counts)")
+
     # --- store
     run_id = None
     if db is not None:
-        run_meta = {"controller": kind, "sample_interval_s": sample_interval_s,
+        run_meta = {"controller": kind, "counts_from": counts_from if needs_counts else None,
+                    "sample_interval_s": sample_interval_s,
                     "control_interval_s": control_interval_s, "image_interval_s": image_interval_s,
                     "safe_state": safe_state,
                     "limits": {"min_c": safe.safety_limits.min_c, "max_c": safe.safety_limits.max_c,
@@ -517,11 +537,6 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
         base = store_path.parent if store_path is not None else Path(".")
         image_dir = base / "images" / (f"run_{run_id}" if run_id is not None else "run")
     image_dir = Path(image_dir)
-    counter = cz.counter
-    needs_counts = isinstance(ctrl, DirectNucleationController)
-    if needs_counts and counter is None:
-        raise ConfigError(f"controller 'dnc' needs a particle counter; backend {backend!r} has none")
-
     latest: dict[str, float] = {}
     status, reason = "completed", None
     camera = cz.camera if image_interval_s else None
@@ -536,7 +551,7 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
         n = math.nan
         if needs_counts:
             r = safe.call("read", counter.read, device=f"counter '{counter.name}'")
-            n = latest["counts"] = r.value
+            n = latest[r.channel or "counts"] = r.value
             batch.append((r.time_s - t0 + offset_s, r.channel or "counts", r.value))
         return Observation(rt(), rp.value, rb.value, latest.get("T_set_c", math.nan), n)
 

@@ -88,3 +88,62 @@ def test_hold_times_out_into_cooling():
     assert sp[-1] == pytest.approx(40.0 - 0.2 * 3)
     pure = _ctrl(max_hold_min=float("inf"))
     assert _drive(pure, [100] * 7) == pytest.approx([40.0] * 7)
+
+
+class _BlobCamera:
+    """A camera whose frames show ``n`` dark 12×12 px squares on a bright background."""
+
+    name = "blobs"
+    pixel_size_um = 2.0
+
+    def __init__(self, clock, n):
+        self.clock, self.n = clock, n
+
+    def grab(self):
+        import numpy as np
+
+        from crystalloop.hardware.base import Frame
+
+        img = np.full((120, 160), 200, np.uint8)
+        for k in range(self.n):
+            r, c = 15 + 30 * (k // 5), 15 + 30 * (k % 5)
+            img[r:r + 12, c:c + 12] = 40
+        return Frame(img, self.clock.now(), self.pixel_size_um)
+
+    def close(self):
+        pass
+
+
+def test_image_counter_counts_particles_in_frames(clock):
+    from crystalloop.control.dnc import ImageCounter
+
+    cam = _BlobCamera(clock, 7)
+    r = ImageCounter(cam).read()
+    assert r.value == 7 and r.channel == "image_counts"
+    assert ImageCounter(cam, min_size_um=40.0).read().value == 0  # 12 px × 2 µm squares: ECD ≈ 27 µm
+    with pytest.raises(ConfigError, match="needs a Camera"):
+        ImageCounter(object())
+
+
+def test_dnc_on_image_counts(clock, thermostat, short_recipe):
+    from crystalloop.control.runner import run
+    from crystalloop.hardware.base import Crystallizer
+
+    cz = Crystallizer("fake://", clock, thermostat, camera=_BlobCamera(clock, 9))
+    res = run(short_recipe, crystallizer=cz, controller="dnc", counts_from="camera", duration_s=1200.0,
+              controller_options={"counts_setpoint": 3.0, "band": 1.0, "filter_window": 1, "t_max_c": 65.0})
+    assert (res.timeseries["image_counts"] == 9).all()
+    sp = res.timeseries["T_set_c"].to_numpy()
+    assert sp[-1] > sp[1]  # 9 > 3 + 1: DNC heats
+
+
+def test_dnc_without_any_counter_is_refused(clock, thermostat, short_recipe):
+    from crystalloop.control.runner import run
+    from crystalloop.hardware.base import Crystallizer
+
+    cz = Crystallizer("fake://", clock, thermostat)
+    with pytest.raises(ConfigError, match="needs a particle counter.*counts_from='camera'"):
+        run(short_recipe, crystallizer=cz, controller="dnc", controller_options={"counts_setpoint": 3.0})
+    with pytest.raises(ConfigError, match="needs a camera"):
+        run(short_recipe, crystallizer=cz, controller="dnc", counts_from="camera",
+            controller_options={"counts_setpoint": 3.0})
