@@ -14,7 +14,7 @@
 """
 
 from crystalloop.control.campaign import CampaignResult, propose, run_campaign, select_batch
-from crystalloop.control.dnc import DirectNucleationController, dnc_mode
+from crystalloop.control.dnc import DirectNucleationController, ImageCounter, dnc_mode
 from crystalloop.control.nmpc import NMPCController, ThermalModel, thermal_model_from_params
 from crystalloop.control.offline import LabRequest, SimulatedLab, TableLab
 from crystalloop.control.pid import PID, CascadePID, Observation, ProfileTracker
@@ -31,7 +31,7 @@ from crystalloop.control.safety import SAFE_STATES, SafeThermostat, SafetyLimits
 __all__ = [
     "PID", "CascadePID", "ProfileTracker", "Observation",
     "NMPCController", "ThermalModel", "thermal_model_from_params",
-    "DirectNucleationController", "dnc_mode",
+    "DirectNucleationController", "ImageCounter", "dnc_mode",
     "SafeThermostat", "SafetyLimits", "Watchdog", "SAFE_STATES",
     "run", "run_status", "make_controller", "tracking_metrics", "RunResult", "CONTROLLERS",
     "run_campaign", "propose", "CampaignResult",
