@@ -52,6 +52,10 @@ def random_profile(rng: np.random.Generator, n_segments: int, *, slow: bool = Fa
             target = float(np.round(rng.uniform(lo, max(lo + 1.0, hi)), 1))
             target = min(target, prev - 2.0)
             rate = float(np.round(rng.uniform(0.05, 0.12) if slow else rng.uniform(0.05, 0.3), 3))
+        elif last:  # a profile that ends by heating: a mild rise, or the product redissolves
+            target = float(np.round(min(prev + rng.uniform(4.0, 10.0), 35.0), 1))
+            target = max(target, prev + 2.0)
+            rate = float(np.round(rng.uniform(0.5, 1.0), 2))
         else:  # heating
             target = float(np.round(rng.uniform(prev + 5.0, min(prev + 25.0, 65.0)), 1))
             rate = float(np.round(rng.uniform(0.5, 1.0), 2))

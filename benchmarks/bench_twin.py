@@ -1,0 +1,184 @@
+"""Digital-twin benchmark: fit time per stage, accuracy on hold-out and fresh simulator runs, throughput.
+
+Usage::
+
+    python benchmarks/bench_twin.py [--grid paper] [--splits 100] [--epochs 100] [--jobs 2] [--fresh 12]
+                                    [--no-augment] [--out bench_twin_out]
+
+Prints tables and writes ``results.json`` (plus the twin and its report) under ``--out``.
+
+* **Fit**: ``fit_twin`` on ``examples/doe/doe.csv`` with the given grids, Monte Carlo splits and
+  the augmentation search; seconds per stage (selection, augmentation, uncertainty) per CQA.
+* **Accuracy**: the 4 hold-out runs (``holdout.csv``, measured with analytical noise) — MAE, R²,
+  68/95 % interval coverage; the effect of augmentation (hold-out MSE with vs without, the same
+  selected model); fresh virtual-crystallizer runs never used in training, against the simulator's
+  noise-free CQAs.
+* **Throughput**: ``DigitalTwin.predict`` (mean + std of every CQA) on 10,000 profiles, against
+  the baseline of calling ``predict`` of every ensemble member through the public sklearn API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples" / "doe"))
+
+
+def _metrics(y, mu, sd):
+    from crystalloop.digital_twin import calibration_report
+
+    err = mu - y
+    ss = ((y - y.mean()) ** 2).sum()
+    cal = calibration_report(y, mu, sd)
+    return {"n": int(len(y)), "mae": float(np.abs(err).mean()), "mse": float((err**2).mean()),
+            "r2": float(1 - (err**2).sum() / ss) if ss > 0 and len(y) > 1 else float("nan"),
+            "cov68": float(cal.loc[0, "coverage"]), "cov95": float(cal.loc[1, "coverage"]),
+            "mean_std": float(sd.mean())}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--grid", default="paper")
+    ap.add_argument("--splits", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--fresh", type=int, default=12)
+    ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path("bench_twin_out"))
+    a = ap.parse_args(argv)
+    warnings.simplefilter("ignore")
+    from crystalloop.digital_twin import (
+        MonteCarloCVRegressor,
+        fit_twin,
+        make_estimator,
+        read_doe,
+        write_report,
+    )
+    from crystalloop.digital_twin.uncertainty import fast_predict  # noqa: F401
+
+    doe = read_doe(ROOT / "examples/doe/doe.csv")
+    hold = read_doe(ROOT / "examples/doe/holdout.csv")
+    hold_truth = pd.read_csv(ROOT / "examples/doe/holdout_truth.csv").set_index("run_id")
+    res: dict = {"settings": vars(a) | {"out": str(a.out)}}
+
+    # ---------------------------------------------------------------- fit
+    t0 = time.perf_counter()
+    twin = fit_twin(doe, grid=a.grid, n_splits=a.splits, augment=not a.no_augment, epochs=a.epochs,
+                    n_jobs=a.jobs, random_state=0,
+                    progress=lambda s, m: print(f"  [{time.perf_counter() - t0:6.1f} s] {s}: {m}", flush=True))
+    fit_s = time.perf_counter() - t0
+    twin.save(a.out / "twin")
+    stages = pd.DataFrame({c: twin.info[c]["timings"] for c in twin.cqas}).T
+    stages["total_s"] = stages.sum(axis=1)
+    print("\nFit time per stage (s):")
+    print(stages.round(1).to_string())
+    print(f"whole fit: {fit_s:.1f} s (target < 180 s)")
+    res["fit"] = {"total_s": fit_s, "per_cqa": stages.round(2).to_dict("index")}
+    print("\nSelected models:")
+    print(twin.summary().to_string(index=False))
+    res["summary"] = json.loads(twin.summary().to_json(orient="records"))
+
+    # ---------------------------------------------------------------- accuracy: hold-out runs
+    rows = []
+    Xh = hold.features
+    P = twin.predict(Xh, warn=False)
+    for c in twin.cqas:
+        m = hold.cqas[c].notna().to_numpy()
+        y = hold.cqas[c].to_numpy()[m]
+        mu, sd = P[f"{c}_mean"].to_numpy()[m], P[f"{c}_std"].to_numpy()[m]
+        r = {"cqa": c, "set": "hold-out (measured)", **_metrics(y, mu, sd)}
+        rows.append(r)
+        yt = hold_truth.loc[Xh.index[m], c].to_numpy()
+        rows.append({"cqa": c, "set": "hold-out (sim truth)", **_metrics(yt, mu, sd)})
+        # augmentation effect: same model without synthetic rows
+        i = twin.info[c]
+        if i["augmentation"].get("used"):
+            Xc, yc, ids = doe.xy(c)
+            tr = np.isin(ids.astype(str), i["train_ids"])
+            base = MonteCarloCVRegressor(make_estimator(i["family"], random_state=0, **i["params"]), n_splits=a.splits,
+                                         n_jobs=a.jobs, random_state=0).fit(Xc[tr], yc[tr])
+            mu0, sd0 = base.predict(Xh.to_numpy()[m], return_std=True)
+            r0 = _metrics(y, mu0, sd0)
+            rows.append({"cqa": c, "set": "hold-out, no augmentation", **r0})
+            res.setdefault("augmentation_effect", {})[c] = {
+                "mse_with": r["mse"], "mse_without": r0["mse"], "mae_with": r["mae"], "mae_without": r0["mae"],
+                "mse_change_pct": 100 * (r["mse"] / r0["mse"] - 1) if r0["mse"] > 0 else None,
+                "setting": {k: i["augmentation"].get(k) for k in ("generator", "m", "alpha", "improvement")}}
+    # internal 10-15 % test rows
+    for c in twin.cqas:
+        cal = {d["level"]: d["coverage"] for d in twin.info[c]["calibration"]}
+        rows.append({"cqa": c, "set": "internal test rows", "n": twin.info[c]["n_test"], "mae": twin.info[c]["test_mae"],
+                     "mse": twin.info[c]["test_mse"], "r2": twin.info[c]["test_r2"], "cov68": cal.get(0.68),
+                     "cov95": cal.get(0.95), "mean_std": float("nan")})
+
+    # ---------------------------------------------------------------- accuracy: fresh simulator runs
+    if a.fresh > 0:
+        from make_doe import random_profile
+
+        from crystalloop.hardware.sim import simulate
+        from crystalloop.profiles import profiles_to_frame
+
+        rng = np.random.default_rng(777)
+        profs, truth = [], []
+        t1 = time.perf_counter()
+        while len(profs) < a.fresh:
+            n = int(rng.choice([1, 3, 5, 7, 9]))
+            p = random_profile(rng, n, name=f"FRESH{len(profs) + 1}")
+            r = simulate(p, kinetics="default", seed=int(rng.integers(1 << 30)), noise=False)
+            if np.isfinite([r.cqas[c] for c in twin.cqas]).all():
+                profs.append(p)
+                truth.append(r.cqas)
+        sim_s = time.perf_counter() - t1
+        F = profiles_to_frame(profs, twin.max_cycles)
+        T = pd.DataFrame(truth)
+        Pf = twin.predict(F, warn=False)
+        for c in twin.cqas:
+            rows.append({"cqa": c, "set": f"fresh sim runs ({a.fresh})",
+                         **_metrics(T[c].to_numpy(), Pf[f"{c}_mean"].to_numpy(), Pf[f"{c}_std"].to_numpy())})
+        res["fresh_sim_s"] = sim_s
+    acc = pd.DataFrame(rows)
+    print("\nAccuracy:")
+    print(acc.round(3).to_string(index=False))
+    res["accuracy"] = json.loads(acc.to_json(orient="records"))
+
+    # ---------------------------------------------------------------- throughput
+    rng = np.random.default_rng(0)
+    big = np.repeat(doe.features.to_numpy(), int(np.ceil(10_000 / doe.n_runs)), axis=0)[:10_000]
+    big = big.copy()
+    big[:, 0] += rng.uniform(-0.5, 0.5, len(big))  # distinct rows
+    twin.predict(big[:100], warn=False)
+    t1 = time.perf_counter()
+    twin.predict(big, warn=False)
+    ours = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    for c in twin.cqas:
+        P = np.vstack([e.predict(big) for e in twin.models[c].estimators_])
+        P.mean(axis=0), P.std(axis=0)
+    naive = time.perf_counter() - t1
+    thr = pd.DataFrame([
+        {"method": "DigitalTwin.predict (mean+std, all CQAs)", "seconds": ours, "profiles_per_s": 10_000 / ours,
+         "speedup": naive / ours},
+        {"method": "baseline: member.predict loop (sklearn API)", "seconds": naive, "profiles_per_s": 10_000 / naive,
+         "speedup": 1.0},
+    ])
+    print("\nPrediction throughput, 10,000 profiles (target >= 10,000 profiles/s):")
+    print(thr.round(3).to_string(index=False))
+    res["throughput"] = json.loads(thr.to_json(orient="records"))
+    res["members"] = {c: {"n": len(twin.models[c].estimators_), "family": twin.info[c]["family"]} for c in twin.cqas}
+
+    write_report(twin, a.out / "report", holdout=hold.to_frame(), importance_repeats=3)
+    (a.out / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    print(f"\nresults in {a.out}/results.json, twin in {a.out}/twin, report in {a.out}/report")
+
+
+if __name__ == "__main__":
+    main()
