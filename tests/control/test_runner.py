@@ -196,3 +196,16 @@ def test_camera_faults_are_logged_and_the_run_goes_on(crystallizer, short_recipe
     msgs = store.events(res.run_id)["message"]
     assert msgs.str.contains("frame buffer overrun").sum() == 2
     assert msgs.str.contains("imaging stopped after 2 consecutive camera failures").any()
+
+
+def test_same_runner_on_a_real_clock(short_recipe, make_thermostat):
+    """The runner code path on wall-clock time (short intervals; no timing asserted)."""
+    from crystalloop.hardware.base import Crystallizer, RealClock
+
+    clock = RealClock()
+    th = make_thermostat(clock)
+    res = run(short_recipe, crystallizer=Crystallizer("fake://", clock, th), sample_interval_s=0.05,
+              duration_s=0.25)
+    assert res.status == "completed"
+    t = res.timeseries["time_s"].to_numpy()
+    assert len(t) >= 2 and np.all(np.diff(t) > 0) and t.max() >= 0.2
