@@ -93,6 +93,7 @@ def run_command(
     except CrystalloopError as e:
         console.print(f"[bold red]Error:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
+    console.print()
     png = res.plot(out / f"run_{res.run_id}.png")
     colour = {"completed": "green", "failed": "red", "aborted": "yellow"}.get(res.status, "white")
     console.print(f"run [bold]{res.run_id}[/] ({res.controller} on {backend}): [{colour}]{res.status}[/]"
