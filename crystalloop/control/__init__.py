@@ -5,7 +5,8 @@
 * :mod:`~crystalloop.control.pid`: :class:`PID` (anti-windup, rate limit, bumpless),
   :class:`ProfileTracker` and :class:`CascadePID` on the reactor temperature.
 * :mod:`~crystalloop.control.nmpc`: :class:`NMPCController` (CasADi/Ipopt, multiple
-  shooting, warm-started, falls back to tracking).
+  shooting, warm-started, falls back to tracking);
+  :mod:`~crystalloop.control.identify`: fit its thermal model to logged data.
 * :mod:`~crystalloop.control.dnc`: :class:`DirectNucleationController` from particle counts.
 * :mod:`~crystalloop.control.runner`: :func:`run` a recipe or controller on a backend URL,
   logging everything to the experiment store.
@@ -15,6 +16,7 @@
 
 from crystalloop.control.campaign import CampaignResult, propose, run_campaign, select_batch
 from crystalloop.control.dnc import DirectNucleationController, ImageCounter, dnc_mode
+from crystalloop.control.identify import identify_thermal_model, simulate_thermal_model
 from crystalloop.control.nmpc import NMPCController, ThermalModel, thermal_model_from_params
 from crystalloop.control.offline import LabRequest, SimulatedLab, TableLab
 from crystalloop.control.pid import PID, CascadePID, Observation, ProfileTracker
@@ -31,6 +33,7 @@ from crystalloop.control.safety import SAFE_STATES, SafeThermostat, SafetyLimits
 __all__ = [
     "PID", "CascadePID", "ProfileTracker", "Observation",
     "NMPCController", "ThermalModel", "thermal_model_from_params",
+    "identify_thermal_model", "simulate_thermal_model",
     "DirectNucleationController", "ImageCounter", "dnc_mode",
     "SafeThermostat", "SafetyLimits", "Watchdog", "SAFE_STATES",
     "run", "run_status", "make_controller", "tracking_metrics", "RunResult", "CONTROLLERS",
