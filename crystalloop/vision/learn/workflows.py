@@ -43,7 +43,9 @@ def _expand(sources: Sequence[str | Path]) -> list[Path]:
         if p.is_dir():
             files += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
         elif any(ch in str(s) for ch in "*?["):
-            files += sorted(Path().glob(str(s)))
+            import glob
+
+            files += sorted(Path(q) for q in glob.glob(str(s)) if Path(q).suffix.lower() in IMAGE_SUFFIXES)
         else:
             if not p.is_file():
                 raise ImageError(f"image file {p} does not exist")
