@@ -559,7 +559,10 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
     next_image = offset_s if camera is not None else math.inf
     batch: list = []  # readings of the current tick; flushed even when the tick fails
     try:
-        if not safe.status().running:  # a circulator left stopped would not follow any setpoint
+        status0 = safe.status()
+        if status0.alarms:
+            rec.event(rt(), "warning", f"thermostat '{safe.name}' reports {'; '.join(status0.alarms)} at the start")
+        if not status0.running:  # a circulator left stopped would not follow any setpoint
             safe.start()
             rec.event(rt(), "info", f"started the circulator of thermostat '{safe.name}'")
         obs = read_temps(batch)

@@ -209,3 +209,30 @@ def test_same_runner_on_a_real_clock(short_recipe, make_thermostat):
     assert res.status == "completed"
     t = res.timeseries["time_s"].to_numpy()
     assert len(t) >= 2 and np.all(np.diff(t) > 0) and t.max() >= 0.2
+
+
+def test_crash_mid_run_is_reported_and_resumable(tmp_path, short_recipe):
+    """A process killed mid-run (os._exit: no cleanup) leaves an 'interrupted' run that resumes."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "crash.db"
+    recipe = short_recipe.to_file(tmp_path / "r.yaml")
+    code = f"""
+import os
+from crystalloop.control.runner import run
+def crash(tick):
+    if tick["time_s"] >= 1800:
+        os._exit(1)
+run({str(recipe)!r}, backend="sim://?seed=1&n_classes=60", store={str(db)!r}, on_tick=crash)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    store = ExperimentStore(db)  # opening recovers runs whose writer died
+    st = run_status(store, 1)
+    assert st["status"] == "interrupted" and "ended without finishing" in st["reason"]
+    assert st["last_time_s"] == pytest.approx(1800.0)
+    assert st["controller"] == "track" and st["recipe"] == short_recipe
+    res = run(backend="sim://?seed=1&n_classes=60", store=store, resume_run_id=1)
+    assert res.status == "completed"
+    assert store.samples(res.run_id)["time_s"].min() == pytest.approx(1800.0)
