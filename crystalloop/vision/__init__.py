@@ -6,7 +6,7 @@ physical quantities with explicit units (``pixel_size_um=``). The learned models
 """
 
 from crystalloop.vision.io import expand_sources, iter_images, read_image, read_stack
-from crystalloop.vision.measure import PARTICLE_COLUMNS, focus_map, measure_particles
+from crystalloop.vision.measure import PARTICLE_COLUMNS, empty_particle_table, focus_map, measure_particles
 from crystalloop.vision.pipeline import (
     BatchResult,
     ImageResult,
@@ -57,7 +57,7 @@ __all__ = [
     "background_subtractor", "foreground_masks",
     "threshold", "threshold_value", "detect_polarity", "fill_holes", "remove_small_objects", "clear_border",
     "watershed_split", "mask_to_labels",
-    "measure_particles", "focus_map",
+    "measure_particles", "focus_map", "empty_particle_table",
     "psd_table", "size_classes", "percentile", "mean_size", "fit_lognormal", "lognormal_q3", "psd_summary",
     "compare_psd", "chord_lengths", "chord_length_distribution", "pool_particles",
     "PipelineSettings", "ImageResult", "BatchResult", "analyze_image", "analyze_images",

@@ -25,7 +25,7 @@ from crystalloop.vision._validate import (
     to_gray_float,
 )
 
-__all__ = ["measure_particles", "PARTICLE_COLUMNS", "focus_map"]
+__all__ = ["measure_particles", "PARTICLE_COLUMNS", "focus_map", "empty_particle_table", "hull_pixel_count"]
 
 #: Columns of the particle table returned by :func:`measure_particles` (in this order).
 PARTICLE_COLUMNS = (
