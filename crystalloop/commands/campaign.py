@@ -25,6 +25,8 @@ def campaign(
     acquisition: Annotated[str, typer.Option("--acquisition", help="mean, pessimistic or optimistic (mean ± kappa std).")] = "optimistic",
     kappa: Annotated[float, typer.Option("--kappa", help="Std multiples of the acquisition bound.")] = 1.0,
     cycles: Annotated[str, typer.Option("--cycles", "-c", help="Numbers of cycles of the proposals, e.g. '1-4'.")] = "1-4",
+    bounds: Annotated[Path | None, typer.Option(
+        "--bounds", help="YAML/JSON overriding design bounds, e.g. 'cooling_rate_c_min: [0.1, 0.3]'.")] = None,
     pop: Annotated[int, typer.Option("--pop", help="NSGA-II population size.")] = 40,
     gens: Annotated[int, typer.Option("--gens", help="NSGA-II generations per round.")] = 30,
     grid: Annotated[str, typer.Option("--grid", help="Twin hyper-parameter grids: fast or paper.")] = "fast",
@@ -41,6 +43,7 @@ def campaign(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from crystalloop.commands.design import _bounds_file
     from crystalloop.control.campaign import run_campaign
     from crystalloop.control.offline import TableLab
 
@@ -74,6 +77,7 @@ def campaign(
             constraints=constraint or None, limit=limit or None,
             lab=TableLab(lab, timeout_s=lab_wait) if lab is not None else None,
             acquisition=acquisition, kappa=kappa, cycles=cycles, pop_size=pop, n_gen=gens,
+            bounds=_bounds_file(bounds),
             twin_options={"grid": grid, "n_splits": splits, "augment": augment},
             n_frames=frames, run_options=run_opts, seed=seed, progress=on,
         )

@@ -555,11 +555,6 @@ def run_campaign(
         Bad rounds/batch size, unknown objective, unknown backend, unreadable DoE — before
         anything runs.
     """
-    from crystalloop.control.campaign_report import plot_campaign, round_summary
-    from crystalloop.digital_twin.design_spec import parse_constraints, parse_objectives
-    from crystalloop.digital_twin.doe import CQA_NAMES, read_doe
-    from crystalloop.digital_twin.optimize import hypervolume
-
     for nm, v in (("n_rounds", n_rounds), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer, float)) or int(v) != v or v < 1:
             raise ConfigError(f"{nm} must be a whole number >= 1, got {v!r}")
@@ -577,6 +572,12 @@ def run_campaign(
         if not (out / "doe.csv").is_file():
             raise ConfigError(f"no DoE given and {out / 'doe.csv'} does not exist; pass a starting DoE table")
         doe = out / "doe.csv"
+    # checks above are cheap; the design and twin modules import scikit-learn, pymoo and SDV
+    from crystalloop.control.campaign_report import plot_campaign, round_summary
+    from crystalloop.digital_twin.design_spec import parse_constraints, parse_objectives
+    from crystalloop.digital_twin.doe import CQA_NAMES, read_doe
+    from crystalloop.digital_twin.optimize import hypervolume
+
     table = read_doe(doe, extra_columns="error")
     mc = table.max_cycles
     objs = parse_objectives(objectives, list(CQA_NAMES))
@@ -592,13 +593,12 @@ def run_campaign(
     cqa_cols = list(dict.fromkeys([*table.cqa_names, *needed]))
     lab_fn = as_lab(lab, scheme, [c for c in cqa_cols if not (c == "D50_um" and d50_from == "image")])
     learn_fn = learn or _default_learn({**DEFAULT_TWIN_OPTIONS, **(twin_options or {})})
+    out.mkdir(parents=True, exist_ok=True)
     if store is None or isinstance(store, (str, Path)):
         from crystalloop.store import ExperimentStore
 
         store = ExperimentStore(store if store is not None else out / "campaign.sqlite")
     say = progress or (lambda stage, info: None)
-
-    out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "campaign.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     frame = table.to_frame()
