@@ -68,7 +68,8 @@ class DesignResult:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_runs(cls, runs: list, objectives: list[Objective], constraints: list[OutcomeConstraint], *,
-                  settings: dict, infeasible: dict, wall_time_s: float) -> DesignResult:
+                  settings: dict, infeasible: dict, wall_time_s: float,
+                  twin_calls: int | None = None) -> DesignResult:
         """Assemble from ``(problem, Pareto set X or None, per-generation fronts, stats)`` tuples."""
         sign = np.array([o.sign for o in objectives])
         tables, profiles = [], []
@@ -103,6 +104,7 @@ class DesignResult:
             profiles += problem.space.to_profiles(
                 X[order], names=[f"{label} #{i}" for i in range(len(order))]
             )
+        n_tab = len(tables)  # one twin call each to tabulate the final fronts
         front = pd.concat(tables, ignore_index=True)
         Fall = front[[f"{o.name}_objective" for o in objectives]].to_numpy() * sign
         front.insert(2, "pareto_global", _nondominated(Fall))
@@ -129,7 +131,8 @@ class DesignResult:
                    history=history, reference_point=ref_min * sign, cqas=cqas, settings=settings,
                    infeasible=infeasible, wall_time_s=wall_time_s,
                    n_evaluations=int(sum(st[-1][1] for *_, st in runs)),
-                   n_twin_calls=int(sum(p.n_twin_calls for p, *_ in runs)))
+                   n_twin_calls=int(sum(p.n_twin_calls for p, *_ in runs)) if twin_calls is None
+                   else int(twin_calls) + n_tab)
 
     # ------------------------------------------------------------------ access
     @property

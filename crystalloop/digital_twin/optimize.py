@@ -200,11 +200,17 @@ class DesignProblem(Problem):
         (default: those the objectives and constraints need) plus ``batch_time_min``."""
         X = np.atleast_2d(np.asarray(X, dtype=float))
         cqas = self._twin_needed if cqas is None else list(cqas)
-        out = pd.DataFrame(index=range(len(X)))
+        pred = None
         if cqas and len(X):
             pred = self.twin.predict(self.features(X), **self._predict_kw(cqas))
             self.n_twin_calls += 1
             self.n_twin_rows += len(X)
+        return self._table(X, pred, cqas)
+
+    def _table(self, X: np.ndarray, pred: pd.DataFrame | None, cqas: Sequence[str]) -> pd.DataFrame:
+        """Quantity table of ``X`` from a twin prediction (rows aligned) plus the batch time."""
+        out = pd.DataFrame(index=range(len(X)))
+        if pred is not None:
             for c in cqas:
                 for suffix in ("_mean", "_std"):
                     if c + suffix not in pred.columns:
@@ -421,6 +427,57 @@ def _run_instance(problem: DesignProblem, pop_size: int, n_gen: int, seed: int,
     return problem, (None if res.X is None else np.atleast_2d(res.X)), fronts, stats
 
 
+def _run_lockstep(problems: list[DesignProblem], pop_size: int, n_gen: int, seeds: Sequence[int],
+                  callback: Callable[[str, int, int], None] | None) -> tuple[list[tuple], int]:
+    """All instances side by side through ask/tell, their offspring evaluated in ONE twin call
+    per generation (the twin's per-call overhead is paid once, not once per instance).
+    Same results as :func:`_run_instance` per instance; returns the runs and the twin calls made."""
+    from pymoo.problems.static import StaticProblem
+
+    algs = []
+    for p, s in zip(problems, seeds, strict=True):
+        a = make_algorithm(p, pop_size=pop_size, seed=int(s))
+        a.setup(p, termination=("n_gen", n_gen))
+        algs.append(a)
+    twin = problems[0].twin
+    needed = sorted({c for p in problems for c in p._twin_needed})
+    fronts: list[list] = [[] for _ in problems]
+    stats: list[list] = [[] for _ in problems]
+    calls = 0
+    while True:
+        active = [i for i, a in enumerate(algs) if a.has_next()]
+        if not active:
+            break
+        pops = {i: algs[i].ask() for i in active}
+        Xs = {i: pops[i].get("X") for i in active}
+        pred_all = None
+        if needed:
+            feats = np.vstack([problems[i].features(Xs[i]) for i in active])
+            pred_all = twin.predict(feats, **problems[0]._predict_kw(needed)).reset_index(drop=True)
+            calls += 1
+        start = 0
+        for i in active:
+            p, a, pop, X = problems[i], algs[i], pops[i], Xs[i]
+            pred = None if pred_all is None else pred_all.iloc[start:start + len(X)].reset_index(drop=True)
+            start += len(X)
+            p.n_twin_calls += 1
+            p.n_twin_rows += len(X)
+            F, G = p._finite(*p.fg(X, p._table(X, pred, p._twin_needed)))
+            a.evaluator.eval(StaticProblem(p, F=F, G=G), pop)
+            a.tell(infills=pop)
+            opt = a.opt
+            feas = opt.get("FEAS").ravel()
+            fronts[i].append(opt.get("F")[feas].copy())
+            stats[i].append((a.n_gen - 1, a.evaluator.n_eval, float(np.mean(a.pop.get("FEAS")))))
+            if callback is not None:
+                callback(p.space.label, a.n_gen - 1, n_gen)
+    runs = []
+    for p, a, f, st in zip(problems, algs, fronts, stats, strict=True):
+        res = a.result()
+        runs.append((p, None if res.X is None else np.atleast_2d(res.X), f, st))
+    return runs, calls
+
+
 def optimize_design(
     twin: Any,
     objectives: str | Sequence[str | Objective] = ("max:D50", "min:DoA"),
@@ -439,6 +496,7 @@ def optimize_design(
     n_gen: int = 200,
     seed: int = 0,
     n_jobs: int | None = 1,
+    lockstep: bool = True,
     callback: Callable[[str, int, int], None] | None = None,
 ):
     """Find Pareto-optimal thermocycle profiles on a twin, one NSGA-II run per instance.
@@ -461,6 +519,10 @@ def optimize_design(
         not depend on ``n_jobs``.
     n_jobs : int, optional
         Instances run in parallel processes (joblib); ``-1`` = all cores.
+    lockstep : bool
+        With ``n_jobs=1``, advance all instances together and evaluate every instance's
+        offspring in one twin call per generation (same results as one run after the other,
+        with a quarter of the twin calls for 4 instances).
     callback : callable, optional
         ``callback(instance_label, generation, n_gen)`` after every generation (progress bars).
 
@@ -490,7 +552,10 @@ def optimize_design(
         p.check_extrapolation()
     t0 = time.perf_counter()
     n_jobs = 1 if n_jobs is None else int(n_jobs)
-    if n_jobs == 1 or len(problems) == 1:
+    shared_calls = None
+    if len(problems) > 1 and n_jobs == 1 and lockstep:
+        runs, shared_calls = _run_lockstep(problems, int(pop_size), int(n_gen), [int(s) for s in seeds], callback)
+    elif n_jobs == 1 or len(problems) == 1:
         runs = [_run_instance(p, int(pop_size), int(n_gen), int(s), callback) for p, s in zip(problems, seeds, strict=True)]
     else:
         from joblib import Parallel, delayed
@@ -518,4 +583,4 @@ def optimize_design(
                                                 min_step_c=float(min_step_c),
                                                 bounds=problems[0].space.bounds.to_dict(),
                                                 max_batch_time_min=max_batch_time_min),
-                                  infeasible=infeasible, wall_time_s=wall)
+                                  infeasible=infeasible, wall_time_s=wall, twin_calls=shared_calls)
