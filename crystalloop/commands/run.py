@@ -39,7 +39,7 @@ def run_command(
         "Backend URL: sim://?seed=1, julabo:///dev/ttyUSB0, huber://HOST:PORT, lauda://COM3."))] = "sim://",
     controller: Annotated[str, typer.Option("--controller", "-c", help=(
         "track (setpoint follows the recipe), pid (cascade PID on the reactor), nmpc (CasADi/Ipopt), "
-        "dnc (direct nucleation control from counts)."))] = "track",
+        "dnc (direct nucleation control from counts), ssc (supersaturation control from concentration)."))] = "track",
     store: Annotated[Path | None, typer.Option("--store", "-s", help=_STORE_HELP)] = None,
     sample_interval_s: Annotated[float, typer.Option(help="Sampling period of all sensors, s.")] = 60.0,
     control_interval_s: Annotated[float | None, typer.Option(
@@ -50,6 +50,8 @@ def run_command(
     safe_state: Annotated[str, typer.Option(help="Safe state on faults and Ctrl-C: hold or stop.")] = "hold",
     counts_setpoint: Annotated[float | None, typer.Option(help="DNC: wanted counts per measurement.")] = None,
     band: Annotated[float | None, typer.Option(help="DNC: half width of the count band.")] = None,
+    delta_c: Annotated[float | None, typer.Option(
+        help="SSC: supersaturation setpoint c - c* in kg/kg (e.g. 0.002).")] = None,
     counts_from: Annotated[str, typer.Option(
         help="DNC counts: 'counter' (FBRM-like probe) or 'camera' (image counts via the vision pipeline).")] = "counter",
     duration_s: Annotated[float | None, typer.Option(help="Stop after this run time, s.")] = None,
@@ -74,6 +76,8 @@ def run_command(
         opts["counts_setpoint"] = counts_setpoint
     if band is not None:
         opts["band"] = band
+    if delta_c is not None:
+        opts["delta_c_setpoint"] = delta_c
     if recipe is None and resume is None:
         console.print("[bold red]Error:[/] give a RECIPE file (or --resume RUN_ID)")
         raise typer.Exit(2)

@@ -7,7 +7,8 @@
 * :mod:`~crystalloop.control.nmpc`: :class:`NMPCController` (CasADi/Ipopt, multiple
   shooting, warm-started, falls back to tracking);
   :mod:`~crystalloop.control.identify`: fit its thermal model to logged data.
-* :mod:`~crystalloop.control.dnc`: :class:`DirectNucleationController` from particle counts.
+* :mod:`~crystalloop.control.dnc`: :class:`DirectNucleationController` from particle counts;
+  :mod:`~crystalloop.control.ssc`: :class:`SupersaturationController` from concentration.
 * :mod:`~crystalloop.control.runner`: :func:`run` a recipe or controller on a backend URL,
   logging everything to the experiment store.
 * :mod:`~crystalloop.control.campaign`: :func:`run_campaign`, the closed loop
@@ -29,12 +30,13 @@ from crystalloop.control.runner import (
     tracking_metrics,
 )
 from crystalloop.control.safety import SAFE_STATES, SafeThermostat, SafetyLimits, Watchdog
+from crystalloop.control.ssc import SupersaturationController
 
 __all__ = [
     "PID", "CascadePID", "ProfileTracker", "Observation",
     "NMPCController", "ThermalModel", "thermal_model_from_params",
     "identify_thermal_model", "simulate_thermal_model",
-    "DirectNucleationController", "ImageCounter", "dnc_mode",
+    "DirectNucleationController", "ImageCounter", "dnc_mode", "SupersaturationController",
     "SafeThermostat", "SafetyLimits", "Watchdog", "SAFE_STATES",
     "run", "run_status", "make_controller", "tracking_metrics", "RunResult", "CONTROLLERS",
     "run_campaign", "propose", "CampaignResult",

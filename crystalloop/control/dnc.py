@@ -81,6 +81,7 @@ class DirectNucleationController:
     """
 
     name = "dnc"
+    measurements = ("counts",)
 
     def __init__(
         self,

@@ -45,6 +45,8 @@ class Observation:
         Setpoint currently applied to the thermostat, in °C.
     counts : float
         Particle counts per measurement (NaN when there is no counter).
+    conc_kg_kg : float
+        Solute concentration, kg/kg (NaN when not measured).
     """
 
     time_s: float
@@ -52,6 +54,7 @@ class Observation:
     T_jacket_c: float = math.nan
     T_set_c: float = math.nan
     counts: float = math.nan
+    conc_kg_kg: float = math.nan
 
 
 def _check_gain(name: str, value: float) -> float:

@@ -41,7 +41,7 @@ from crystalloop.profiles import ThermocycleProfile
 
 __all__ = ["CONTROLLERS", "RunResult", "run", "make_controller", "tracking_metrics", "run_status"]
 
-CONTROLLERS = ("track", "pid", "nmpc", "dnc")
+CONTROLLERS = ("track", "pid", "nmpc", "dnc", "ssc")
 _BASE_CHANNELS = ("T_ref_c", "T_set_c", "T_jacket_c", "T_reactor_c")
 
 
@@ -61,7 +61,7 @@ def make_controller(kind: str, profile: ThermocycleProfile, *, crystallizer: Cry
 
     Parameters
     ----------
-    kind : {"track", "pid", "nmpc", "dnc"}
+    kind : {"track", "pid", "nmpc", "dnc", "ssc"}
     profile : ThermocycleProfile
         The recipe (reference trajectory; for DNC: start temperature, end temperature,
         rates).
@@ -73,7 +73,9 @@ def make_controller(kind: str, profile: ThermocycleProfile, *, crystallizer: Cry
     limits : SafetyLimits, optional
         Setpoint range and rate for the controller's own constraints.
     **options
-        Passed to the controller (e.g. ``kp=``, ``horizon=``, ``counts_setpoint=``).
+        Passed to the controller (e.g. ``kp=``, ``horizon=``, ``counts_setpoint=``,
+        ``delta_c_setpoint=``; for ``ssc`` the solubility curve comes from the virtual plant
+        unless ``solubility=`` is given).
     """
     if kind not in CONTROLLERS:
         raise ConfigError(f"unknown controller {kind!r}; expected one of {', '.join(CONTROLLERS)}")
@@ -104,6 +106,22 @@ def make_controller(kind: str, profile: ThermocycleProfile, *, crystallizer: Cry
         options.setdefault("rate_limit_c_min", rate)
         options.setdefault("dt_s", dt_s)
         return NMPCController(profile, model, **options)
+    if kind == "ssc":
+        from crystalloop.control.ssc import SupersaturationController
+
+        sol = options.pop("solubility", None)
+        if sol is None:
+            plant = getattr(crystallizer, "plant", None)
+            sol = getattr(plant, "csat_kg_kg", None)
+            if sol is None:
+                raise ConfigError("controller 'ssc' needs solubility= (a callable T_c -> c* in kg/kg) "
+                                  "on a backend without a virtual plant")
+        if "delta_c_setpoint" not in options:
+            raise ConfigError("controller 'ssc' needs delta_c_setpoint= (wanted supersaturation c - c*, kg/kg)")
+        options.setdefault("t_min_c", profile.end_temperature_c)
+        options.setdefault("t_max_c", profile.t_start_c)
+        options.setdefault("max_rate_c_min", rate)
+        return SupersaturationController(sol, options.pop("delta_c_setpoint"), **options)
     # dnc
     if "counts_setpoint" not in options:
         raise ConfigError("controller 'dnc' needs counts_setpoint= (wanted particle count per measurement) "
@@ -372,7 +390,7 @@ def run(
     backend : str
         Backend URL (``sim://?seed=1``, ``julabo:///dev/ttyUSB0``, ...); ignored when
         ``crystallizer`` is given.
-    controller : {"track", "pid", "nmpc", "dnc"} or controller object
+    controller : {"track", "pid", "nmpc", "dnc", "ssc"} or controller object
         A name (built by :func:`make_controller` with ``controller_options``) or an object
         with ``reset(obs)``, ``setpoint(obs)``, ``finished(obs)`` and ``duration_s``.
     store : ExperimentStore or path, optional
@@ -490,7 +508,11 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
         raise ConfigError(f"controller {kind!r} has no natural end: pass duration_s")
 
     counter = cz.counter
-    needs_counts = isinstance(ctrl, DirectNucleationController)
+    wanted = tuple(getattr(ctrl, "measurements", ()))
+    needs_counts = "counts" in wanted
+    needs_conc = "conc_kg_kg" in wanted
+    if needs_conc and cz.concentration is None:
+        raise ConfigError(f"controller {kind!r} needs a concentration sensor; backend {backend!r} has none")
     if counts_from not in ("counter", "camera"):
         raise ConfigError(f"counts_from must be 'counter' or 'camera', got {counts_from!r}")
     if counts_from == "camera":
@@ -548,12 +570,17 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
         rp = safe.read_process()
         batch.append((rp.time_s - t0 + offset_s, "T_reactor_c", rp.value))
         latest["T_jacket_c"], latest["T_reactor_c"] = rb.value, rp.value
-        n = math.nan
+        n = c = math.nan
         if needs_counts:
             r = safe.call("read", counter.read, device=f"counter '{counter.name}'")
             n = latest[r.channel or "counts"] = r.value
             batch.append((r.time_s - t0 + offset_s, r.channel or "counts", r.value))
-        return Observation(rt(), rp.value, rb.value, latest.get("T_set_c", math.nan), n)
+        if needs_conc:
+            dev = cz.concentration
+            r = safe.call("read", dev.read, device=f"concentration sensor '{dev.name}'")
+            c = latest[r.channel or "conc_kg_kg"] = r.value
+            batch.append((r.time_s - t0 + offset_s, r.channel or "conc_kg_kg", r.value))
+        return Observation(rt(), rp.value, rb.value, latest.get("T_set_c", math.nan), n, c)
 
     next_ctrl = next_sample = offset_s
     next_image = offset_s if camera is not None else math.inf
@@ -568,7 +595,7 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
         obs = read_temps(batch)
         cur = safe.get_setpoint()
         latest["T_set_c"] = cur
-        obs = Observation(obs.time_s, obs.T_reactor_c, obs.T_jacket_c, cur, obs.counts)
+        obs = Observation(obs.time_s, obs.T_reactor_c, obs.T_jacket_c, cur, obs.counts, obs.conc_kg_kg)
         ctrl.reset(obs)
         rec.samples(batch)
         while True:
@@ -594,8 +621,9 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
                     if "T_ref_c" in latest:
                         batch.append((t, "T_ref_c", float(ctrl.reference(t))))
                 for role, dev in cz.sensors().items():
-                    if role == "counter" and needs_counts and did:
-                        continue
+                    if did and ((role == "counter" and needs_counts and counts_from == "counter")
+                                or (role == "concentration" and needs_conc)):
+                        continue  # already read for control at this instant
                     r = safe.call("read", dev.read, device=f"{role} '{dev.name}'")
                     latest[r.channel or role] = r.value
                     batch.append((r.time_s - t0 + offset_s, r.channel or role, r.value))
