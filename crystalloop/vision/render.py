@@ -135,17 +135,48 @@ def _coverage(polys: list[np.ndarray], x0: int, y0: int, h: int, w: int, ss: int
     big = np.zeros((h * ss, w * ss), np.uint8)
     for p in polys:
         q = (p - np.array([x0, y0]) + 0.5) * ss - 0.5
-        q = geo.inset_convex(q, 0.5)
+        q = _shrink(q, 0.5)
         cv2.fillPoly(big, [np.round(q * (1 << _SHIFT)).astype(np.int32)], 1, cv2.LINE_8, _SHIFT)
     if ss == 1:
         return big.astype(np.float32)
     return cv2.resize(big.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
 
 
-def _truth_single(poly: np.ndarray) -> dict:
+def _shrink(q: np.ndarray, d: float) -> np.ndarray:
+    """Shrink a convex polygon about its vertex mean so its area drops by ≈ d × perimeter —
+    the area an inward offset by ``d`` removes (cancels OpenCV's outward fill bias), at the
+    cost of one scaling instead of a per-vertex offset."""
+    c = q.mean(axis=0)
+    rel = q - c
+    nxt = np.concatenate((rel[1:], rel[:1]))
+    x, y, x1, y1 = rel[:, 0], rel[:, 1], nxt[:, 0], nxt[:, 1]
+    area = 0.5 * abs(float(np.dot(x, y1) - np.dot(x1, y)))
+    d = nxt - rel
+    per = float(np.sqrt(np.einsum("ij,ij->i", d, d)).sum())
+    if area <= 0:
+        return q
+    s = max(1.0 - d * per / (2.0 * area), 0.3)
+    return c + rel * s
+
+
+def _truth_single(poly: np.ndarray, x: float, y: float) -> dict:
+    """Truth of one convex, centrally symmetric polygon centred at (x, y) (every single kind).
+
+    Central symmetry makes the callipers cheap: max Feret = 2 × the farthest vertex, the width
+    across an edge normal = 2 × the largest vertex projection on it.
+    """
     area, cx, cy, m20, m11, m02 = geo.polygon_moments(poly)
-    per = geo.polygon_perimeter(poly)
-    fmax, fmin, ang = geo.feret(poly)  # every single shape is convex: its hull is itself
+    q = poly - (x, y)
+    e = np.concatenate((q[1:], q[:1])) - q
+    seg = np.sqrt(e[:, 0] ** 2 + e[:, 1] ** 2)
+    per = float(seg.sum())
+    r2 = q[:, 0] ** 2 + q[:, 1] ** 2
+    k = int(np.argmax(r2))
+    fmax = 2.0 * float(np.sqrt(r2[k]))
+    ang = float(np.degrees(np.arctan2(-q[k, 1], q[k, 0])) % 180.0)
+    ok = seg > 1e-12
+    nrm = np.stack((-e[ok, 1], e[ok, 0]), axis=1) / seg[ok, None]
+    fmin = 2.0 * float(np.min(np.max(q @ nrm.T, axis=0)))
     return _descr(area, per, cx, cy, m20, m11, m02, area, per, fmax, fmin, ang)
 
 
@@ -193,11 +224,12 @@ def _descr(area, per, cx, cy, m20, m11, m02, hull_area, hull_per, fmax, fmin, an
     }
 
 
-def _illumination_field(shape, strength: float, rng: np.random.Generator) -> np.ndarray:
-    """Smooth illumination (gradient + off-centre vignetting), computed coarse and upsampled."""
+def _illumination_field(shape, strength: float, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    """Smooth illumination (gradient + off-centre vignetting) × ``scale``, computed coarse and
+    upsampled."""
     h, w = shape
     if strength <= 0:
-        return np.ones(shape, np.float32)
+        return np.full(shape, scale, np.float32)
     hs, ws = max(h // 16, 2), max(w // 16, 2)
     yy = np.linspace(-1, 1, hs, dtype=np.float32)[:, None]
     xx = np.linspace(-1, 1, ws, dtype=np.float32)[None, :]
@@ -205,7 +237,7 @@ def _illumination_field(shape, strength: float, rng: np.random.Generator) -> np.
     cx, cy = rng.uniform(-0.3, 0.3, 2)
     grad = 0.5 * (np.cos(phi) * xx + np.sin(phi) * yy)
     vign = ((xx - cx) ** 2 + (yy - cy) ** 2) / 2.0
-    small = (1.0 + strength * (grad - vign + 0.25)).astype(np.float32)
+    small = (scale * (1.0 + strength * (grad - vign + 0.25))).astype(np.float32)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
@@ -331,7 +363,10 @@ def render_particles(
 
     labels = np.zeros((h, w), np.int32)
     sig = (focus_sigma_px + p["depth"].to_numpy() * max_blur_px) if blur else np.zeros(len(p))
-    transmission = np.ones((h, w), np.float32)
+    # background × illumination first; particles then darken (or brighten) only their crops
+    img = _illumination_field((h, w), illumination, rng, scale=bg)
+    peak = 255.0 if bg < 200 else 0.0
+    transmission = None if dark_particles else np.ones((h, w), np.float32)
     rows, own_px = [], np.zeros(len(p))
     crops = []
     for i, r in enumerate(p.itertuples(index=False)):
@@ -341,7 +376,7 @@ def render_particles(
             t = _truth_union(polys)
         else:
             polys = [_place(_SHAPES[r.kind](L, W), r.x_px, r.y_px, r.angle_deg)]
-            t = _truth_single(polys[0])
+            t = _truth_single(polys[0], r.x_px, r.y_px)
         pts = np.vstack(polys)
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         t["in_frame"] = bool(hi[0] >= -0.5 and hi[1] >= -0.5 and lo[0] <= w - 0.5 and lo[1] <= h - 0.5)
@@ -366,19 +401,12 @@ def render_particles(
             cov = cv2.GaussianBlur(cov, (0, 0), sigmaX=g, borderType=cv2.BORDER_CONSTANT)
         # defocused particles also lose contrast (light spreads over a larger area)
         alpha = contrast / (1.0 + 0.15 * max(g - focus_sigma_px, 0.0))
-        sub = transmission[cy0:cy1, cx0:cx1]
+        sub = (img if dark_particles else transmission)[cy0:cy1, cx0:cx1]
         sub *= 1.0 - alpha * cov[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
         crops.append((cx0, cy0, cx1, cy1))
 
-    field = _illumination_field((h, w), illumination, rng)
-    if dark_particles:
-        img = field
-        img *= np.float32(bg)
-        img *= transmission
-    else:
-        peak = 255.0 if bg < 200 else 0.0
-        img = field
-        img *= np.float32(bg)
+    if not dark_particles:
+        # additive light: background + (peak - background) × (1 - transmission)
         transmission -= 1.0
         transmission *= np.float32(bg - peak)
         img += transmission
@@ -387,10 +415,8 @@ def render_particles(
         cv2.setRNGSeed(int(rng.integers(0, 2**31 - 1)))
         cv2.randn(noise, 0.0, float(noise_std))
         img += noise
-    img += np.float32(0.5)
-    image = np.empty((h, w), np.uint8)
-    np.clip(img, 0, 255, out=img)
-    image[...] = img
+    cv2.max(img, 0.0, dst=img)
+    image = cv2.convertScaleAbs(img)  # rounds to nearest and saturates at 255
 
     truth = _truth_frame(p, rows, labels, own_px, crops, px, in_focus_depth)
     if return_labels:
