@@ -151,8 +151,8 @@ def _shrink(q: np.ndarray, d: float) -> np.ndarray:
     nxt = np.concatenate((rel[1:], rel[:1]))
     x, y, x1, y1 = rel[:, 0], rel[:, 1], nxt[:, 0], nxt[:, 1]
     area = 0.5 * abs(float(np.dot(x, y1) - np.dot(x1, y)))
-    d = nxt - rel
-    per = float(np.sqrt(np.einsum("ij,ij->i", d, d)).sum())
+    e = nxt - rel
+    per = float(np.sqrt(np.einsum("ij,ij->i", e, e)).sum())
     if area <= 0:
         return q
     s = max(1.0 - d * per / (2.0 * area), 0.3)
