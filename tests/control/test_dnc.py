@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crystalloop.control.dnc import DirectNucleationController, dnc_mode
 from crystalloop.control.pid import Observation
@@ -147,3 +149,17 @@ def test_dnc_without_any_counter_is_refused(clock, thermostat, short_recipe):
     with pytest.raises(ConfigError, match="needs a camera"):
         run(short_recipe, crystallizer=cz, controller="dnc", counts_from="camera",
             controller_options={"counts_setpoint": 3.0})
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1000), st.floats(1.0, 600.0)), min_size=1, max_size=40))
+def test_dnc_setpoint_stays_in_range_and_rate(steps):
+    ctrl = _ctrl(max_hold_min=5.0)
+    ctrl.reset(Observation(0.0, 40.0, 40.0, 40.0))
+    t, prev = 0.0, 40.0
+    for n, dt in steps:
+        t += dt
+        sp = ctrl.setpoint(Observation(t, 40.0, 40.0, prev, n))
+        assert ctrl.t_min_c <= sp <= ctrl.t_max_c
+        assert abs(sp - prev) <= max(ctrl.heating_rate_c_min, ctrl.cooling_rate_c_min) * dt / 60.0 + 1e-9
+        prev = sp
