@@ -135,28 +135,11 @@ def _coverage(polys: list[np.ndarray], x0: int, y0: int, h: int, w: int, ss: int
     big = np.zeros((h * ss, w * ss), np.uint8)
     for p in polys:
         q = (p - np.array([x0, y0]) + 0.5) * ss - 0.5
-        q = _shrink(q, 0.5)
+        q = geo.inset_convex(q, 0.5)
         cv2.fillPoly(big, [np.round(q * (1 << _SHIFT)).astype(np.int32)], 1, cv2.LINE_8, _SHIFT)
     if ss == 1:
         return big.astype(np.float32)
     return cv2.resize(big.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-
-
-def _shrink(q: np.ndarray, d: float) -> np.ndarray:
-    """Shrink a convex polygon about its vertex mean so its area drops by ≈ d × perimeter —
-    the area an inward offset by ``d`` removes (cancels OpenCV's outward fill bias), at the
-    cost of one scaling instead of a per-vertex offset."""
-    c = q.mean(axis=0)
-    rel = q - c
-    nxt = np.concatenate((rel[1:], rel[:1]))
-    x, y, x1, y1 = rel[:, 0], rel[:, 1], nxt[:, 0], nxt[:, 1]
-    area = 0.5 * abs(float(np.dot(x, y1) - np.dot(x1, y)))
-    e = nxt - rel
-    per = float(np.sqrt(np.einsum("ij,ij->i", e, e)).sum())
-    if area <= 0:
-        return q
-    s = max(1.0 - d * per / (2.0 * area), 0.3)
-    return c + rel * s
 
 
 def _truth_single(poly: np.ndarray, x: float, y: float) -> dict:
