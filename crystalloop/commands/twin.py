@@ -26,6 +26,7 @@ def fit_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the saved twin (twin.json, models/, report/).")] = Path("twin"),
     cqa: Annotated[list[str] | None, typer.Option("--cqa", help="CQA to model (repeatable; short names like D50). Default: all with >= 5 rows.")] = None,
     grid: Annotated[str, typer.Option(help="Hyper-parameter grids: 'paper' (seed 003 ranges) or 'fast'.")] = "paper",
+    families: Annotated[str, typer.Option(help="Comma-separated model families: rf, gbt, xgb, svr.")] = "rf,gbt,xgb,svr",
     cv: Annotated[int, typer.Option(help="K of the K-fold CV.")] = 3,
     test_size: Annotated[float, typer.Option(help="Hold-out fraction per CQA (0.10-0.15 in seed 003).")] = 0.15,
     splits: Annotated[int, typer.Option(help="Monte Carlo CV splits (ensemble members).")] = 100,
@@ -47,13 +48,17 @@ def fit_command(
     from crystalloop.digital_twin.doe import read_doe
     from crystalloop.digital_twin.models import MIN_ROWS, MODEL_FAMILIES
     from crystalloop.digital_twin.report import fit_and_save
-    from crystalloop.errors import CrystalloopError
+    from crystalloop.errors import ConfigError, CrystalloopError
 
     console = Console()
     try:
         table = read_doe(doe)
         n_cqa = len(cqa) if cqa else int((table.n_measured() >= MIN_ROWS).sum())
-        total = n_cqa * (len(MODEL_FAMILIES) + 2)
+        fams = [f.strip() for f in families.split(",") if f.strip()]
+        unknown = [f for f in fams if f not in MODEL_FAMILIES]
+        if unknown or not fams:
+            raise ConfigError(f"--families: unknown {unknown or families!r}; expected some of {list(MODEL_FAMILIES)}")
+        total = n_cqa * (len(fams) + 2)
         with Progress(TextColumn("[bold]twin fit[/] {task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                       console=console, transient=True) as bar:
@@ -63,7 +68,7 @@ def fit_command(
                 bar.update(task, advance=1, description=msg)
 
             twin, written = fit_and_save(
-                table, out, holdout=holdout, progress=progress, cqas=cqa or None, grid=grid, cv=cv,
+                table, out, holdout=holdout, progress=progress, cqas=cqa or None, families=fams, grid=grid, cv=cv,
                 test_size=test_size, n_splits=splits, uncertainty=uncertainty, augment=augment,
                 generators=[g.strip() for g in generators.split(",") if g.strip()],
                 n_synthetic=[int(v) for v in _floats(m, "m")], alphas=_floats(alphas, "alphas"),

@@ -137,14 +137,12 @@ def profile_validity(df: pd.DataFrame, max_cycles: int, bounds: ProfileBounds | 
     return pd.Series(ok, index=df.index)
 
 
-try:  # sdv is a hard dependency, but keep import errors readable
-    from sdv.cag import SingleTableProgrammableConstraint as _PC
-except ImportError:  # pragma: no cover
-    _PC = object
-
-
-class ProfileFeasibility(_PC):
+class ProfileFeasibility:
     """SDV ``sdv.cag`` constraint: profile feature columns stay feasible (seed 003 Eqs. 2–4).
+
+    Implements the ``sdv.cag.SingleTableProgrammableConstraint`` interface; :meth:`for_sdv`
+    returns an instance of a subclass of that SDV class (SDV is imported only then, which keeps
+    ``import crystalloop.digital_twin`` fast).
 
     Parameters
     ----------
@@ -166,6 +164,10 @@ class ProfileFeasibility(_PC):
         self.fixed = fixed
         self.table_name = table_name
         self._fill: dict[str, float] = {}
+
+    def for_sdv(self):
+        """This constraint as an ``sdv.cag.SingleTableProgrammableConstraint`` instance."""
+        return _sdv_constraint_class()(self.max_cycles, self.bounds, self.fixed, self.table_name)
 
     @property
     def _b(self) -> ProfileBounds:
@@ -224,6 +226,25 @@ class ProfileFeasibility(_PC):
 
     def is_valid(self, synthetic_data):
         return profile_validity(synthetic_data, self.max_cycles, self._b)
+
+
+_SDV_CLASS: list = []
+
+
+def _sdv_constraint_class():
+    if not _SDV_CLASS:
+        from sdv.cag import SingleTableProgrammableConstraint
+
+        cls = type("ProfileFeasibilityConstraint", (ProfileFeasibility, SingleTableProgrammableConstraint),
+                   {"__module__": __name__, "__doc__": ProfileFeasibility.__doc__})
+        _SDV_CLASS.append(cls)
+    return _SDV_CLASS[0]
+
+
+def __getattr__(name):
+    if name == "ProfileFeasibilityConstraint":
+        return _sdv_constraint_class()
+    raise AttributeError(name)
 
 
 @contextlib.contextmanager
@@ -319,7 +340,7 @@ class SyntheticGenerator(BaseEstimator):
                     fixed[c] = float("nan")
                 elif v.nunique(dropna=False) == 1:
                     fixed[c] = v.iloc[0] if c == "n_segments" else float(v.iloc[0])
-            syn.add_constraints([ProfileFeasibility(self.max_cycles, b.to_dict(), fixed)])
+            syn.add_constraints([ProfileFeasibility(self.max_cycles, b.to_dict(), fixed).for_sdv()])
         with _seeded(self.random_state), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             md.validate()
