@@ -65,5 +65,47 @@ def psd(
         raise typer.Exit(1)
 
 
+def psd_calibrate(
+    images: Annotated[list[str], typer.Argument(help="Calibration images (files, folders, globs).")],
+    reference: Annotated[Path, typer.Option(
+        "--reference", help="Offline PSD: CSV with a size column (size_um/ecd_um, one row per particle) "
+                            "or a class table with size_um (or size_upper_um) and Q3 (or Q0).")],
+    pixel_size_um: Annotated[float | None, typer.Option("--pixel-size-um", help="Pixel size in µm (required).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Settings JSON to write.")] = Path("calibrated.json"),
+    trials: Annotated[int, typer.Option("--trials", help="Pipeline evaluations.")] = 40,
+    number: Annotated[bool, typer.Option("--number", help="Match the number (Q0) instead of the volume (Q3) PSD.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+) -> None:
+    """Fit threshold offset, minimum size, watershed strength and focus cut-off to an offline PSD."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from crystalloop.errors import CrystalloopError
+    from crystalloop.vision.calibrate import calibrate, read_reference
+
+    console = Console()
+    try:
+        if pixel_size_um is None:
+            raise CrystalloopError("--pixel-size-um is required: the size of one pixel in µm (e.g. --pixel-size-um 1.5)")
+        ref = read_reference(reference)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as progress:
+            task = progress.add_task("calibrating", total=trials)
+            res = calibrate(images, ref, pixel_size_um=pixel_size_um, n_trials=trials, r=0 if number else 3,
+                            seed=seed, progress=lambda k, n: progress.update(task, completed=k))
+    except CrystalloopError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    res.save(out)
+    c = res.comparison
+    s = res.settings
+    console.print(f"loss {res.loss:.4f}: x10 {c['x10_err_pct']:+.1f} %, x50 {c['x50_err_pct']:+.1f} %, "
+                  f"x90 {c['x90_err_pct']:+.1f} %, KS {c['ks']:.3f}")
+    console.print(f"threshold_offset={s.threshold_offset:.3f} min_size_px={s.min_size_px:.1f} "
+                  f"watershed_strength={s.watershed_strength:.2f} min_focus={s.min_focus}")
+    console.print(f"wrote {out} (use: crystalloop psd IMAGES --settings {out})")
+
+
 def register(app: typer.Typer) -> None:
     app.command("psd")(psd)
+    app.command("psd-calibrate")(psd_calibrate)

@@ -30,7 +30,7 @@ from crystalloop.vision.pipeline import (
 )
 from crystalloop.vision.psd import compare_psd
 
-__all__ = ["CalibrationResult", "calibrate", "DEFAULT_SEARCH_SPACE"]
+__all__ = ["CalibrationResult", "calibrate", "read_reference", "DEFAULT_SEARCH_SPACE"]
 
 #: Parameter → (low, high, scale) searched by default; scale "log" samples log-uniformly.
 DEFAULT_SEARCH_SPACE: dict[str, tuple[float, float, str]] = {
@@ -58,6 +58,28 @@ class CalibrationResult:
         p.write_text(json.dumps({"settings": self.settings.to_dict(), "loss": self.loss, "comparison": clean},
                                 indent=2))
         return p
+
+
+def read_reference(path: str | os.PathLike):
+    """Read an offline PSD from CSV: a class table (``size_um``/``size_upper_um`` + ``Q3``/``Q0``)
+    is returned as a DataFrame, a particle list (``size_um`` or ``ecd_um``) as an array of µm."""
+    from crystalloop.errors import SchemaError
+
+    p = Path(path)
+    try:
+        df = pd.read_csv(p)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read reference PSD {str(p)!r}: {exc}") from exc
+    if ("Q3" in df or "Q0" in df) and ("size_um" in df or "size_upper_um" in df):
+        return df
+    for col in ("size_um", "ecd_um"):
+        if col in df:
+            x = pd.to_numeric(df[col], errors="coerce").to_numpy(float)
+            if not np.isfinite(x).all() or (x <= 0).any():
+                raise SchemaError(f"reference {str(p)!r} column {col!r} must hold sizes > 0 µm")
+            return x
+    raise SchemaError(f"reference {str(p)!r} needs a 'size_um' or 'ecd_um' column (particle sizes) or a class "
+                      f"table with 'size_um'/'size_upper_um' and 'Q3'/'Q0'; got columns {list(df.columns)}")
 
 
 def _loss(cmp: dict) -> float:

@@ -33,3 +33,25 @@ def test_psd_command_writes_everything(tmp_path):
 def test_psd_command_needs_pixel_size(tmp_path):
     r = CliRunner().invoke(app, ["psd", str(tmp_path)])
     assert r.exit_code == 2 and "pixel-size-um" in r.output
+
+
+def test_psd_calibrate_command(tmp_path):
+    sizes = []
+    for i in range(2):
+        p = sample_particles([30.0, 50.0], [6, 6], shape=(200, 260), pixel_size_um=1.0, depth_range=(0, 0.2), seed=i)
+        img, truth = render_particles(p, shape=(200, 260), pixel_size_um=1.0, seed=i)
+        sizes.extend(truth[truth.in_frame & ~truth.edge].ecd_um)
+        cv2.imwrite(str(tmp_path / f"c{i}.png"), img)
+    pd.DataFrame({"size_um": sizes}).to_csv(tmp_path / "ref.csv", index=False)
+    out = tmp_path / "fit.json"
+    r = CliRunner().invoke(app, ["psd-calibrate", str(tmp_path / "*.png"), "--reference", str(tmp_path / "ref.csv"),
+                                 "--pixel-size-um", "1.0", "--out", str(out), "--trials", "6"])
+    assert r.exit_code == 0, r.output
+    assert "x50" in r.output and out.is_file()
+    from crystalloop.vision import PipelineSettings
+
+    assert isinstance(PipelineSettings.load(out), PipelineSettings)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("diameter\n3\n")
+    r = CliRunner().invoke(app, ["psd-calibrate", str(tmp_path), "--reference", str(bad), "--pixel-size-um", "1"])
+    assert r.exit_code == 2 and "size_um" in r.output
