@@ -5,8 +5,15 @@ physical quantities with explicit units (``pixel_size_um=``). The learned models
 ``crystalloop.vision.learn`` and reuse :func:`mask_to_labels` and :func:`measure_particles`.
 """
 
+from crystalloop.vision.calibrate import CalibrationResult, calibrate, read_reference
 from crystalloop.vision.io import expand_sources, iter_images, read_image, read_stack
-from crystalloop.vision.measure import PARTICLE_COLUMNS, empty_particle_table, focus_map, measure_particles
+from crystalloop.vision.measure import (
+    PARTICLE_COLUMNS,
+    empty_particle_table,
+    focus_map,
+    measure_particles,
+)
+from crystalloop.vision.metrics import InstanceMatch, match_instances
 from crystalloop.vision.pipeline import (
     BatchResult,
     ImageResult,
@@ -14,6 +21,7 @@ from crystalloop.vision.pipeline import (
     analyze_image,
     analyze_images,
 )
+from crystalloop.vision.plots import STATUS_COLORS, overlay, plot_psd, save_overlay
 from crystalloop.vision.preprocess import (
     background_subtractor,
     clahe,
@@ -38,6 +46,7 @@ from crystalloop.vision.psd import (
     size_classes,
 )
 from crystalloop.vision.render import KINDS, TRUTH_COLUMNS, render_particles, sample_particles
+from crystalloop.vision.report import measure_psd, write_tables
 from crystalloop.vision.segment import (
     clear_border,
     detect_polarity,
@@ -61,4 +70,6 @@ __all__ = [
     "psd_table", "size_classes", "percentile", "mean_size", "fit_lognormal", "lognormal_q3", "psd_summary",
     "compare_psd", "chord_lengths", "chord_length_distribution", "pool_particles",
     "PipelineSettings", "ImageResult", "BatchResult", "analyze_image", "analyze_images",
+    "measure_psd", "write_tables", "calibrate", "CalibrationResult", "read_reference",
+    "overlay", "save_overlay", "plot_psd", "STATUS_COLORS", "match_instances", "InstanceMatch",
 ]
