@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed

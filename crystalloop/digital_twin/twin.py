@@ -482,7 +482,7 @@ def fit_twin(
         }
         models[cqa] = ens
     metadata = {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "versions": _versions(),
         "data_hash": table.data_hash(),
         "source": table.source,

@@ -82,7 +82,7 @@ def run(profiles: list[ThermocycleProfile], seeds: list[int], rng: np.random.Gen
     feats = profiles_to_frame(profiles, MAX_CYCLES)
     meas, truth = [], []
     for i, (p, s) in enumerate(zip(profiles, seeds, strict=True)):
-        for attempt in range(3):
+        for _attempt in range(3):
             try:
                 res = simulate(p, kinetics="default", seed=int(s), noise=False)
                 break

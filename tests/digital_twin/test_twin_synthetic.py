@@ -9,7 +9,12 @@ from _twin_data import make_doe
 
 from crystalloop.digital_twin.augment import search_augmentation
 from crystalloop.digital_twin.models import make_estimator
-from crystalloop.digital_twin.synthetic import SyntheticGenerator, _decode, _encode, profile_validity
+from crystalloop.digital_twin.synthetic import (
+    SyntheticGenerator,
+    _decode,
+    _encode,
+    profile_validity,
+)
 from crystalloop.errors import ConfigError, ModelError
 from crystalloop.profiles import DEFAULT_BOUNDS, feature_names
 
