@@ -324,7 +324,10 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
                       f"{len(extra)} random feasible recipe(s) complete the batch", CampaignWarning, stacklevel=2)
         chosen += extra
         how += ["random"] * len(extra)
-    pred = twin.predict(chosen)
+    import inspect
+
+    quiet = {"warn": False} if "warn" in inspect.signature(twin.predict).parameters else {}
+    pred = twin.predict(chosen, **quiet)  # optimize_design already warned about extrapolation once
     table = pd.concat([pd.DataFrame({"selected_by": how}), pred.reset_index(drop=True)], axis=1)
     return chosen, table
 

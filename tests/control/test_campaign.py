@@ -158,8 +158,7 @@ def test_doe_grows_by_batch_and_round_trips_through_csv(first_round, tiny_doe):
         assert row["D50_um"] == pytest.approx(h.D50_image_um)
         assert row["DoA_pct"] == pytest.approx(h.DoA_pct)
         prof = ThermocycleProfile.from_features(row[feature_names(4)].to_numpy(float), 4)
-        assert prof == res.profiles[0][k].with_(name=prof.name) or np.allclose(
-            prof.to_features(4), res.profiles[0][k].to_features(4))
+        np.testing.assert_allclose(prof.to_features(4), res.profiles[0][k].to_features(4))
         assert prof.n_cycles == 1
 
 
