@@ -78,7 +78,7 @@ def simulate(
     noise: bool = True,
     limiter: str = "vanleer",
     cfl: float = 0.9,
-    rel_tol: float = 0.1,
+    rel_tol: float = 0.3,
     max_dt_s: float = 120.0,
     end_hold_s: float = 0.0,
     seed_point: str = "saturation",

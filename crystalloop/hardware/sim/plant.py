@@ -138,7 +138,7 @@ class VirtualCrystallizer:
         l_max_um: float | None = None,
         limiter: str = "vanleer",
         cfl: float = 0.9,
-        rel_tol: float = 0.1,
+        rel_tol: float = 0.3,
         max_dt_s: float = 120.0,
         camera: CameraOptics | None = None,
         seed_point: str = "saturation",
