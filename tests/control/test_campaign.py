@@ -299,3 +299,55 @@ def test_campaign_with_fit_twin_two_rounds(tiny_doe, tmp_path):
     assert set(res.twins[1].cqas) == {"D50_um", "DoA_pct"}
     assert res.hypervolume[2] >= res.hypervolume[1] >= res.hypervolume[0]
 
+
+
+class _ParticleCamera:
+    """A probe on hardware without a ground-truth model: renders 60 µm crystals."""
+
+    name = "probe"
+    pixel_size_um = 2.0
+
+    def __init__(self, clock):
+        self.clock, self.rng = clock, np.random.default_rng(0)
+
+    def grab(self):
+        from crystalloop.hardware.base import Frame
+        from crystalloop.vision import render_particles, sample_particles
+
+        parts = sample_particles([60.0], [14.0], shape=(240, 320), pixel_size_um=2.0, kind="ellipse",
+                                 aspect_ratio=(1.0, 1.2), depth_range=(0.0, 0.1), seed=self.rng)
+        img, _ = render_particles(parts, shape=(240, 320), pixel_size_um=2.0, seed=self.rng)
+        return Frame(img, self.clock.now(), self.pixel_size_um)
+
+    def close(self):
+        pass
+
+
+def test_hardware_path_reads_the_lab_table(tiny_doe, tmp_path, make_thermostat):
+    """A backend without plant truth: D50 from the probe images, DoA from the analyst's table."""
+    from crystalloop.hardware.base import _BACKENDS, Crystallizer, VirtualClock, register_backend
+
+    def factory(parsed, clock=None, **kw):
+        clock = clock or VirtualClock()
+        return Crystallizer(url=parsed.url, clock=clock, thermostat=make_thermostat(clock, t0_c=50.0),
+                            camera=_ParticleCamera(clock))
+
+    register_backend("benchlab", factory)
+    try:
+        lab = tmp_path / "lab.csv"
+        pd.DataFrame({"run_id": ["C1-1", "C1-2"], "DoA_pct": [4.5, 7.25], "crystallinity_pct": [88.0, 91.0]}
+                     ).to_csv(lab, index=False)
+        res = run_campaign(tiny_doe, "max:D50,min:DoA", out_dir=tmp_path / "c", learn=Learner(),
+                           **_kw(backend="benchlab://", lab=lab, backend_options=None))
+        h = res.history
+        assert list(h["DoA_pct"]) == [4.5, 7.25] and list(h["crystallinity_pct"]) == [88.0, 91.0]
+        assert "plant_D50_um" not in h  # no ground truth on hardware
+        assert ((h["D50_image_um"] - 60.0).abs() / 60.0 < 0.15).all(), list(h["D50_image_um"])
+        assert list(res.doe["DoA_pct"].iloc[-2:]) == [4.5, 7.25]
+        runs = ExperimentStore(tmp_path / "c" / "campaign.sqlite").runs()
+        assert list(runs["kind"]) == ["campaign"] * 2 and list(runs["backend"]) == ["benchlab://"] * 2
+        with pytest.raises(ConfigError, match="no row for run C2-1"):  # the analyst has not reported round 2
+            run_campaign(None, "max:D50,min:DoA", out_dir=tmp_path / "c", learn=Learner(),
+                         **_kw(backend="benchlab://", lab=lab, backend_options=None))
+    finally:
+        _BACKENDS.pop("benchlab", None)
