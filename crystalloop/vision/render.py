@@ -229,7 +229,8 @@ def _illumination_field(shape, strength: float, rng: np.random.Generator, scale:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_particles(particles: pd.DataFrame) -> pd.DataFrame:
+def _check_particles(particles: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Validated particle columns as plain arrays (fast to iterate)."""
     if not isinstance(particles, pd.DataFrame):
         raise SchemaError(f"particles must be a pandas DataFrame, got {type(particles).__name__}")
     need = ["x_px", "y_px", "length_um", "width_um"]
@@ -239,20 +240,24 @@ def _check_particles(particles: pd.DataFrame) -> pd.DataFrame:
             f"particles table is missing column(s) {missing}; expected at least {need} "
             f"(optional: angle_deg, kind, depth, n_primary); got {list(particles.columns)}"
         )
-    p = particles.reset_index(drop=True).copy()
+    n = len(particles)
+    p: dict[str, np.ndarray] = {}
     for c in need + ["angle_deg", "depth"]:
-        if c in p:
-            v = pd.to_numeric(p[c], errors="coerce").to_numpy(float)
+        if c in particles.columns:
+            v = pd.to_numeric(particles[c], errors="coerce").to_numpy(float)
             if not np.all(np.isfinite(v)):
-                raise SchemaError(f"particles column {c!r} must be finite numbers; got non-finite at rows {np.flatnonzero(~np.isfinite(v))[:5].tolist()}")
+                raise SchemaError(f"particles column {c!r} must be finite numbers; got non-finite at rows "
+                                  f"{np.flatnonzero(~np.isfinite(v))[:5].tolist()}")
             p[c] = v
     if (p["length_um"] <= 0).any() or (p["width_um"] <= 0).any():
         raise SchemaError("particles columns 'length_um' and 'width_um' must be > 0 µm")
-    p["angle_deg"] = p["angle_deg"] if "angle_deg" in p else 0.0
-    p["kind"] = p["kind"].astype(str) if "kind" in p else "ellipse"
-    p["depth"] = np.clip(p["depth"], 0.0, 1.0) if "depth" in p else 0.0
-    p["n_primary"] = pd.to_numeric(p["n_primary"], errors="coerce").fillna(4).astype(int) if "n_primary" in p else 4
-    bad = sorted(set(p["kind"]) - set(KINDS))
+    p.setdefault("angle_deg", np.zeros(n))
+    p["depth"] = np.clip(p["depth"], 0.0, 1.0) if "depth" in p else np.zeros(n)
+    p["kind"] = (particles["kind"].astype(str).to_numpy() if "kind" in particles.columns
+                 else np.full(n, "ellipse", dtype=object))
+    p["n_primary"] = (pd.to_numeric(particles["n_primary"], errors="coerce").fillna(4).astype(int).to_numpy()
+                      if "n_primary" in particles.columns else np.full(n, 4))
+    bad = sorted(set(p["kind"].tolist()) - set(KINDS))
     if bad:
         raise ConfigError(f"unknown particle kind(s) {bad}; expected one of {list(KINDS)}")
     return p
@@ -345,21 +350,22 @@ def render_particles(
     bg = float(background if background is not None else (200.0 if dark_particles else 40.0))
 
     labels = np.zeros((h, w), np.int32)
-    sig = (focus_sigma_px + p["depth"].to_numpy() * max_blur_px) if blur else np.zeros(len(p))
+    sig = (focus_sigma_px + p["depth"] * max_blur_px) if blur else np.zeros(len(p["x_px"]))
     # background × illumination first; particles then darken (or brighten) only their crops
     img = _illumination_field((h, w), illumination, rng, scale=bg)
     peak = 255.0 if bg < 200 else 0.0
     transmission = None if dark_particles else np.ones((h, w), np.float32)
-    rows, own_px = [], np.zeros(len(p))
+    rows, own_px = [], np.zeros(len(p["x_px"]))
     crops = []
-    for i, r in enumerate(p.itertuples(index=False)):
-        L, W = r.length_um / px, r.width_um / px
-        if r.kind == "agglomerate":
-            polys = [_place(q, r.x_px, r.y_px, r.angle_deg) for q in _agglomerate(L, W, r.n_primary, rng)]
+    for i in range(len(p["x_px"])):
+        kind, x_c, y_c, ang_c = p["kind"][i], float(p["x_px"][i]), float(p["y_px"][i]), float(p["angle_deg"][i])
+        L, W = p["length_um"][i] / px, p["width_um"][i] / px
+        if kind == "agglomerate":
+            polys = [_place(q, x_c, y_c, ang_c) for q in _agglomerate(L, W, p["n_primary"][i], rng)]
             t = _truth_union(polys)
         else:
-            polys = [_place(_SHAPES[r.kind](L, W), r.x_px, r.y_px, r.angle_deg)]
-            t = _truth_single(polys[0], r.x_px, r.y_px)
+            polys = [_place(_SHAPES[kind](L, W), x_c, y_c, ang_c)]
+            t = _truth_single(polys[0], x_c, y_c)
         pts = np.vstack(polys)
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         t["in_frame"] = bool(hi[0] >= -0.5 and hi[1] >= -0.5 and lo[0] <= w - 0.5 and lo[1] <= h - 0.5)
@@ -378,8 +384,8 @@ def render_particles(
         inside = (cov >= 0.5)[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
         own_px[i] = np.count_nonzero(inside)
         labels[cy0:cy1, cx0:cx1][inside] = i + 1
-        if r.kind in ("droplet", "bubble"):
-            cov *= _ring_profile(polys[0], x0, y0, cov.shape, r.kind)
+        if kind in ("droplet", "bubble"):
+            cov *= _ring_profile(polys[0], x0, y0, cov.shape, kind)
         if g > 0:
             cov = cv2.GaussianBlur(cov, (0, 0), sigmaX=g, borderType=cv2.BORDER_CONSTANT)
         # defocused particles also lose contrast (light spreads over a larger area)
@@ -418,27 +424,28 @@ def _ring_profile(poly, x0, y0, shape, kind) -> np.ndarray:
 
 
 def _truth_frame(p, rows, labels, own_px, crops, px, in_focus_depth) -> pd.DataFrame:
-    t = pd.DataFrame(rows)
-    out = pd.DataFrame({
-        "label": np.arange(1, len(p) + 1, dtype=np.int32),
-        "kind": p["kind"].to_numpy(),
-        "x_px": p["x_px"].to_numpy(float), "y_px": p["y_px"].to_numpy(float),
-        "depth": p["depth"].to_numpy(float),
-        "in_focus": p["depth"].to_numpy(float) <= in_focus_depth,
-    })
-    if len(t) == 0:
-        cols = {c: pd.Series(dtype=float) for c in TRUTH_COLUMNS}
-        cols.update({c: out[c] for c in out})
-        return pd.DataFrame(cols)[list(TRUTH_COLUMNS)]
-    out["in_frame"] = t["in_frame"].to_numpy(bool)
-    out["edge"] = t["edge"].to_numpy(bool)
-    out["area_um2"] = t["area_px"] * px**2
+    n = len(p["x_px"])
+    depth = p["depth"].astype(float)
+    out = {
+        "label": np.arange(1, n + 1, dtype=np.int32),
+        "kind": p["kind"].astype(object),
+        "x_px": p["x_px"].astype(float), "y_px": p["y_px"].astype(float),
+        "depth": depth, "in_focus": depth <= in_focus_depth,
+    }
+
+    def col(key, dtype=float):
+        return np.array([r[key] for r in rows], dtype=dtype) if rows else np.zeros(0, dtype)
+
+    out["in_frame"] = col("in_frame", bool)
+    out["edge"] = col("edge", bool)
+    out["area_um2"] = col("area_px") * px**2
     for c in ("ecd", "perimeter", "feret_max", "feret_min", "ellipse_major", "ellipse_minor"):
-        out[f"{c}_um"] = t[f"{c}_px"] * px
-    for c in ("feret_angle_deg", "aspect_ratio", "circularity", "solidity", "convexity", "centroid_row_px", "centroid_col_px"):
-        out[c] = t[c].to_numpy(float)
-    out["n_primary"] = np.where(p["kind"].to_numpy() == "agglomerate", p["n_primary"].to_numpy(), 1)
-    vis = np.zeros(len(p))
+        out[f"{c}_um"] = col(f"{c}_px") * px
+    for c in ("feret_angle_deg", "aspect_ratio", "circularity", "solidity", "convexity", "centroid_row_px",
+              "centroid_col_px"):
+        out[c] = col(c)
+    out["n_primary"] = np.where(p["kind"] == "agglomerate", p["n_primary"], 1).astype(np.int64)
+    vis = np.zeros(n)
     for i, c in enumerate(crops):
         if c is not None:
             x0, y0, x1, y1 = c
@@ -446,7 +453,7 @@ def _truth_frame(p, rows, labels, own_px, crops, px, in_focus_depth) -> pd.DataF
     with np.errstate(invalid="ignore", divide="ignore"):
         out["overlap_fraction"] = np.where(own_px > 0, 1.0 - vis / np.maximum(own_px, 1), 0.0)
     out["visible_area_um2"] = vis * px**2
-    return out[list(TRUTH_COLUMNS)]
+    return pd.DataFrame({c: out[c] for c in TRUTH_COLUMNS})
 
 
 def _shape_area_factor(kind: str, aspect_ratio: float) -> float:
