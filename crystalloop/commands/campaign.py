@@ -82,13 +82,15 @@ def campaign(
             n_frames=frames, run_options=run_opts, seed=seed, progress=on,
         )
     r = res.rounds
-    table = Table(title=f"campaign rounds ({objectives}; best with {r['limit'].iloc[-1]})")
-    cols = [c for c in r.columns if c in ("round", "n_runs", "hypervolume") or c.startswith("best_")
-            or c.endswith("_mae") or c.endswith("_coverage68") or c == "D50_image_error_pct"]
-    for c in cols:
-        table.add_column(c)
-    for _, row in r.iterrows():
-        table.add_row(*[f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols])
+    table = Table(title=f"campaign rounds ({objectives}; best under {r['limit'].iloc[-1]})")
+    table.add_column("per round")
+    for v in r["round"]:
+        table.add_column(f"round {int(v)}", justify="right")
+    rows = [c for c in r.columns if c in ("n_runs", "hypervolume_before", "hypervolume") or c.startswith("best_")
+            or c.endswith(("_mae", "_bias", "_coverage68", "_coverage95")) or c.startswith("D50_image_")
+            or c.endswith("_s")]
+    for c in rows:
+        table.add_row(c, *[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r[c]])
     console.print(table)
     console.print(f"wrote {res.files['doe']} ({len(res.doe)} runs), history.csv, rounds.csv and "
                   f"{', '.join(p.name for k, p in res.files.items() if p.suffix == '.png')} to {res.out_dir}/")
