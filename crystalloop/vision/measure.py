@@ -131,8 +131,8 @@ def measure_particles(
     >>> import numpy as np
     >>> lab = np.zeros((40, 40), np.int32); lab[10:20, 5:35] = 1
     >>> t = measure_particles(lab, pixel_size_um=2.0)
-    >>> float(t.area_um2[0]), round(float(t.feret_min_um[0]), 3)
-    (1200.0, 20.0)
+    >>> float(t.area_um2[0]), round(float(t.ecd_um[0]), 2), bool(t.edge[0])
+    (1200.0, 39.09, False)
     """
     px = check_pixel_size(pixel_size_um)
     lab = check_image(labels, "labels", allow_color=False)
