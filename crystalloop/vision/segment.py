@@ -269,6 +269,7 @@ def watershed_split(
     strength: float = 0.7,
     max_solidity: float = 0.92,
     min_size_px: float = 20,
+    _sequential: bool = False,
 ) -> np.ndarray:
     """Split touching particles with a distance-transform watershed.
 
@@ -300,7 +301,7 @@ def watershed_split(
         return _relabel(lab)
     # candidates: objects whose outline polygon is clearly non-convex (one findContours call on
     # the whole image; touching particles are what the watershed is for)
-    out = _relabel(lab)
+    out = lab if _sequential else _relabel(lab)  # _sequential: private, the caller owns lab
     candidates = _nonconvex_labels(out, max_solidity, max(min_size_px, 8))
     if not candidates:
         return out
@@ -467,7 +468,9 @@ def mask_to_labels(
     if remove_border:
         lab = clear_border(lab)
     if watershed:
-        lab = watershed_split(lab, strength=watershed_strength, min_size_px=max(min_size_px, 8))
+        # labels straight from connectedComponents are already 1..n (no relabelling pass)
+        lab = watershed_split(lab, strength=watershed_strength, min_size_px=max(min_size_px, 8),
+                              _sequential=not remove_border)
     else:
         lab = _relabel(lab)
     if circularity_range is not None:
