@@ -10,7 +10,8 @@ lumped metastable amorphous solid ``M_am`` and the dissolved solute. A particle 
 
 Mass closure by construction
 ----------------------------
-The conserved total ``M_tot = M_solute + M_cryst + M_am`` is fixed at the start, and after
+The conserved total ``M_tot = M_solute + M_cryst + M_am`` is fixed at the start (and raised by
+exactly the seed mass when seeds are charged, :meth:`PopulationBalance.add_seeds`), and after
 every step the solute is ``M_tot - M_cryst - M_am``. Every transfer is therefore counted
 exactly once: the growth flux moves particles to heavier pivots (solute pays the pivot-mass
 difference), nuclei are born in class 0 with the mass ``m_0`` each, particles that leave
@@ -26,8 +27,8 @@ Growth/dissolution is advected with the flux-limited Lax–Wendroff scheme of Sw
 (second order where smooth, TVD for Courant ``ν ≤ 1``, limiter ``vanleer`` or ``koren``;
 ``upwind`` gives the first-order baseline), the form Gunawan, Fusman & Braatz (2004)
 recommend for crystallization PBMs. Time steps are explicit and adaptive:
-``ν ≤ cfl`` (0.9), the crystallizing/dissolving mass per step at most ``rel_tol`` of the
-current driving force ``|c - c*|`` (so supersaturation cannot overshoot), and the
+``ν ≤ cfl`` (0.9), the crystallizing mass per step at most ``rel_tol`` of the current driving
+force ``|c - c*|`` (5× that while dissolving; so supersaturation cannot overshoot), and the
 agglomeration/breakage probability per step ≤ 0.2. Agglomeration (an O(m²) fixed-pivot
 sum over the occupied classes) is operator-split: its kernel is integrated over steps and
 applied at most every ``agg_interval_s``. The convergence study in
