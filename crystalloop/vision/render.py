@@ -142,31 +142,11 @@ def _coverage(polys: list[np.ndarray], x0: int, y0: int, h: int, w: int, ss: int
     return cv2.resize(big.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
 
 
-def _truth_single(poly: np.ndarray, x: float, y: float) -> dict:
-    """Truth of one convex, centrally symmetric polygon centred at (x, y) (every single kind).
-
-    Central symmetry makes the callipers cheap: max Feret = 2 × the farthest vertex, the width
-    across an edge normal = 2 × the largest vertex projection on it.
-    """
-    area, cx, cy, m20, m11, m02 = geo.polygon_moments(poly)
-    q = poly - (x, y)
-    e = np.concatenate((q[1:], q[:1])) - q
-    seg = np.sqrt(e[:, 0] ** 2 + e[:, 1] ** 2)
-    per = float(seg.sum())
-    r2 = q[:, 0] ** 2 + q[:, 1] ** 2
-    k = int(np.argmax(r2))
-    fmax = 2.0 * float(np.sqrt(r2[k]))
-    ang = float(np.degrees(np.arctan2(-q[k, 1], q[k, 0])) % 180.0)
-    ok = seg > 1e-12
-    nrm = np.stack((-e[ok, 1], e[ok, 0]), axis=1) / seg[ok, None]
-    fmin = 2.0 * float(np.min(np.max(q @ nrm.T, axis=0)))
-    return _descr(area, per, cx, cy, m20, m11, m02, area, per, fmax, fmin, ang)
-
-
 def _truth_singles(polys: list[np.ndarray], centres: np.ndarray) -> dict[str, np.ndarray]:
-    """Vectorised :func:`_truth_single` for many convex, centrally symmetric polygons.
+    """Exact truth of many convex, centrally symmetric polygons (every single kind) at once.
 
-    Polygons are padded to a common vertex count by repeating their last vertex (zero-length
+    Central symmetry makes the callipers cheap: max Feret = 2 × the farthest vertex from the
+    centre, the width across an edge normal = 2 × the largest vertex projection on it. Polygons are padded to a common vertex count by repeating their last vertex (zero-length
     edges add nothing to area, moments or perimeter and are skipped for the callipers).
     """
     n = len(polys)
