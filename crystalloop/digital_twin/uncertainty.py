@@ -62,20 +62,32 @@ def fit_weighted(estimator, X, y, sample_weight=None):
 def fast_predict(estimator, X: np.ndarray) -> np.ndarray:
     """Predict with the cheapest available path (no re-validation; random forests tree by tree).
 
-    Equivalent to ``estimator.predict(X)`` for the estimators the twin uses.
+    Equivalent to ``estimator.predict(X)`` for the estimators the twin uses (tested); ``X`` must
+    already be a finite float array with the right number of columns.
     """
+    name = type(estimator).__name__
+    if name == "WeightedERMRegressor" and hasattr(estimator, "estimator_"):
+        return fast_predict(estimator.estimator_, X)
     if isinstance(estimator, Pipeline):
         for _, step in estimator.steps[:-1]:
-            if step is not None and step != "passthrough":
+            if step is None or step == "passthrough":
+                continue
+            if type(step).__name__ == "StandardScaler":
+                if step.with_mean and step.mean_ is not None:
+                    X = X - step.mean_
+                if step.with_std and step.scale_ is not None:
+                    X = X / step.scale_
+            else:
                 X = step.transform(X)
-        estimator = estimator.steps[-1][1]
-    name = type(estimator).__name__
+        return fast_predict(estimator.steps[-1][1], X)
     if name in ("RandomForestRegressor", "ExtraTreesRegressor") and estimator.n_outputs_ == 1:
         X32 = np.ascontiguousarray(X, dtype=np.float32)
         out = np.zeros(X32.shape[0])
         for t in estimator.estimators_:
             out += t.tree_.predict(X32).reshape(X32.shape[0], -1)[:, 0]
         return out / len(estimator.estimators_)
+    if name == "GradientBoostingRegressor":
+        return np.asarray(estimator._raw_predict(np.ascontiguousarray(X, dtype=np.float32)), dtype=float).ravel()
     if name == "XGBRegressor":
         return np.asarray(estimator.get_booster().inplace_predict(np.ascontiguousarray(X, dtype=np.float32)), dtype=float).ravel()
     return np.asarray(estimator.predict(X), dtype=float).ravel()
@@ -100,7 +112,7 @@ class _EnsembleBase(RegressorMixin, BaseEstimator):
     def _member_predictions(self, X: np.ndarray) -> np.ndarray:
         threads = getattr(self, "n_jobs", None)
         threads = 1 if threads is None else (max(1, threads) if threads > 0 else 2)
-        if threads > 1 and len(self.estimators_) > 1:
+        if threads > 1 and len(self.estimators_) > 1 and X.shape[0] >= 1000:
             with ThreadPoolExecutor(threads) as ex:
                 rows = list(ex.map(lambda e: fast_predict(e, X), self.estimators_))
         else:
