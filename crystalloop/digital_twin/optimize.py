@@ -309,6 +309,19 @@ class DesignProblem(Problem):
 
 
 # ---------------------------------------------------------------------- algorithm
+class _Given(Problem):
+    """Hands precomputed ``F``/``G`` to a pymoo evaluator (ask/tell). Unlike pymoo's
+    ``StaticProblem`` it does not deep-copy the wrapped problem, which would copy the twin."""
+
+    def __init__(self, problem: Problem, F: np.ndarray, G: np.ndarray) -> None:
+        super().__init__(n_var=problem.n_var, n_obj=problem.n_obj, n_ieq_constr=problem.n_ieq_constr,
+                         xl=problem.xl, xu=problem.xu, elementwise=False)
+        self._F, self._G = F, G
+
+    def _evaluate(self, X: np.ndarray, out: dict, *args: Any, **kwargs: Any) -> None:
+        out["F"], out["G"] = self._F, self._G
+
+
 class _FeasibleSampling(Sampling):
     """Uniform sampling of valid profiles (:meth:`DesignSpace.sample`)."""
 
@@ -379,12 +392,9 @@ def tell_measured(algorithm: Any, problem: DesignProblem, pop: Any, cqas: pd.Dat
     constraints use (e.g. ``SimResult.cqas`` dicts); the batch time comes from the profile.
     A row with NaN (a failed batch) makes that candidate infeasible, not the campaign fail.
     """
-    from pymoo.core.evaluator import Evaluator
-    from pymoo.problems.static import StaticProblem
-
     X = pop.get("X")
     F, G = problem._finite(*problem.fg(X, problem.measured_table(X, cqas)))
-    Evaluator().eval(StaticProblem(problem, F=F, G=G), pop)
+    algorithm.evaluator.eval(_Given(problem, F, G), pop)
     algorithm.tell(infills=pop)
 
 
@@ -432,8 +442,6 @@ def _run_lockstep(problems: list[DesignProblem], pop_size: int, n_gen: int, seed
     """All instances side by side through ask/tell, their offspring evaluated in ONE twin call
     per generation (the twin's per-call overhead is paid once, not once per instance).
     Same results as :func:`_run_instance` per instance; returns the runs and the twin calls made."""
-    from pymoo.problems.static import StaticProblem
-
     algs = []
     for p, s in zip(problems, seeds, strict=True):
         a = make_algorithm(p, pop_size=pop_size, seed=int(s))
@@ -463,7 +471,7 @@ def _run_lockstep(problems: list[DesignProblem], pop_size: int, n_gen: int, seed
             p.n_twin_calls += 1
             p.n_twin_rows += len(X)
             F, G = p._finite(*p.fg(X, p._table(X, pred, p._twin_needed)))
-            a.evaluator.eval(StaticProblem(p, F=F, G=G), pop)
+            a.evaluator.eval(_Given(p, F, G), pop)
             a.tell(infills=pop)
             opt = a.opt
             feas = opt.get("FEAS").ravel()
