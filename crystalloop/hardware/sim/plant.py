@@ -433,6 +433,8 @@ class VirtualCrystallizer:
         rng = self.rng_images if rng is None else rng
         parts = self.particle_list(rng)
         cam = self.camera
+        # overlap truth and fresh full-frame noise are the renderer's expensive extras: off here
         img, truth = render_particles(parts, shape=cam.shape, pixel_size_um=cam.pixel_size_um,
-                                      noise_std=3.0 if self.noise else 0.0, seed=rng)
+                                      noise_std=3.0 if self.noise else 0.0, seed=rng,
+                                      overlap=False, fast_noise=True)
         return img, truth
