@@ -184,7 +184,7 @@ class AugmentationResult:
     use_augmentation : bool
         Whether the best setting beats the baseline by ``min_improvement``.
     quality : dict
-        SDV quality score per generator (trained on all rows), when computed.
+        SDV quality score per generator (first fold), when computed.
     timings : dict
     """
 
@@ -197,8 +197,8 @@ class AugmentationResult:
     timings: dict = field(default_factory=dict)
 
 
-def _fold_task(gen_kind, X, y, tr, va, estimator, ms, alphas, max_cycles, epochs, seed):
-    """Train one generator on a fold, return MSE per (m, alpha)."""
+def _fold_task(gen_kind, X, y, tr, va, estimator, ms, alphas, max_cycles, epochs, seed, quality=False):
+    """Train one generator on a fold; MSE per (m, alpha), and SDV's quality score when asked."""
     fn = feature_names(max_cycles)
     frame = pd.DataFrame(X[tr], columns=fn)
     frame[_TARGET] = y[tr]
@@ -217,7 +217,8 @@ def _fold_task(gen_kind, X, y, tr, va, estimator, ms, alphas, max_cycles, epochs
                          np.concatenate([w_r[keep], w_s]))
             p = fast_predict(est, X[va])
             out.append((gen_kind, m, a, float(np.mean((p - y[va]) ** 2))))
-    return out
+    q = _quality(gen, frame, S) if quality else None
+    return out, q
 
 
 def search_augmentation(
@@ -257,8 +258,10 @@ def search_augmentation(
     min_improvement : float
         Keep augmentation only if it lowers the baseline CV MSE by this fraction.
     quality : bool
-        Also train each generator on all rows and report SDV's quality score of ``max(m)`` samples;
-        those samples are the synthetic rows the twin uses when augmentation is kept.
+        Report SDV's quality score of each generator (the one trained on the first fold's training
+        rows, ``max(m)`` samples against those rows). When augmentation is kept, the chosen
+        generator is retrained on all rows and its ``max(m)`` samples are the synthetic rows the
+        twin uses (``synthetic``).
     n_jobs : int, optional
         joblib processes over (fold, generator) tasks.
 
@@ -297,11 +300,13 @@ def search_augmentation(
     rs = 0 if random_state is None else int(random_state)
     tasks = [(g, tr, va, rs + 1000 * i + j) for j, g in enumerate(generators) for i, (tr, va) in enumerate(folds)]
     res = Parallel(n_jobs=n_jobs)(
-        delayed(_fold_task)(g, X, y, tr, va, estimator, ms, [a for a in alphas if a > 0], max_cycles, epochs, seed)
-        for g, tr, va, seed in tasks
+        delayed(_fold_task)(g, X, y, tr, va, estimator, ms, [a for a in alphas if a > 0], max_cycles, epochs, seed,
+                            quality and k % len(folds) == 0)
+        for k, (g, tr, va, seed) in enumerate(tasks)
     )
     t_search = time.perf_counter() - t0
-    rows = pd.DataFrame([r for chunk in res for r in chunk], columns=["generator", "m", "alpha", "mse"])
+    qual = {g: q for (g, _, _, _), (_, q) in zip(tasks, res, strict=True) if q is not None}
+    rows = pd.DataFrame([r for chunk, _ in res for r in chunk], columns=["generator", "m", "alpha", "mse"])
     curves = rows.groupby(["generator", "m", "alpha"], as_index=False).agg(cv_mse=("mse", "mean"), cv_mse_std=("mse", "std"))
     base_rows = pd.DataFrame([{"generator": g, "m": m, "alpha": 0.0, "cv_mse": baseline, "cv_mse_std": float(np.std(base, ddof=1))}
                               for g in generators for m in ms])
@@ -315,22 +320,16 @@ def search_augmentation(
         best = {"generator": None, "m": 0, "alpha": 0.0, "cv_mse": baseline, "improvement": 0.0}
     use = best["generator"] is not None and best["improvement"] >= max(min_improvement, 1e-12)
     t1 = time.perf_counter()
-    qual, synth = {}, {}
-    if quality or use:
+    synth = {}
+    if use:  # the rows the final model uses: the chosen generator trained on all rows
         fn = feature_names(max_cycles)
         frame = pd.DataFrame(X, columns=fn)
         frame[_TARGET] = y
-        kinds = list(generators) if quality else [best["generator"]]
-
-        def _full(kind, j):
-            gen = SyntheticGenerator(kind, max_cycles=max_cycles, epochs=epochs, random_state=rs + 7 + j).fit(frame)
-            S = gen.sample(max(ms))
-            q = _quality(gen, frame, S) if quality else float("nan")
-            return kind, q, S
-
-        for kind, q, S in Parallel(n_jobs=n_jobs)(delayed(_full)(k, j) for j, k in enumerate(kinds)):
-            qual[kind] = q
-            synth[kind] = (S[fn].to_numpy(float), S[_TARGET].to_numpy(float))
+        kind = best["generator"]
+        gen = SyntheticGenerator(kind, max_cycles=max_cycles, epochs=epochs,
+                                 random_state=rs + 7 + list(generators).index(kind)).fit(frame)
+        S = gen.sample(max(ms))
+        synth[kind] = (S[fn].to_numpy(float), S[_TARGET].to_numpy(float))
     return AugmentationResult(
         curves=curves, baseline_mse=baseline, best=best, use_augmentation=bool(use), quality=qual,
         synthetic=synth, timings={"search_s": t_search, "final_generators_s": time.perf_counter() - t1},

@@ -127,3 +127,21 @@ def test_bootstrap_twin_and_report(tmp_path):
     card = json.loads(w["model_card_json"].read_text())
     assert card["cqas"]["D50_um"]["holdout"]["n"] == 6
     assert "| D50_um | svr |" in w["model_card_md"].read_text()
+
+
+@pytest.mark.slow
+def test_twin_keeps_augmentation_when_it_helps(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = fit_twin(make_doe(24, noise=3.0), cqas=["D50"], families=("svr",), grid="fast", n_splits=10,
+                     generators=["gaussian_copula"], n_synthetic=[5, 25], alphas=[0, 0.3, 0.6], min_improvement=0.0,
+                     n_jobs=1)
+    a = t.info["D50_um"]["augmentation"]
+    assert a["used"] and a["improvement"] > 0 and a["cv_mse"] < a["baseline_cv_mse"]
+    assert 0 < a["quality"]["gaussian_copula"] <= 1
+    member = t.models["D50_um"].estimators_[0]
+    assert type(member).__name__ == "WeightedERMRegressor" and len(member.y_synthetic_) == a["m"]
+    assert set(t.augmentation_curves["D50_um"]["alpha"]) == {0.0, 0.3, 0.6}
+    t2 = DigitalTwin.load(t.save(tmp_path / "t"))
+    F = profiles_to_frame(random_profiles(4, seed=3), 4)
+    pd.testing.assert_frame_equal(t2.predict(F), t.predict(F))
