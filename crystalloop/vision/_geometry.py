@@ -108,3 +108,52 @@ def inset_convex(p: np.ndarray, d: float) -> np.ndarray:
     n1, n2 = _prev(n), n
     denom = np.maximum(1.0 + np.sum(n1 * n2, axis=1), 0.2)
     return p - d * (n1 + n2) / denom[:, None]
+
+
+def feret_many(hulls: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`feret` and :func:`polygon_perimeter` of many convex polygons at once.
+
+    Polygons are padded to a common vertex count by repeating their last vertex: the copies
+    never win the maximum chord (the original comes first), their zero-length edges are skipped
+    for the minimum width and add nothing to the perimeter.
+
+    Returns
+    -------
+    feret_max, feret_min, angle_deg, perimeter : arrays of shape (n,)
+    """
+    n = len(hulls)
+    lens = np.array([len(q) for q in hulls], dtype=np.int64)
+    fmax, fmin, ang, per = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    if n == 0 or lens.max() < 2:
+        return fmax, fmin, ang, per
+    kmax = int(lens.max())
+    P = np.zeros((n, kmax, 2))
+    for k, q in enumerate(hulls):
+        m = len(q)
+        if m:
+            P[k, :m] = q
+            P[k, m:] = q[m - 1]
+    valid = np.arange(kmax)[None, :] < lens[:, None]
+    cnt = np.maximum(lens, 1)[:, None]
+    P = P - ((P * valid[..., None]).sum(axis=1) / cnt)[:, None, :]
+    sq = P[..., 0] ** 2 + P[..., 1] ** 2
+    dist2 = sq[:, :, None] + sq[:, None, :] - 2.0 * (P @ P.transpose(0, 2, 1))
+    k = np.argmax(dist2.reshape(n, -1), axis=1)
+    i, j = np.divmod(k, kmax)
+    rows = np.arange(n)
+    v = P[rows, j] - P[rows, i]
+    fmax = np.sqrt(v[:, 0] ** 2 + v[:, 1] ** 2)
+    ang = np.degrees(np.arctan2(-v[:, 1], v[:, 0])) % 180.0
+    e = np.concatenate((P[:, 1:], P[:, :1]), axis=1) - P
+    ln = np.sqrt(e[..., 0] ** 2 + e[..., 1] ** 2)
+    per = ln.sum(axis=1)
+    ok = ln > 1e-12
+    with np.errstate(invalid="ignore", divide="ignore"):
+        nrm = np.stack((-e[..., 1], e[..., 0]), axis=-1) / np.where(ok, ln, 1.0)[..., None]
+    proj = P @ nrm.transpose(0, 2, 1)  # vertex on edge normal
+    width = proj.max(axis=1) - proj.min(axis=1)
+    fmin = np.where(ok, width, np.inf).min(axis=1)
+    fmin = np.where(lens > 2, fmin, 0.0)
+    small = lens < 2
+    fmax[small], ang[small], per[small] = 0.0, 0.0, 0.0
+    return fmax, fmin, ang, per

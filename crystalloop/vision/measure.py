@@ -144,61 +144,134 @@ def measure_particles(
     lab = lab.astype(np.int32, copy=False)
     if lab.min() < 0:
         raise ConfigError(f"labels must be ≥ 0 (0 = background), got minimum {int(lab.min())}")
-    focus_scores = slices = None
     if image is not None:
         image = check_image(image)
         check_same_shape(lab, image, "labels", "image")
+    fimg = None
     if focus and (image is not None or focus_image is not None):
         fimg = image if focus_image is None else check_image(focus_image, "focus_image")
         check_same_shape(lab, fimg, "labels", "focus_image")
-        slices = ndi.find_objects(lab)
-        focus_scores = _focus_scores(lab, to_gray_float(fimg), background=focus_background, slices=slices)
-    h, w = lab.shape
-    rows = []
+        fimg = to_gray_float(fimg)
+    return _measure(lab, px, focus_gray=fimg, focus_background=focus_background)
+
+
+def _measure(lab: np.ndarray, px: float, *, focus_gray: np.ndarray | None = None,
+             focus_background: float | None = None, slices=None) -> pd.DataFrame:
+    """:func:`measure_particles` on validated input (int32 labels, float focus image or None).
+
+    ``slices`` (``ndi.find_objects`` of ``lab``, e.g. kept from the segmentation) saves a pass
+    over the image. Per particle only the cheap OpenCV calls run in Python (crop, moments,
+    contour, hull); perimeters, hull pixel counts and callipers are computed for all particles
+    at once.
+    """
     if slices is None:
         slices = ndi.find_objects(lab)
+    focus_scores = None
+    if focus_gray is not None:
+        focus_scores = _focus_scores(lab, focus_gray, background=focus_background, slices=slices)
+    h, w = lab.shape
+    ids, boxes, moms, contours, hulls = [], [], [], [], []
     for i, sl in enumerate(slices, start=1):
         if sl is None:
             continue
         r0, r1, c0, c1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
-        own = lab[sl] == i
-        crop = np.zeros((r1 - r0 + 2, c1 - c0 + 2), np.uint8)
-        crop[1:-1, 1:-1] = own
+        crop = cv2.copyMakeBorder((lab[sl] == i).view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
         m = cv2.moments(crop, binaryImage=True)
-        area = m["m00"]
         cnts, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        per = _perimeter_px(cnts, area)
-        pts = np.vstack(cnts).reshape(-1, 2).astype(np.float64)
-        hull = geo.convex_hull(pts)
-        # convex area as skimage/ImageJ count it: pixels whose centres lie in the hull of the object
-        hull_area = max(hull_pixel_count(hull, crop.shape), area)
-        fmax, fmin, ang = geo.feret(hull)
-        hull_per = (geo.polygon_perimeter(hull) if len(hull) > 2 else 2 * fmax) + np.pi
-        # the extreme pixel centres lie 0 (oblique straight edges) to ½ px (axis-aligned edges,
-        # curved ends) inside the true outline: add ½ px to each calliper distance
-        fmax, fmin = fmax + _FERET_PAD_PX, fmin + _FERET_PAD_PX
-        mu20 = m["mu20"] / area + 1 / 12
-        mu02 = m["mu02"] / area + 1 / 12
-        mu11 = m["mu11"] / area
-        tr, det = mu20 + mu02, mu20 * mu02 - mu11 * mu11
-        disc = np.sqrt(max(tr * tr / 4 - det, 0.0))
-        major, minor = 4 * np.sqrt(tr / 2 + disc), 4 * np.sqrt(max(tr / 2 - disc, 0.0))
-        if major * minor > 0:
-            s = np.sqrt(area / (np.pi / 4 * major * minor))
-            major, minor = major * s, minor * s
-        fscore = focus_scores[i] if focus_scores is not None else np.nan
-        rows.append((
-            i, int(area), area * px * px, np.sqrt(4 * area / np.pi) * px, per * px, fmax * px, fmin * px, ang,
-            major * px, minor * px, major / minor if minor > 0 else np.inf,
-            min(4 * np.pi * area / per**2, 1.0) if per > 0 else 0.0,
-            min(area / hull_area, 1.0), min(hull_per / per, 1.0) if per > 0 else 1.0,
-            bool(r0 == 0 or c0 == 0 or r1 == h or c1 == w), fscore,
-            m["m01"] / area - 1 + r0, m["m10"] / area - 1 + c0, r0, c0, r1, c1,
-        ))
-    if not rows:
+        pts = cnts[0] if len(cnts) == 1 else np.vstack(cnts)
+        ids.append(i)
+        boxes.append((r0, c0, r1, c1))
+        moms.append((m["m00"], m["m10"], m["m01"], m["mu20"], m["mu02"], m["mu11"]))
+        contours.append(cnts)
+        hulls.append(geo.convex_hull(pts))
+    if not ids:
         return empty_particle_table()
-    out = pd.DataFrame.from_records(rows, columns=list(PARTICLE_COLUMNS))
-    out["edge"] = out["edge"].astype(bool)
+    n = len(ids)
+    mo = np.array(moms, dtype=np.float64)
+    area = mo[:, 0]
+    per = _perimeters_px(contours, area)
+    hull_area = np.maximum(_pick_counts(hulls), area)
+    fmax, fmin, ang, hull_per = geo.feret_many(hulls)
+    hull_per = np.where(np.array([len(hh) > 2 for hh in hulls]), hull_per, 2 * fmax) + np.pi
+    # the extreme pixel centres lie 0 (oblique straight edges) to ½ px (axis-aligned edges,
+    # curved ends) inside the true outline: add ½ px to each calliper distance
+    fmax, fmin = fmax + _FERET_PAD_PX, fmin + _FERET_PAD_PX
+    mu20 = mo[:, 3] / area + 1 / 12
+    mu02 = mo[:, 4] / area + 1 / 12
+    mu11 = mo[:, 5] / area
+    tr, det = mu20 + mu02, mu20 * mu02 - mu11 * mu11
+    disc = np.sqrt(np.maximum(tr * tr / 4 - det, 0.0))
+    major, minor = 4 * np.sqrt(tr / 2 + disc), 4 * np.sqrt(np.maximum(tr / 2 - disc, 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sc = np.where(major * minor > 0, np.sqrt(area / (np.pi / 4 * major * minor)), 1.0)
+        major, minor = major * sc, minor * sc
+        aspect = np.where(minor > 0, major / minor, np.inf)
+        circ = np.where(per > 0, np.minimum(4 * np.pi * area / per**2, 1.0), 0.0)
+        convex = np.where(per > 0, np.minimum(hull_per / per, 1.0), 1.0)
+    b = np.array(boxes, dtype=np.int64)
+    idx = np.array(ids, dtype=np.int64)
+    out = pd.DataFrame({
+        "label": idx, "area_px": area.astype(np.int64), "area_um2": area * px * px,
+        "ecd_um": np.sqrt(4 * area / np.pi) * px, "perimeter_um": per * px,
+        "feret_max_um": fmax * px, "feret_min_um": fmin * px, "feret_angle_deg": ang,
+        "ellipse_major_um": major * px, "ellipse_minor_um": minor * px, "aspect_ratio": aspect,
+        "circularity": circ, "solidity": np.minimum(area / hull_area, 1.0), "convexity": convex,
+        "edge": (b[:, 0] == 0) | (b[:, 1] == 0) | (b[:, 2] == h) | (b[:, 3] == w),
+        "focus": focus_scores[idx] if focus_scores is not None else np.full(n, np.nan),
+        "centroid_row_px": mo[:, 2] / area - 1 + b[:, 0], "centroid_col_px": mo[:, 1] / area - 1 + b[:, 1],
+        "bbox_row0_px": b[:, 0], "bbox_col0_px": b[:, 1], "bbox_row1_px": b[:, 2], "bbox_col1_px": b[:, 3],
+    })
+    return out
+
+
+def _perimeters_px(contours: list, area: np.ndarray) -> np.ndarray:
+    """:func:`_perimeter_px` of every particle (list of its contours) at once."""
+    pts, owner = [], []
+    for k, cnts in enumerate(contours):
+        for c in cnts:
+            if len(c) >= 2:
+                pts.append(c.reshape(-1, 2))
+                owner.append(k)
+    n = len(contours)
+    total = np.zeros(n)
+    if pts:
+        lens = np.array([len(q) for q in pts])
+        p = np.concatenate(pts).astype(np.int64)
+        start = np.repeat(np.cumsum(lens) - lens, lens)
+        pos = np.arange(len(p)) - start
+        nxt = np.where(pos + 1 < np.repeat(lens, lens), np.arange(len(p)) + 1, start)
+        d = p[nxt] - p
+        diag = (d[:, 0] != 0) & (d[:, 1] != 0)
+        code = (d[:, 0] + 1) * 3 + (d[:, 1] + 1)
+        corner = code != code[nxt]
+        w = np.where(diag, 1.406, 0.980) - 0.091 * corner
+        seg = np.repeat(np.arange(len(pts)), lens)
+        per_contour = np.bincount(seg, weights=w, minlength=len(pts))
+        total = np.bincount(np.array(owner), weights=per_contour, minlength=n)
+    # single pixel or a one-pixel line: perimeter of the equal-area disc
+    return np.where(total > 0, total + np.pi, np.where(area > 0, np.sqrt(4 * np.pi * np.maximum(area, 0)), 0.0))
+
+
+def _pick_counts(polys: list[np.ndarray]) -> np.ndarray:
+    """:func:`hull_pixel_count` of many lattice polygons at once (padded by their last vertex:
+    zero-length edges add nothing to the area or the boundary count)."""
+    n = len(polys)
+    lens = np.array([len(q) for q in polys])
+    out = np.zeros(n)
+    if n == 0:
+        return out
+    kmax = max(int(lens.max()), 1)
+    P = np.zeros((n, kmax, 2), np.int64)
+    for k, q in enumerate(polys):
+        if len(q):
+            qi = np.rint(np.asarray(q, dtype=np.float64)).astype(np.int64).reshape(-1, 2)
+            P[k, : len(qi)] = qi
+            P[k, len(qi) :] = qi[-1]
+    Q = np.concatenate((P[:, 1:], P[:, :1]), axis=1)
+    d = np.abs(Q - P)
+    b = np.gcd(d[..., 0], d[..., 1]).sum(axis=1).astype(np.float64)
+    a = 0.5 * np.abs((P[..., 0] * Q[..., 1] - Q[..., 0] * P[..., 1]).sum(axis=1)).astype(np.float64)
+    out = np.where(lens >= 3, a + b / 2 + 1, np.where(lens == 2, b / 2 + 1, lens.astype(np.float64)))
     return out
 
 
