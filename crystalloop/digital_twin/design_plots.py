@@ -29,7 +29,7 @@ def plot_fronts(
     x: str | None = None,
     y: str | None = None,
     color: str | None = None,
-    error_bars: bool = True,
+    error_bars: bool | None = None,
     mark_knee: bool = True,
     path: str | Path | None = None,
     ax: Any = None,
@@ -45,8 +45,9 @@ def plot_fronts(
     color : str, optional
         A third quantity shown as colour with a colour bar (e.g. ``"crystallinity"``,
         the paper's Fig. 8); default: one colour per instance (Fig. 7).
-    error_bars : bool
-        Draw ± one predicted standard deviation.
+    error_bars : bool, optional
+        Draw ± one predicted standard deviation (default: when the fronts hold at most
+        150 points, beyond which the bars hide the fronts).
     mark_knee : bool
         Circle the knee point of the global front (as the validated point in seed 003 Fig. 7).
     path : path, optional
@@ -71,6 +72,8 @@ def plot_fronts(
     else:
         fig = ax.figure
     tab = result.front
+    if error_bars is None:
+        error_bars = len(tab) <= 150
     cvals = None
     if color is not None:
         cc, _ = _column(result, color)
@@ -105,7 +108,13 @@ def plot_fronts(
     ax.set_title("Pareto fronts per number of cycles" + (f" (pessimistic k={k:g})" if k else ""))
     if sc is not None:
         fig.colorbar(sc, ax=ax, label=f"predicted {cc.removesuffix('_mean')}")
-    ax.legend(fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    if cvals is not None:  # marker shapes in neutral grey: the colour encodes the third quantity
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], marker=_MARKERS[j % len(_MARKERS)], ls="none", mfc="0.7", mec="k", ms=6)
+                   if j < len(result.instances) else h for j, h in enumerate(handles)]
+    ax.legend(handles, labels, fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     if path is not None:
