@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
 from crystalloop.errors import ConfigError
 from crystalloop.vision._validate import check_image, check_pixel_size, to_gray_float
-from crystalloop.vision.measure import empty_particle_table, measure_particles
+from crystalloop.vision.measure import _measure, empty_particle_table
 from crystalloop.vision.preprocess import subtract_background
 from crystalloop.vision.psd import psd_summary, psd_table
 from crystalloop.vision.segment import detect_polarity, mask_to_labels, threshold
@@ -179,14 +180,21 @@ def prepare_signal(image: np.ndarray, settings: PipelineSettings) -> tuple[np.nd
 
 def segment_signal(signal: np.ndarray, settings: PipelineSettings) -> np.ndarray:
     """Signal (particles positive) → instance labels with the settings' post-processing."""
-    if float(signal.max()) == float(signal.min()):
-        return np.zeros(signal.shape, np.int32)
+    return _segment(signal, settings)[0]
+
+
+def _segment(signal: np.ndarray, settings: PipelineSettings) -> tuple[np.ndarray, list | None]:
+    """:func:`segment_signal` that also returns the objects' boxes (``find_objects`` order) when
+    the segmentation knows them (None otherwise)."""
+    lo, hi = cv2.minMaxLoc(signal)[:2] if signal.dtype == np.float32 else (signal.min(), signal.max())
+    if float(lo) == float(hi):
+        return np.zeros(signal.shape, np.int32), []
     mask = threshold(signal, method=settings.threshold, polarity="bright", offset=settings.threshold_offset,
                      block_size=settings.adaptive_block_px, noise_floor=settings.noise_floor)
     return mask_to_labels(mask, min_size_px=settings.min_size_px, closing_radius_px=settings.closing_radius_px,
                           fill=settings.fill_holes, remove_border=False, watershed=settings.watershed,
                           watershed_strength=settings.watershed_strength,
-                          circularity_range=settings.circularity_range)
+                          circularity_range=settings.circularity_range, _return_slices=True)
 
 
 def flag_particles(particles: pd.DataFrame, settings: PipelineSettings) -> pd.DataFrame:
@@ -232,12 +240,15 @@ def analyze_image(image: np.ndarray, *, pixel_size_um: float, settings: Pipeline
     s = (settings or PipelineSettings()).replace(**overrides) if overrides else (settings or PipelineSettings())
     img = check_image(image)
     sig, pol = prepare_signal(img, s)
-    labels = segment_signal(sig, s)
-    if labels.max() == 0:
+    labels, slices = _segment(sig, s)
+    if slices is not None and not any(sl is not None for sl in slices):
+        parts = empty_particle_table()
+    elif slices is None and labels.max() == 0:
         parts = empty_particle_table()
     else:
-        parts = measure_particles(labels, img, pixel_size_um=px, focus=True, focus_image=sig,
-                                  focus_background=0.0 if s.background is not None else None)
+        # labels, image and signal are validated and of one shape: skip measure_particles' checks
+        parts = _measure(labels, px, focus_gray=to_gray_float(sig),
+                         focus_background=0.0 if s.background is not None else None, slices=slices)
     parts = flag_particles(parts, s)
     return ImageResult(particles=parts, labels=labels, polarity=pol, settings=s)
 

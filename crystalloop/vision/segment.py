@@ -194,10 +194,19 @@ def remove_small_objects(mask: np.ndarray, min_size_px: float) -> np.ndarray:
     m = np.asarray(mask, dtype=bool)
     if min_size_px <= 1 or not m.any():
         return m.copy()
-    n, lab = cv2.connectedComponents(m.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-    keep = np.bincount(lab.ravel(), minlength=n) >= min_size_px
-    keep[0] = False
-    return keep[lab]
+    n, lab, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(m.view(np.uint8), 8, cv2.CV_32S,
+                                                                   cv2.CCL_BBDT)
+    small = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < min_size_px) + 1
+    out = m.copy()
+    if small.size > n // 4:  # many specks: one lookup over the image
+        keep = stats[:, cv2.CC_STAT_AREA] >= min_size_px
+        keep[0] = False
+        return keep[lab]
+    # few specks: clear each in its bounding box
+    for j in small.tolist():
+        x, y, w, h = stats[j, :4].tolist()
+        out[y : y + h, x : x + w][lab[y : y + h, x : x + w] == j] = False
+    return out
 
 
 def clear_border(labels: np.ndarray) -> np.ndarray:
@@ -302,67 +311,68 @@ def watershed_split(
     # candidates: objects whose outline polygon is clearly non-convex (one findContours call on
     # the whole image; touching particles are what the watershed is for)
     out = lab if _sequential else _relabel(lab)  # _sequential: private, the caller owns lab
-    candidates = _nonconvex_labels(out, max_solidity, max(min_size_px, 8))
+    fg = (out > 0).view(np.uint8)
+    contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    candidates = _nonconvex_labels(out, max_solidity, max(min_size_px, 8), contours=contours)
     if not candidates:
         return out
-    # split parts: the first keeps the object's id, the others get new ids after the last one
-    # (ids stay sequential without another pass over the image)
-    nxt = int(out.max()) + 1
-    slices = ndi.find_objects(out)
-    targets = sorted(candidates)
-    for i in targets:
+    _split_candidates(out, candidates, ndi.find_objects(out), strength)
+    return out
+
+
+def _split_candidates(out: np.ndarray, candidates, slices: list, strength: float) -> None:
+    """Split the candidate labels of ``out`` in place; ``slices`` (index = label - 1) is updated
+    (the first part keeps the id with its new box, the others get new ids after the last one,
+    so ids stay sequential without another pass over the image)."""
+    nxt = len(slices) + 1
+    for i in sorted(candidates):
         sl = slices[i - 1]
         if sl is None:
             continue
         own = out[sl] == i
-        crop = np.zeros((own.shape[0] + 2, own.shape[1] + 2), np.uint8)
-        crop[1:-1, 1:-1] = own
+        crop = cv2.copyMakeBorder(own.view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
         sub, n = _split_one(crop, strength)
         if n < 2:
             continue
         sub = sub[1:-1, 1:-1]
         tgt = out[sl]
-        for k in range(2, n + 1):
-            tgt[sub == k] = nxt
+        r0, c0 = sl[0].start, sl[1].start
+        for k in range(1, n + 1):
+            # part 1 keeps the id, with any pixel the flooding left unassigned
+            part = (own & (sub < 2)) if k == 1 else (sub == k)
+            rr, cc = np.flatnonzero(part.any(axis=1)), np.flatnonzero(part.any(axis=0))
+            box = (slice(r0 + int(rr[0]), r0 + int(rr[-1]) + 1), slice(c0 + int(cc[0]), c0 + int(cc[-1]) + 1)) \
+                if rr.size else None
+            if k == 1:
+                slices[i - 1] = box
+                continue
+            tgt[part] = nxt
+            slices.append(box)
             nxt += 1
-    return out
-    slices = ndi.find_objects(lab)
-    for i in sorted(candidates):
-        sl = slices[i - 1]
-        if sl is None:
-            continue
-        own = lab[sl] == i
-        crop = np.zeros((own.shape[0] + 2, own.shape[1] + 2), np.uint8)
-        crop[1:-1, 1:-1] = own
-        sub, n = _split_one(crop, strength)
-        sub = sub[1:-1, 1:-1]
-        tgt = out[sl]
-        sel = sub > 0
-        tgt[sel] = sub[sel] + (nxt - 1)
-        nxt += n
-    return out
 
 
-def _nonconvex_labels(lab: np.ndarray, max_solidity: float, min_size_px: float) -> set[int]:
+def _nonconvex_labels(lab: np.ndarray, max_solidity: float, min_size_px: float, contours=None) -> set[int]:
     """Labels whose outer contour area / convex hull area is below ``max_solidity``.
 
     Pixel counts of the contour polygon and of its convex hull come from Pick's theorem (both
     run through pixel centres), so a digitised convex shape scores 1. Objects of one label that touch another label are traced together (a merged blob is then a
     candidate as a whole, each label is split on its own anyway).
     """
-    from crystalloop.vision.measure import hull_pixel_count  # Pick's theorem on lattice polygons
+    from crystalloop.vision.measure import _pick_counts  # Pick's theorem on lattice polygons
 
-    fg = (lab > 0).astype(np.uint8)
-    contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if contours is None:
+        fg = (lab > 0).view(np.uint8)
+        contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    big = [c.reshape(-1, 2) for c in contours if len(c) >= 4]
     out: set[int] = set()
-    for c in contours:
-        if len(c) < 4:
-            continue
-        a_c = hull_pixel_count(c.reshape(-1, 2))  # pixels of the blob (holes filled)
-        a_h = hull_pixel_count(cv2.convexHull(c).reshape(-1, 2))
-        if a_c < min_size_px or a_h <= 0 or a_c / a_h >= max_solidity:
-            continue
-        x, y, w, h = cv2.boundingRect(c)
+    if not big:
+        return out
+    a_c = _pick_counts(big)  # pixels of each blob (holes filled)
+    a_h = _pick_counts([cv2.convexHull(c).reshape(-1, 2) for c in big])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sel = (a_c >= min_size_px) & (a_h > 0) & (a_c / a_h < max_solidity)
+    for k in np.flatnonzero(sel).tolist():
+        x, y, w, h = cv2.boundingRect(big[k])
         ids = np.unique(lab[y : y + h, x : x + w])
         out.update(int(v) for v in ids if v)
     return out
@@ -410,6 +420,7 @@ def mask_to_labels(
     watershed: bool = True,
     watershed_strength: float = 0.7,
     circularity_range: tuple[float, float] | None = None,
+    _return_slices: bool = False,
 ) -> np.ndarray:
     """Instance labels from a binary or probability mask (seed-002 post-processing).
 
@@ -463,8 +474,27 @@ def mask_to_labels(
     if fill:
         b = fill_holes(b)
     if not b.any():
-        return np.zeros(b.shape, np.int32)
-    _, lab = cv2.connectedComponents(b.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+        return (np.zeros(b.shape, np.int32), []) if _return_slices else np.zeros(b.shape, np.int32)
+    n, lab = cv2.connectedComponents(b.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    if fill and not remove_border:
+        # hole-free blobs, numbered 1..n: one contour pass gives every box and the watershed's
+        # candidates (no scan of the label image)
+        contours, _ = cv2.findContours(b.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        slices: list = [None] * (n - 1)
+        for c in contours:
+            x, y, w, h = cv2.boundingRect(c)
+            cx, cy = c[0, 0].tolist()
+            slices[int(lab[cy, cx]) - 1] = (slice(y, y + h), slice(x, x + w))
+        if watershed and not 0.0 <= watershed_strength <= 1.0:
+            raise ConfigError(f"watershed strength must lie in [0, 1], got {watershed_strength!r}")
+        if watershed and watershed_strength > 0:
+            cand = _nonconvex_labels(lab, 0.92, max(min_size_px, 8), contours=contours)
+            if cand:
+                _split_candidates(lab, cand, slices, watershed_strength)
+        lab = _circularity(lab, circularity_range)
+        if circularity_range is not None:
+            slices = None
+        return (lab, slices) if _return_slices else lab
     if remove_border:
         lab = clear_border(lab)
     if watershed:
@@ -473,9 +503,14 @@ def mask_to_labels(
                               _sequential=not remove_border)
     else:
         lab = _relabel(lab)
-    if circularity_range is not None:
-        lo, hi = circularity_range
-        if not 0 <= lo <= hi:
-            raise ConfigError(f"circularity_range must be (low, high) with 0 ≤ low ≤ high, got {circularity_range!r}")
-        lab = _circularity_filter(lab, float(lo), float(hi))
-    return lab
+    lab = _circularity(lab, circularity_range)
+    return (lab, None) if _return_slices else lab
+
+
+def _circularity(lab: np.ndarray, circularity_range) -> np.ndarray:
+    if circularity_range is None:
+        return lab
+    lo, hi = circularity_range
+    if not 0 <= lo <= hi:
+        raise ConfigError(f"circularity_range must be (low, high) with 0 ≤ low ≤ high, got {circularity_range!r}")
+    return _circularity_filter(lab, float(lo), float(hi))
