@@ -167,15 +167,33 @@ def _measure(lab: np.ndarray, px: float, *, focus_gray: np.ndarray | None = None
     if slices is None:
         slices = ndi.find_objects(lab)
     focus_scores = None
-    if focus_gray is not None:
+    in_loop = focus_gray is not None and focus_background is not None
+    if focus_gray is not None and not in_loop:
         focus_scores = _focus_scores(lab, focus_gray, background=focus_background, slices=slices)
+    elif in_loop:
+        focus_scores = np.full(len(slices) + 1, np.nan)
+        bg = float(np.float32(focus_background))
     h, w = lab.shape
+    k3 = np.ones((3, 3), np.uint8)
     ids, boxes, moms, contours, hulls = [], [], [], [], []
     for i, sl in enumerate(slices, start=1):
         if sl is None:
             continue
         r0, r1, c0, c1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
         crop = cv2.copyMakeBorder((lab[sl] == i).view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+        if in_loop:
+            # focus: mean gradient on the boundary pixels / peak deviation from the background,
+            # in the box grown by 1 px (clipped to the frame; the padded crop is its mask)
+            er0, er1, ec0, ec1 = max(r0 - 1, 0), min(r1 + 1, h), max(c0 - 1, 0), min(c1 + 1, w)
+            g = focus_gray[er0:er1, ec0:ec1]
+            own = crop[er0 - r0 + 1 : er1 - r0 + 1, ec0 - c0 + 1 : ec1 - c0 + 1]
+            bnd = cv2.subtract(own, cv2.erode(own, k3, borderType=cv2.BORDER_CONSTANT, borderValue=0))
+            gmin, gmax = cv2.minMaxLoc(g, mask=own)[:2]
+            peak = max(abs(gmax - bg), abs(gmin - bg))
+            if peak > 0 and cv2.countNonZero(bnd):
+                gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE)
+                gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE)
+                focus_scores[i] = cv2.mean(cv2.magnitude(gx, gy), mask=bnd)[0] / 8.0 / peak
         m = cv2.moments(crop, binaryImage=True)
         cnts, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         pts = cnts[0] if len(cnts) == 1 else np.vstack(cnts)

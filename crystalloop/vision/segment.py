@@ -224,11 +224,12 @@ def _reconstruct(marker: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Grey-level morphological reconstruction by dilation of ``marker`` under ``mask``."""
     k = np.ones((3, 3), np.uint8)
     prev = np.minimum(marker, mask)
+    cur = np.empty_like(prev)
     for _ in range(10_000):
-        cur = np.minimum(cv2.dilate(prev, k), mask)
-        if np.array_equal(cur, prev):
+        cv2.min(cv2.dilate(prev, k), mask, dst=cur)
+        if not cv2.countNonZero(cv2.compare(cur, prev, cv2.CMP_NE)):
             break
-        prev = cur
+        prev, cur = cur, prev
     return prev
 
 
@@ -258,17 +259,25 @@ def _flood(markers: np.ndarray, dist: np.ndarray, obj: np.ndarray) -> np.ndarray
     inside = obj > 0
     levels = np.unique(np.floor(dist[inside]))[::-1]  # 1 px steps
     big = np.float32(markers.max() + 1)
+    labbig = np.where(lab > 0, lab, big)  # lab with the background at +big (for the minimum)
     checker = (np.indices(lab.shape).sum(axis=0) % 2).astype(bool)
+    free = inside & (lab == 0)  # pixels no basin has reached yet
     for lv in levels:
-        allowed = inside & (dist >= lv)
+        allowed = free & (dist >= lv)
         for _ in range(10_000):
+            if not allowed.any():
+                break
             gmax = cv2.dilate(lab, k3)
-            new = allowed & (lab == 0) & (gmax > 0)
+            new = allowed & (gmax > 0)
             if not new.any():
                 break
-            gmin = cv2.erode(np.where(lab > 0, lab, big), k3)
+            gmin = cv2.erode(labbig, k3)
             # pixels reached by two basins at once are shared on a checkerboard (no label bias)
-            lab[new] = np.where(checker[new], gmax[new], gmin[new])
+            val = np.where(checker[new], gmax[new], gmin[new])
+            lab[new] = val
+            labbig[new] = val
+            allowed &= ~new
+            free &= ~new
     return lab.astype(np.int32)
 
 

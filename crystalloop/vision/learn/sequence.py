@@ -42,8 +42,15 @@ __all__ = [
 _K = 273.15
 
 
+def _tiles(img: np.ndarray, size: int) -> list[np.ndarray]:
+    h, w = img.shape[:2]
+    rows = sorted({*range(0, max(h - size, 0) + 1, size), max(h - size, 0)})
+    cols = sorted({*range(0, max(w - size, 0) + 1, size), max(w - size, 0)})
+    return [img[r : r + size, c : c + size] for r in rows for c in cols]
+
+
 def sequence_table(images, times_s, temperatures_c, *, model=None, label: str = "object_present",
-                   pixel_size_um: float | None = None, min_particles: int = 1) -> pd.DataFrame:
+                   pixel_size_um: float | None = None, min_particles: int = 1, tile_size: int | None = None) -> pd.DataFrame:
     """Score every image of a sequence for particle presence.
 
     Parameters
@@ -56,6 +63,10 @@ def sequence_table(images, times_s, temperatures_c, *, model=None, label: str = 
         ``images -> presence probability array``, or None for the classical pipeline
         (:func:`crystalloop.vision.analyze_image`; present when at least ``min_particles``
         in-focus particles are found, needs ``pixel_size_um``).
+    tile_size : int, optional
+        Classifier only: score square tiles of this size (the classifier's training scale) and
+        take the frame's score as the maximum over its tiles, so large probe frames are not
+        shrunk to the classifier's input size.
 
     Returns
     -------
@@ -84,7 +95,16 @@ def sequence_table(images, times_s, temperatures_c, *, model=None, label: str = 
         if label not in model.labels_:
             raise ModelError(f"label {label!r} is not a label of the classifier; known labels: {model.labels_}")
         j = model.labels_.index(label)
-        out["score"] = model.predict_proba(list(images) if not isinstance(images, np.ndarray) else images)[:, j]
+        if tile_size is None:
+            out["score"] = model.predict_proba(list(images) if not isinstance(images, np.ndarray) else images)[:, j]
+        else:
+            if int(tile_size) < 8:
+                raise ConfigError(f"tile_size={tile_size}; expected at least 8 px")
+            scores = []
+            for img in images:
+                tiles = _tiles(np.asarray(img), int(tile_size))
+                scores.append(float(model.predict_proba(tiles)[:, j].max()))
+            out["score"] = scores
         out["present"] = out["score"] >= float(model.thresholds_[j])
     elif callable(model):
         s = np.asarray(model(images), float).ravel()
