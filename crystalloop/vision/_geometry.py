@@ -127,12 +127,7 @@ def feret_many(hulls: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndar
     if n == 0 or lens.max() < 2:
         return fmax, fmin, ang, per
     kmax = int(lens.max())
-    P = np.zeros((n, kmax, 2))
-    for k, q in enumerate(hulls):
-        m = len(q)
-        if m:
-            P[k, :m] = q
-            P[k, m:] = q[m - 1]
+    P = pad_polygons(hulls, lens, kmax).astype(np.float64)
     valid = np.arange(kmax)[None, :] < lens[:, None]
     cnt = np.maximum(lens, 1)[:, None]
     P = P - ((P * valid[..., None]).sum(axis=1) / cnt)[:, None, :]
@@ -157,3 +152,18 @@ def feret_many(hulls: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndar
     small = lens < 2
     fmax[small], ang[small], per[small] = 0.0, 0.0, 0.0
     return fmax, fmin, ang, per
+
+
+def pad_polygons(polys: list[np.ndarray], lens: np.ndarray, kmax: int) -> np.ndarray:
+    """Stack polygons into an ``(n, kmax, 2)`` array, each padded by repeating its last vertex
+    (empty polygons become zeros). One concatenation and one gather, no per-polygon copies."""
+    n = len(polys)
+    nonempty = [np.asarray(q).reshape(-1, 2) for q in polys if len(q)]
+    if not nonempty:
+        return np.zeros((n, max(kmax, 1), 2))
+    allpts = np.concatenate(nonempty)
+    offs = np.cumsum(lens) - lens
+    idx = offs[:, None] + np.minimum(np.arange(kmax)[None, :], np.maximum(lens - 1, 0)[:, None])
+    out = allpts[np.minimum(idx, len(allpts) - 1)]
+    out[lens == 0] = 0
+    return out

@@ -279,12 +279,8 @@ def _pick_counts(polys: list[np.ndarray]) -> np.ndarray:
     if n == 0:
         return out
     kmax = max(int(lens.max()), 1)
-    P = np.zeros((n, kmax, 2), np.int64)
-    for k, q in enumerate(polys):
-        if len(q):
-            qi = np.rint(np.asarray(q, dtype=np.float64)).astype(np.int64).reshape(-1, 2)
-            P[k, : len(qi)] = qi
-            P[k, len(qi) :] = qi[-1]
+    P = geo.pad_polygons(polys, lens, kmax)
+    P = (P if P.dtype.kind in "iu" else np.rint(P)).astype(np.int64)
     Q = np.concatenate((P[:, 1:], P[:, :1]), axis=1)
     d = np.abs(Q - P)
     b = np.gcd(d[..., 0], d[..., 1]).sum(axis=1).astype(np.float64)
