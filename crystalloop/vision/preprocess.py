@@ -106,10 +106,11 @@ def subtract_background(
     pol = _resolve_polarity(img, polarity)
     bg = estimate_background(img, radius=radius, method=method, polarity=pol)
     # OpenCV element-wise ops: the same float32 results as numpy, without temporaries
+    # (each fresh full-frame array costs page faults: work in the buffers already held)
     sig = cv2.subtract(bg, img) if pol == "dark" else cv2.subtract(img, bg)
     if normalize and pol == "dark":
         # transmitted light is multiplicative: relative darkening is independent of illumination
-        sig = cv2.divide(sig, cv2.max(bg, 1e-3))
+        cv2.divide(sig, cv2.max(bg, 1e-3, dst=bg), dst=sig)
     return sig.astype(np.float32, copy=False)
 
 
