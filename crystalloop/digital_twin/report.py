@@ -83,7 +83,8 @@ def _markdown(card: dict, twin, files: dict) -> str:
         out += [f"## {cqa}", "", f"Model: **{e['model']}** `{json.dumps(e['params'])}`; rows measured/train/test "
                 f"{e['rows']['measured']}/{e['rows']['train']}/{e['rows']['test']}.", ""]
         sel = pd.DataFrame(twin.info[cqa]["selection"])[["rank", "family", "cv_mse", "test_r2", "test_mae", "n_grid", "fit_time_s"]]
-        out += ["Candidates (GridSearchCV):", "", _md_table(sel), ""]
+        out += ["Candidates (GridSearchCV; each row is the family's best single model refitted on the training "
+                "rows, while the summary scores the 100-member ensemble):", "", _md_table(sel), ""]
         a = e.get("augmentation") or {}
         if a.get("generator"):
             q = ", ".join(f"{k} {v:.3f}" for k, v in (a.get("quality") or {}).items() if v is not None)
