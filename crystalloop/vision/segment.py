@@ -179,14 +179,10 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     m = np.asarray(mask, dtype=bool)
     if not m.any():
         return m.copy()
-    h, w = m.shape
-    pad = np.zeros((h + 2, w + 2), np.uint8)
-    pad[1:-1, 1:-1] = m
-    flood = pad.copy()
-    ffmask = np.zeros((h + 4, w + 4), np.uint8)
-    cv2.floodFill(flood, ffmask, (0, 0), 1, flags=4)
-    holes = flood[1:-1, 1:-1] == 0
-    return m | holes
+    # flood the outside (value 2) of a 1-px padded copy; everything not reached is object or hole
+    pad = cv2.copyMakeBorder(m.view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    cv2.floodFill(pad, None, (0, 0), 2, flags=4)
+    return pad[1:-1, 1:-1] != 2
 
 
 def remove_small_objects(mask: np.ndarray, min_size_px: float) -> np.ndarray:
