@@ -198,7 +198,11 @@ class DigitalTwin:
                             f"profiles and refit before trusting it",
                             TwinWarning, stacklevel=2,
                         )
-            mean, std = self.models[cqa].predict(A, return_std=True)
+            model = self.models[cqa]
+            if hasattr(model, "_predict_validated"):  # A is finite float64 with the right columns
+                mean, std = model._predict_validated(A, return_std=True)
+            else:
+                mean, std = model.predict(A, return_std=True)
             out[f"{cqa}_mean"] = mean
             out[f"{cqa}_std"] = std
         idx = X.index if isinstance(X, pd.DataFrame) else None

@@ -15,6 +15,7 @@ deviation:
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -93,6 +94,103 @@ def fast_predict(estimator, X: np.ndarray) -> np.ndarray:
     return np.asarray(estimator.predict(X), dtype=float).ravel()
 
 
+def _n_threads(n_jobs, n_rows: int) -> int:
+    """Prediction threads: ``n_jobs`` (None → 1, negative → all cores), one for small calls."""
+    if n_jobs is None or n_rows < 1000:
+        return 1
+    return max(1, int(n_jobs)) if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + int(n_jobs))
+
+
+def _member_plan(estimator):
+    """``(mean, scale, model, kind)`` for a member that is [WeightedERM →] [StandardScaler →] model.
+
+    ``kind`` is ``"xgb"``, ``"forest"``, ``"gbt"`` or ``None`` (any other estimator: generic
+    :func:`fast_predict`); ``mean``/``scale`` are ``None`` when the scaler does not centre/scale.
+    """
+    while type(estimator).__name__ == "WeightedERMRegressor" and hasattr(estimator, "estimator_"):
+        estimator = estimator.estimator_
+    mean = scale = None
+    if isinstance(estimator, Pipeline):
+        steps = [st for _, st in estimator.steps[:-1] if st is not None and st != "passthrough"]
+        if len(steps) > 1 or (steps and type(steps[0]).__name__ != "StandardScaler"):
+            return None, None, estimator, None
+        if steps:
+            sc = steps[0]
+            mean = sc.mean_ if sc.with_mean and sc.mean_ is not None else None
+            scale = sc.scale_ if sc.with_std and sc.scale_ is not None else None
+        estimator = estimator.steps[-1][1]
+    name = type(estimator).__name__
+    if name == "XGBRegressor":
+        return mean, scale, estimator.get_booster(), "xgb"
+    if name in ("RandomForestRegressor", "ExtraTreesRegressor") and estimator.n_outputs_ == 1:
+        return mean, scale, estimator, "forest"
+    if name == "GradientBoostingRegressor":
+        return mean, scale, estimator, "gbt"
+    return mean, scale, estimator, None
+
+
+def _predict_members(estimators, X: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Member predictions ``(n_members, n_rows)``, identical to ``fast_predict`` member by member.
+
+    Scaling happens in preallocated float64 buffers (the same ``(X - mean) / scale`` operations
+    as ``StandardScaler``), the one float32 copy that every tree model needs is made once per
+    member, XGBoost boosters predict with ``inplace_predict`` (no DMatrix), and the members are
+    split into ``threads`` contiguous chunks that run in a thread pool (all these libraries
+    release the GIL while predicting).
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    plans = [_member_plan(e) for e in estimators]
+    P = np.empty((len(plans), X.shape[0]))
+
+    def run(lo: int, hi: int) -> None:
+        buf64 = np.empty_like(X)
+        buf32 = np.empty(X.shape, dtype=np.float32)
+        x32_raw = None
+        for i in range(lo, hi):
+            mean, scale, model, kind = plans[i]
+            if kind is None:
+                P[i] = fast_predict(model, X if mean is None and scale is None else _scaled(X, mean, scale, buf64).copy())
+                continue
+            if mean is None and scale is None:
+                if x32_raw is None:
+                    x32_raw = X.astype(np.float32)
+                x32 = x32_raw
+            else:
+                np.copyto(buf32, _scaled(X, mean, scale, buf64), casting="same_kind")
+                x32 = buf32
+            if kind == "xgb":
+                P[i] = model.inplace_predict(x32).ravel()
+            elif kind == "forest":
+                acc = np.zeros(X.shape[0])
+                for t in model.estimators_:
+                    acc += t.tree_.predict(x32).reshape(X.shape[0], -1)[:, 0]
+                P[i] = acc / len(model.estimators_)
+            else:
+                P[i] = np.asarray(model._raw_predict(x32), dtype=float).ravel()
+
+    n = len(plans)
+    threads = max(1, min(int(threads), n))
+    if threads == 1:
+        run(0, n)
+    else:
+        bounds = np.linspace(0, n, threads + 1).astype(int)
+        with ThreadPoolExecutor(threads) as ex:
+            list(ex.map(lambda k: run(bounds[k], bounds[k + 1]), range(threads)))
+    return P
+
+
+def _scaled(X: np.ndarray, mean, scale, buf: np.ndarray) -> np.ndarray:
+    """``(X - mean) / scale`` into ``buf`` (same float64 operations as ``StandardScaler.transform``)."""
+    src = X
+    if mean is not None:
+        np.subtract(src, mean, out=buf)
+        src = buf
+    if scale is not None:
+        np.divide(src, scale, out=buf)
+        src = buf
+    return src
+
+
 class _EnsembleBase(RegressorMixin, BaseEstimator):
     """Shared predict/std logic for the ensemble regressors."""
 
@@ -110,14 +208,7 @@ class _EnsembleBase(RegressorMixin, BaseEstimator):
         return self._member_predictions(X)
 
     def _member_predictions(self, X: np.ndarray) -> np.ndarray:
-        threads = getattr(self, "n_jobs", None)
-        threads = 1 if threads is None else (max(1, threads) if threads > 0 else 2)
-        if threads > 1 and len(self.estimators_) > 1 and X.shape[0] >= 1000:
-            with ThreadPoolExecutor(threads) as ex:
-                rows = list(ex.map(lambda e: fast_predict(e, X), self.estimators_))
-        else:
-            rows = [fast_predict(e, X) for e in self.estimators_]
-        return np.vstack(rows)
+        return _predict_members(self.estimators_, X, _n_threads(getattr(self, "n_jobs", None), len(X)))
 
     def predict(self, X, return_std: bool = False):
         """Ensemble mean, and the standard deviation when ``return_std`` (see module doc).
@@ -133,6 +224,17 @@ class _EnsembleBase(RegressorMixin, BaseEstimator):
         std : ndarray, shape (n_samples,), only when ``return_std``
         """
         P = self.member_predictions(X)
+        mean = P.mean(axis=0)
+        if not return_std:
+            return mean
+        return mean, self._std_from_members(P)
+
+    def _predict_validated(self, X: np.ndarray, return_std: bool = False):
+        """:meth:`predict` for a finite float64 array already checked by the caller (no re-validation)."""
+        check_is_fitted(self, "estimators_")
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ConfigError(f"X has shape {X.shape}; expected (n, {self.n_features_in_})")
+        P = self._member_predictions(np.ascontiguousarray(X, dtype=np.float64))
         mean = P.mean(axis=0)
         if not return_std:
             return mean

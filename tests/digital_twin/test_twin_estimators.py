@@ -153,3 +153,50 @@ def test_fit_weighted_pipeline_and_fast_predict_match():
         est = make_estimator(fam, random_state=0)
         fit_weighted(est, X, y, np.linspace(0.5, 1.5, 30))
         np.testing.assert_allclose(fast_predict(est, X), est.predict(X), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fam", ["rf", "xgb", "svr", "gbt"])
+def test_batched_member_prediction_is_identical_to_member_by_member(fam):
+    """The ensemble's batched path (shared buffers, inplace_predict, threads) changes no prediction."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
+    from crystalloop.digital_twin.uncertainty import _predict_members
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 4)) * [1.0, 10.0, 0.1, 100.0] + [0.0, 50.0, -1.0, 300.0]
+    y = X[:, 0] + 0.1 * X[:, 1] + rng.normal(0, 0.1, 40)
+    base = make_estimator(fam, random_state=0, **({"n_estimators": 10} if fam != "svr" else {}))
+    members = [WeightedERMRegressor(base, alpha=0.3, X_synthetic=X[:5] + 0.1, y_synthetic=y[:5])]
+    members += [base, Pipeline([("mm", MinMaxScaler()), ("model", base.steps[-1][1])])]
+    for i, est in enumerate(members):
+        from sklearn.base import clone
+
+        members[i] = clone(est).fit(X[i:], y[i:])
+    Xq = rng.normal(size=(1500, 4)) * [1.0, 10.0, 0.1, 100.0] + [0.0, 50.0, -1.0, 300.0]
+    old = np.vstack([fast_predict(e, Xq) for e in members])
+    ref = np.vstack([e.predict(Xq) for e in members])
+    for threads in (1, 2):
+        new = _predict_members(members, Xq, threads)
+        np.testing.assert_allclose(new, old, rtol=1e-6, atol=0)
+        np.testing.assert_allclose(new, ref, rtol=1e-5, atol=1e-5)
+    ens = MonteCarloCVRegressor(base, n_splits=5, n_jobs=2, random_state=0).fit(X, y)
+    mu, sd = ens.predict(Xq, return_std=True)
+    mu2, sd2 = ens._predict_validated(Xq, return_std=True)
+    P = np.vstack([e.predict(Xq) for e in ens.estimators_])
+    np.testing.assert_allclose(mu2, mu, rtol=1e-12)
+    np.testing.assert_allclose(sd2, sd, rtol=1e-12)
+    np.testing.assert_allclose(mu, P.mean(axis=0), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="expected"):
+        ens._predict_validated(Xq[:, :3])
+
+
+def test_import_is_cheap():
+    """SDV and torch load only when a generator is fitted, not on ``import crystalloop.digital_twin``."""
+    import subprocess
+    import sys
+
+    code = ("import sys, crystalloop.digital_twin; "
+            "print(','.join(m for m in ('sdv', 'torch', 'xgboost', 'ctgan') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
