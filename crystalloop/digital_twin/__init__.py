@@ -5,7 +5,8 @@ augmentation with weighted ERM, Monte Carlo CV uncertainty), predict mean ± std
 (:meth:`DigitalTwin.predict`), save/load it, and report on it (:func:`write_report`).
 """
 
-from .augment import DEFAULT_ALPHAS, DEFAULT_M, AugmentationResult, WeightedERMRegressor, erm_weights, search_augmentation
+from .augment import (DEFAULT_ALPHAS, DEFAULT_M, AugmentationResult, WeightedERMRegressor, erm_weights, search_augmentation,
+                      search_augmentation_many)
 from .doe import CQA_NAMES, DoETable, DoEWarning, read_doe, resolve_cqa
 from .models import MIN_ROWS, MODEL_FAMILIES, SelectionResult, grid_size, make_estimator, param_grid, select_model
 from .synthetic import GENERATORS, ProfileFeasibility, SyntheticGenerator, profile_validity
@@ -18,7 +19,7 @@ __all__ = [
     "MIN_ROWS", "MODEL_FAMILIES", "SelectionResult", "grid_size", "make_estimator", "param_grid", "select_model",
     "MonteCarloCVRegressor", "BootstrapRegressor", "calibration_report",
     "GENERATORS", "ProfileFeasibility", "SyntheticGenerator", "profile_validity",
-    "DEFAULT_ALPHAS", "DEFAULT_M", "AugmentationResult", "WeightedERMRegressor", "erm_weights", "search_augmentation",
+    "DEFAULT_ALPHAS", "DEFAULT_M", "AugmentationResult", "WeightedERMRegressor", "erm_weights", "search_augmentation", "search_augmentation_many",
     "DigitalTwin", "TwinWarning", "fit_twin", "model_card", "write_report",
     "fit_and_save", "predict_profiles", "report_twin",
 ]

@@ -35,7 +35,7 @@ from crystalloop.profiles import feature_names
 from .synthetic import GENERATORS, SyntheticGenerator
 from .uncertainty import fast_predict, fit_weighted
 
-__all__ = ["WeightedERMRegressor", "erm_weights", "AugmentationResult", "search_augmentation",
+__all__ = ["WeightedERMRegressor", "erm_weights", "AugmentationResult", "search_augmentation", "search_augmentation_many",
            "DEFAULT_ALPHAS", "DEFAULT_M"]
 
 DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -198,7 +198,8 @@ class AugmentationResult:
 
 
 def _fold_task(gen_kind, X, y, tr, va, estimator, ms, alphas, max_cycles, epochs, seed, quality=False):
-    """Train one generator on a fold; MSE per (m, alpha), and SDV's quality score when asked."""
+    """Train one generator on a fold; MSE per (m, alpha), SDV's quality score when asked, seconds."""
+    t0 = time.perf_counter()
     fn = feature_names(max_cycles)
     frame = pd.DataFrame(X[tr], columns=fn)
     frame[_TARGET] = y[tr]
@@ -218,7 +219,21 @@ def _fold_task(gen_kind, X, y, tr, va, estimator, ms, alphas, max_cycles, epochs
             p = fast_predict(est, X[va])
             out.append((gen_kind, m, a, float(np.mean((p - y[va]) ** 2))))
     q = _quality(gen, frame, S) if quality else None
-    return out, q
+    return out, q, time.perf_counter() - t0
+
+
+def _final_task(kind, X, y, max_cycles, epochs, seed, n):
+    """The chosen generator trained on all rows; ``n`` samples and the seconds it took."""
+    t0 = time.perf_counter()
+    fn = feature_names(max_cycles)
+    frame = pd.DataFrame(X, columns=fn)
+    frame[_TARGET] = y
+    S = SyntheticGenerator(kind, max_cycles=max_cycles, epochs=epochs, random_state=seed).fit(frame).sample(n)
+    return (S[fn].to_numpy(float), S[_TARGET].to_numpy(float)), time.perf_counter() - t0
+
+
+# generator cost order (longest first) for load balancing of the pooled tasks
+_COST = {"ctgan": 0, "tvae": 1, "gaussian_copula": 2}
 
 
 def search_augmentation(
@@ -254,7 +269,8 @@ def search_augmentation(
     cv : int
         Folds.
     epochs : int
-        CTGAN/TVAE epochs.
+        CTGAN/TVAE training epochs (the dominant cost of the search: one generator fit per fold
+        and generator; 50 is enough for ~30-row tables, seed 003's networks are tiny).
     min_improvement : float
         Keep augmentation only if it lowers the baseline CV MSE by this fraction.
     quality : bool
@@ -265,6 +281,13 @@ def search_augmentation(
     n_jobs : int, optional
         joblib processes over (fold, generator) tasks.
 
+    Notes
+    -----
+    Cost: each generator is trained once per fold and sampled once (``max(m)`` rows, the first
+    ``m`` used for each m), and only the cheap weighted refits run per (m, α). To search several
+    CQAs, :func:`search_augmentation_many` pools all their tasks in one joblib call (longest first),
+    which keeps both workers busy; the results are identical.
+
     Raises
     ------
     ConfigError
@@ -272,10 +295,45 @@ def search_augmentation(
     ModelError
         Fewer than ``2 * cv`` rows.
     """
+    return search_augmentation_many(
+        [(X, y, estimator, random_state)], max_cycles=max_cycles, generators=generators, n_synthetic=n_synthetic,
+        alphas=alphas, cv=cv, epochs=epochs, min_improvement=min_improvement, quality=quality, n_jobs=n_jobs,
+    )[0]
+
+
+def search_augmentation_many(
+    problems,
+    *,
+    max_cycles: int = 4,
+    generators: tuple[str, ...] | list[str] = GENERATORS,
+    n_synthetic: tuple[int, ...] | list[int] = DEFAULT_M,
+    alphas: tuple[float, ...] | list[float] = DEFAULT_ALPHAS,
+    cv: int = 3,
+    epochs: int = 100,
+    min_improvement: float = 0.05,
+    quality: bool = True,
+    n_jobs: int | None = None,
+) -> list[AugmentationResult]:
+    """:func:`search_augmentation` for several problems (CQAs) with all their tasks in one pool.
+
+    Parameters
+    ----------
+    problems : sequence of (X, y, estimator, random_state)
+        One per CQA; the other parameters are those of :func:`search_augmentation`.
+
+    Returns
+    -------
+    list of AugmentationResult
+        In the order of ``problems``; each identical to a separate :func:`search_augmentation`
+        call with the same arguments. ``timings`` holds ``search_s`` (wall time of the pooled
+        stage), ``task_s`` (worker seconds spent on this problem's generator tasks) and
+        ``final_generators_s`` (worker seconds of the final generator fit).
+    """
     alphas = sorted({_check_alpha(a) for a in alphas} | {0.0})
     for g in generators:
         if g not in GENERATORS:
             raise ConfigError(f"Unknown generator {g!r}; expected some of {list(GENERATORS)}")
+    generators = list(generators)
     ms = sorted({int(m) for m in n_synthetic})
     if not ms or ms[0] < 1:
         raise ConfigError(f"n_synthetic must be whole numbers >= 1, got {list(n_synthetic)}")
@@ -283,57 +341,68 @@ def search_augmentation(
         raise ConfigError(f"cv must be a whole number >= 2, got {cv}")
     if min_improvement < 0:
         raise ConfigError(f"min_improvement must be >= 0, got {min_improvement}")
-    X = np.asarray(X, dtype=float)
-    y = np.asarray(y, dtype=float).ravel()
-    if X.shape[1] != len(feature_names(max_cycles)):
-        raise ConfigError(f"X has {X.shape[1]} columns; profile features for max_cycles={max_cycles} have {len(feature_names(max_cycles))}")
-    if len(y) < 2 * cv:
-        raise ModelError(f"augmentation search needs at least {2 * cv} rows for {cv}-fold CV, got {len(y)}")
+    nf = len(feature_names(max_cycles))
+    probs = []
+    for X, y, estimator, random_state in problems:
+        X = np.asarray(X, dtype=float)
+        y = np.asarray(y, dtype=float).ravel()
+        if X.ndim != 2 or X.shape[1] != nf:
+            raise ConfigError(f"X has shape {X.shape}; profile features for max_cycles={max_cycles} have {nf} columns")
+        if len(y) < 2 * cv:
+            raise ModelError(f"augmentation search needs at least {2 * cv} rows for {cv}-fold CV, got {len(y)}")
+        folds = list(KFold(int(cv), shuffle=True, random_state=random_state).split(X))
+        base = []  # alpha = 0: real rows only, same folds
+        for tr, va in folds:
+            est = clone(estimator).fit(X[tr], y[tr])
+            base.append(float(np.mean((fast_predict(est, X[va]) - y[va]) ** 2)))
+        rs = 0 if random_state is None else int(random_state)
+        probs.append({"X": X, "y": y, "est": estimator, "folds": folds, "base": base, "rs": rs})
     t0 = time.perf_counter()
-    folds = list(KFold(int(cv), shuffle=True, random_state=random_state).split(X))
-    # baseline (alpha = 0): real rows only, same folds
-    base = []
-    for tr, va in folds:
-        est = clone(estimator).fit(X[tr], y[tr])
-        base.append(float(np.mean((fast_predict(est, X[va]) - y[va]) ** 2)))
-    baseline = float(np.mean(base))
-    rs = 0 if random_state is None else int(random_state)
-    tasks = [(g, tr, va, rs + 1000 * i + j) for j, g in enumerate(generators) for i, (tr, va) in enumerate(folds)]
-    res = Parallel(n_jobs=n_jobs)(
-        delayed(_fold_task)(g, X, y, tr, va, estimator, ms, [a for a in alphas if a > 0], max_cycles, epochs, seed,
-                            quality and k % len(folds) == 0)
-        for k, (g, tr, va, seed) in enumerate(tasks)
+    a_pos = [a for a in alphas if a > 0]
+    tasks = [(p, j, i) for p in range(len(probs)) for j in range(len(generators)) for i in range(cv)]
+    order = sorted(range(len(tasks)), key=lambda t: (_COST[generators[tasks[t][1]]], t))
+    out = Parallel(n_jobs=n_jobs)(
+        delayed(_fold_task)(generators[j], probs[p]["X"], probs[p]["y"], *probs[p]["folds"][i], probs[p]["est"], ms,
+                            a_pos, max_cycles, epochs, probs[p]["rs"] + 1000 * i + j, quality and i == 0)
+        for p, j, i in (tasks[t] for t in order)
     )
+    res = [None] * len(tasks)
+    for t, r in zip(order, out, strict=True):
+        res[t] = r
     t_search = time.perf_counter() - t0
-    qual = {g: q for (g, _, _, _), (_, q) in zip(tasks, res, strict=True) if q is not None}
-    rows = pd.DataFrame([r for chunk, _ in res for r in chunk], columns=["generator", "m", "alpha", "mse"])
-    curves = rows.groupby(["generator", "m", "alpha"], as_index=False).agg(cv_mse=("mse", "mean"), cv_mse_std=("mse", "std"))
-    base_rows = pd.DataFrame([{"generator": g, "m": m, "alpha": 0.0, "cv_mse": baseline, "cv_mse_std": float(np.std(base, ddof=1))}
-                              for g in generators for m in ms])
-    curves = pd.concat([base_rows, curves], ignore_index=True).sort_values(["generator", "m", "alpha"]).reset_index(drop=True)
-    aug = curves[curves["alpha"] > 0]
-    if len(aug):
-        b = aug.loc[aug["cv_mse"].idxmin()]
-        best = {"generator": str(b["generator"]), "m": int(b["m"]), "alpha": float(b["alpha"]),
-                "cv_mse": float(b["cv_mse"]), "improvement": float(1 - b["cv_mse"] / baseline) if baseline > 0 else 0.0}
-    else:
-        best = {"generator": None, "m": 0, "alpha": 0.0, "cv_mse": baseline, "improvement": 0.0}
-    use = best["generator"] is not None and best["improvement"] >= max(min_improvement, 1e-12)
-    t1 = time.perf_counter()
-    synth = {}
-    if use:  # the rows the final model uses: the chosen generator trained on all rows
-        fn = feature_names(max_cycles)
-        frame = pd.DataFrame(X, columns=fn)
-        frame[_TARGET] = y
-        kind = best["generator"]
-        gen = SyntheticGenerator(kind, max_cycles=max_cycles, epochs=epochs,
-                                 random_state=rs + 7 + list(generators).index(kind)).fit(frame)
-        S = gen.sample(max(ms))
-        synth[kind] = (S[fn].to_numpy(float), S[_TARGET].to_numpy(float))
-    return AugmentationResult(
-        curves=curves, baseline_mse=baseline, best=best, use_augmentation=bool(use), quality=qual,
-        synthetic=synth, timings={"search_s": t_search, "final_generators_s": time.perf_counter() - t1},
-    )
+    results = []
+    for p, pr in enumerate(probs):
+        mine = [(tasks[t], res[t]) for t in range(len(tasks)) if tasks[t][0] == p]
+        qual = {generators[j]: q for (_, j, _), (_, q, _) in mine if q is not None}
+        rows = pd.DataFrame([r for _, (chunk, _, _) in mine for r in chunk], columns=["generator", "m", "alpha", "mse"])
+        curves = rows.groupby(["generator", "m", "alpha"], as_index=False).agg(cv_mse=("mse", "mean"), cv_mse_std=("mse", "std"))
+        baseline = float(np.mean(pr["base"]))
+        base_rows = pd.DataFrame([{"generator": g, "m": m, "alpha": 0.0, "cv_mse": baseline,
+                                   "cv_mse_std": float(np.std(pr["base"], ddof=1))} for g in generators for m in ms])
+        curves = pd.concat([base_rows, curves], ignore_index=True).sort_values(["generator", "m", "alpha"]).reset_index(drop=True)
+        aug = curves[curves["alpha"] > 0]
+        if len(aug):
+            b = aug.loc[aug["cv_mse"].idxmin()]
+            best = {"generator": str(b["generator"]), "m": int(b["m"]), "alpha": float(b["alpha"]),
+                    "cv_mse": float(b["cv_mse"]), "improvement": float(1 - b["cv_mse"] / baseline) if baseline > 0 else 0.0}
+        else:
+            best = {"generator": None, "m": 0, "alpha": 0.0, "cv_mse": baseline, "improvement": 0.0}
+        use = best["generator"] is not None and best["improvement"] >= max(min_improvement, 1e-12)
+        results.append(AugmentationResult(
+            curves=curves, baseline_mse=baseline, best=best, use_augmentation=bool(use), quality=qual,
+            timings={"search_s": t_search, "task_s": float(sum(r[2] for _, r in mine)), "final_generators_s": 0.0},
+        ))
+    # the rows each final model uses: its chosen generator trained on all its rows (pooled too)
+    final = [p for p, r in enumerate(results) if r.use_augmentation]
+    fits = Parallel(n_jobs=n_jobs)(
+        delayed(_final_task)(results[p].best["generator"], probs[p]["X"], probs[p]["y"], max_cycles, epochs,
+                             probs[p]["rs"] + 7 + generators.index(results[p].best["generator"]), max(ms))
+        for p in final
+    ) if final else []
+    for p, (rows_, sec) in zip(final, fits, strict=True):
+        results[p].synthetic[results[p].best["generator"]] = rows_
+        results[p].timings["final_generators_s"] = sec
+    return results
 
 
 def _quality(gen: SyntheticGenerator, real: pd.DataFrame, synth: pd.DataFrame) -> float:

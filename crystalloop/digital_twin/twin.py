@@ -37,7 +37,7 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from crystalloop.errors import ConfigError, ModelError, SchemaError
 from crystalloop.profiles import ThermocycleProfile, feature_names, profiles_to_frame
 
-from .augment import DEFAULT_ALPHAS, DEFAULT_M, WeightedERMRegressor, search_augmentation
+from .augment import DEFAULT_ALPHAS, DEFAULT_M, WeightedERMRegressor, search_augmentation_many
 from .doe import DoETable, read_doe, resolve_cqa
 from .models import MIN_ROWS, MODEL_FAMILIES, make_estimator, select_model
 from .synthetic import GENERATORS
@@ -421,37 +421,61 @@ def fit_twin(
                          f"(CQA columns: {table.cqa_names})")
     t_all = time.perf_counter()
     models, info, curves_all = {}, {}, {}
+    stage_s: dict[str, float] = {}
+    # stage 1: model selection per CQA
+    t_stage = time.perf_counter()
+    plan = {}
     for k, cqa in enumerate(chosen):
         X, y, ids = table.xy(cqa)
-        timings = {}
         t0 = time.perf_counter()
         sel = select_model(X, y, families=families, grid=grid, cv=cv, test_size=test_size,
                            n_jobs=n_jobs, random_state=random_state + k,
                            progress=lambda fam, cqa=cqa: prog("select", f"{cqa}: {fam} tuned"))
-        timings["selection_s"] = time.perf_counter() - t0
-        tr, te = sel.train_index, sel.test_index
         base_est = make_estimator(sel.best_family, random_state=random_state + k, **sel.best_params)
-        aug_info: dict[str, Any] = {"used": False}
-        member = base_est
-        t0 = time.perf_counter()
-        if augment:
+        plan[cqa] = {"k": k, "X": X, "y": y, "ids": ids, "sel": sel, "base": base_est,
+                     "timings": {"selection_s": time.perf_counter() - t0}, "aug": {"used": False}, "member": base_est}
+    stage_s["selection_s"] = time.perf_counter() - t_stage
+    # stage 2: augmentation search, the (fold, generator) tasks of every CQA in one joblib pool
+    t_stage = time.perf_counter()
+    if augment:
+        todo = []
+        for cqa in chosen:
+            tr = plan[cqa]["sel"].train_index
             if len(tr) < 2 * cv:
                 warnings.warn(f"{cqa}: {len(tr)} training rows are too few for the {cv}-fold augmentation search; skipped",
                               TwinWarning, stacklevel=2)
-                aug_info["skipped"] = f"too few rows ({len(tr)})"
+                plan[cqa]["aug"]["skipped"] = f"too few rows ({len(tr)})"
             else:
-                res = search_augmentation(X[tr], y[tr], base_est, max_cycles=table.max_cycles, generators=generators,
-                                          n_synthetic=n_synthetic, alphas=alphas, cv=cv, epochs=epochs,
-                                          min_improvement=min_improvement, n_jobs=n_jobs, random_state=random_state + k)
+                todo.append(cqa)
+        if todo:
+            prog("augment", f"searching {len(generators)} generator(s) x {cv} folds for {', '.join(todo)}")
+            problems = [(plan[c]["X"][plan[c]["sel"].train_index], plan[c]["y"][plan[c]["sel"].train_index],
+                         plan[c]["base"], random_state + plan[c]["k"]) for c in todo]
+            results = search_augmentation_many(problems, max_cycles=table.max_cycles, generators=generators,
+                                               n_synthetic=n_synthetic, alphas=alphas, cv=cv, epochs=epochs,
+                                               min_improvement=min_improvement, n_jobs=n_jobs)
+            for cqa, res in zip(todo, results, strict=True):
                 curves_all[cqa] = res.curves
-                aug_info = {"used": res.use_augmentation, "baseline_cv_mse": res.baseline_mse, **res.best,
-                            "quality": res.quality, "min_improvement": min_improvement, "epochs": epochs}
+                plan[cqa]["aug"] = {"used": res.use_augmentation, "baseline_cv_mse": res.baseline_mse, **res.best,
+                                    "quality": res.quality, "min_improvement": min_improvement, "epochs": epochs}
+                # worker seconds spent on this CQA (the stage's wall time is in metadata["stage_s"])
+                plan[cqa]["timings"]["augmentation_s"] = res.timings["task_s"] + res.timings["final_generators_s"]
                 if res.use_augmentation:
                     Xs, ys = res.synthetic[res.best["generator"]]
                     m = res.best["m"]
-                    member = WeightedERMRegressor(base_est, alpha=res.best["alpha"], X_synthetic=Xs[:m], y_synthetic=ys[:m])
-        timings["augmentation_s"] = time.perf_counter() - t0
-        prog("augment", f"{cqa}: {'kept ' + aug_info.get('generator', '') if aug_info.get('used') else 'no augmentation'}")
+                    plan[cqa]["member"] = WeightedERMRegressor(plan[cqa]["base"], alpha=res.best["alpha"],
+                                                               X_synthetic=Xs[:m], y_synthetic=ys[:m])
+    for cqa in chosen:
+        plan[cqa]["timings"].setdefault("augmentation_s", 0.0)
+        a = plan[cqa]["aug"]
+        prog("augment", f"{cqa}: {'kept ' + a.get('generator', '') if a.get('used') else 'no augmentation'}")
+    stage_s["augmentation_s"] = time.perf_counter() - t_stage
+    # stage 3: uncertainty ensembles
+    t_stage = time.perf_counter()
+    for cqa in chosen:
+        k, X, y, ids, sel = (plan[cqa][n] for n in ("k", "X", "y", "ids", "sel"))
+        timings, aug_info, member = plan[cqa]["timings"], plan[cqa]["aug"], plan[cqa]["member"]
+        tr, te = sel.train_index, sel.test_index
         t0 = time.perf_counter()
         if uncertainty == "mc":
             ens = MonteCarloCVRegressor(member, n_splits=int(n_splits), n_jobs=n_jobs, random_state=random_state + k)
@@ -485,7 +509,9 @@ def fit_twin(
             "timings": timings,
         }
         models[cqa] = ens
+    stage_s["uncertainty_s"] = time.perf_counter() - t_stage
     metadata = {
+        "stage_s": stage_s,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "versions": _versions(),
         "data_hash": table.data_hash(),

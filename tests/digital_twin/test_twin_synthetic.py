@@ -114,3 +114,24 @@ def test_search_augmentation_curves_and_decision():
     assert np.allclose(base, res.baseline_mse)
     assert res.use_augmentation == (res.best["improvement"] >= 0.05)
     assert 0 < res.quality["gaussian_copula"] <= 1
+
+
+@pytest.mark.slow
+def test_pooled_search_equals_separate_searches():
+    """Pooling several CQAs' tasks in one joblib call (longest first) changes no result."""
+    from crystalloop.digital_twin.augment import search_augmentation_many
+
+    df = make_doe(24, noise=2.0)
+    X = df[FN].to_numpy()
+    kw = dict(generators=["gaussian_copula"], n_synthetic=[5, 10], alphas=[0.2, 0.6], cv=3, quality=False)
+    probs = [(X, df["D50_um"].to_numpy(), make_estimator("svr", kernel="linear", C=10.0), 0),
+             (X[:18], df["D50_um"].to_numpy()[:18] * 0.5 + 3, make_estimator("rf", n_estimators=5, random_state=0), 1)]
+    pooled = search_augmentation_many(probs, n_jobs=2, **kw)
+    for (Xp, yp, est, rs), res in zip(probs, pooled, strict=True):
+        one = search_augmentation(Xp, yp, est, random_state=rs, **kw)
+        pd.testing.assert_frame_equal(res.curves, one.curves)
+        assert res.best == one.best and res.use_augmentation == one.use_augmentation
+        for g in one.synthetic:
+            np.testing.assert_array_equal(res.synthetic[g][0], one.synthetic[g][0])
+    with pytest.raises(ModelError, match="at least 6 rows"):
+        search_augmentation_many([(X[:4], df["D50_um"].to_numpy()[:4], probs[0][2], 0)], **kw)
