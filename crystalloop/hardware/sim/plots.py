@@ -35,8 +35,7 @@ def plot_result(result, path: str | Path | None = None, *, title: str | None = N
 
     ts = result.timeseries
     t_h = ts["time_s"].to_numpy() / 3600.0
-    fig, ax = plt.subplots(2, 2, figsize=(12, 8))
-    fig.subplots_adjust(left=0.07, right=0.93, bottom=0.07, top=0.92, wspace=0.35, hspace=0.32)
+    fig, ax = plt.subplots(2, 2, figsize=(13, 8.5), layout="constrained")
 
     a = ax[0, 0]
     a.plot(t_h, ts["T_set_c"], "k--", lw=1.2, label="setpoint")
@@ -95,8 +94,12 @@ def plot_result(result, path: str | Path | None = None, *, title: str | None = N
     a.set_title(f"Final PSD: D50 {q['D50_um']:.1f} µm, DoA {q['DoA_pct']:.1f} %, "
                 f"crystallinity {q['crystallinity_pct']:.1f} %", fontsize=10)
 
-    fig.suptitle(title or f"Virtual crystallizer — {result.kinetics.name}, seed {result.seed}: "
-                          f"{result.profile}", fontsize=10)
+    if title is None:
+        import textwrap
+
+        title = "\n".join(textwrap.wrap(
+            f"Virtual crystallizer — {result.kinetics.name}, seed {result.seed}: {result.profile}", width=140))
+    fig.suptitle(title, fontsize=10)
     if path is None:
         return fig
     path = Path(path)
