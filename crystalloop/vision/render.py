@@ -156,6 +156,62 @@ def _coverage(polys: list[np.ndarray], x0: int, y0: int, h: int, w: int, ss: int
     return cv2.resize(big.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
 
 
+def _raster(verts: np.ndarray, h: int, w: int, ss: int) -> np.ndarray:
+    """Coverage of one convex polygon given as fixed-point vertices of the ``ss``× crop raster."""
+    big = np.zeros((h * ss, w * ss), np.uint8)
+    cv2.fillPoly(big, [verts], 1, cv2.LINE_8, _SHIFT)
+    if ss == 1:
+        return big.astype(np.float32)
+    return cv2.resize(big.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _singles_geometry(local: list[np.ndarray], x: np.ndarray, y: np.ndarray, angle_deg: np.ndarray,
+                      margin: np.ndarray, coarse: np.ndarray) -> dict:
+    """Placement, bounding boxes, crops and fixed-point raster vertices of many single convex
+    shapes at once (what :func:`_place` and :func:`_coverage` do per particle).
+
+    Polygons are padded by repeating their last vertex (copies change no extreme); the inset of
+    half a subpixel runs over each polygon's own cyclic neighbours, in pixel units (0.5/ss px).
+    """
+    nv = np.array([len(q) for q in local])
+    k = int(nv.max())
+    P = geo.pad_polygons(local, nv, k).astype(np.float64)
+    a = np.radians(angle_deg)
+    c, sn = np.cos(a)[:, None], np.sin(a)[:, None]
+    X = x[:, None] + c * P[..., 0] + sn * P[..., 1]
+    Y = y[:, None] - sn * P[..., 0] + c * P[..., 1]
+    lx, ly, hx, hy = X.min(axis=1), Y.min(axis=1), X.max(axis=1), Y.max(axis=1)
+    x0, y0 = np.floor(lx).astype(int) - margin, np.floor(ly).astype(int) - margin
+    x1, y1 = np.ceil(hx).astype(int) + margin + 1, np.ceil(hy).astype(int) + margin + 1
+    x1 = np.where(coarse, x1 + (x1 - x0) % 2, x1)
+    y1 = np.where(coarse, y1 + (y1 - y0) % 2, y1)
+    ss = np.where(np.maximum(y1 - y0, x1 - x0) <= 48, _SS, 2)
+    # inset (geo.inset_convex) on each polygon's own cycle
+    m = len(local)
+    ar = np.arange(k)[None, :]
+    rows = np.arange(m)[:, None]
+    valid = ar < nv[:, None]
+    nxt = np.where(ar + 1 < nv[:, None], ar + 1, 0)
+    prv = np.where(ar > 0, ar - 1, nv[:, None] - 1)
+    Q = np.stack((X, Y), axis=-1)
+    e = Q[rows, nxt] - Q
+    ln = np.maximum(np.sqrt(e[..., 0] ** 2 + e[..., 1] ** 2), 1e-12)
+    nrm = np.stack((e[..., 1], -e[..., 0]), axis=-1) / ln[..., None]
+    area = np.where(valid, Q[..., 0] * Q[rows, nxt][..., 1] - Q[rows, nxt][..., 0] * Q[..., 1], 0.0).sum(axis=1)
+    nrm = np.where((area < 0)[:, None, None], -nrm, nrm)
+    n1 = nrm[rows, prv]
+    denom = np.maximum(1.0 + np.sum(n1 * nrm, axis=-1), 0.2)
+    d = (0.5 / ss)[:, None, None]
+    Qi = Q - d * (n1 + nrm) / denom[..., None]
+    org = np.stack((x0, y0), axis=-1)[:, None, :]
+    V = np.round(((Qi - org + 0.5) * ss[:, None, None] - 0.5) * (1 << _SHIFT)).astype(np.int32)
+    return {
+        "poly": [Q[j, : nv[j]] for j in range(m)], "verts": [V[j, : nv[j]] for j in range(m)],
+        "lo": np.stack((lx, ly), axis=1).tolist(), "hi": np.stack((hx, hy), axis=1).tolist(),
+        "box": np.stack((x0, y0, x1, y1), axis=1).tolist(), "ss": ss.tolist(),
+    }
+
+
 def _truth_singles(polys: list[np.ndarray], centres: np.ndarray) -> dict[str, np.ndarray]:
     """Exact truth of many convex, centrally symmetric polygons (every single kind) at once.
 
@@ -436,35 +492,49 @@ def render_particles(
     crops = []
     kinds, xs, ys, angs = p["kind"].tolist(), p["x_px"].tolist(), p["y_px"].tolist(), p["angle_deg"].tolist()
     lens, wids = (p["length_um"] / px).tolist(), (p["width_um"] / px).tolist()
+    # single shapes: placement, boxes and raster vertices for all at once (agglomerates, which
+    # draw from rng, stay in the loop in particle order)
+    sidx = [i for i in range(n) if kinds[i] != "agglomerate"]
+    slot = dict(zip(sidx, range(len(sidx))))
+    if sidx:
+        ia = np.array(sidx)
+        geom = _singles_geometry([_SHAPES[kinds[i]](lens[i], wids[i]) for i in sidx], p["x_px"][ia],
+                                 p["y_px"][ia], p["angle_deg"][ia], margin[ia],
+                                 sig[ia] >= _COARSE_BLUR_PX)
     for i in range(n):
         kind, x_c, y_c, ang_c = kinds[i], xs[i], ys[i], angs[i]
-        if kind == "agglomerate":
+        g = float(sig[i])
+        coarse = g >= _COARSE_BLUR_PX
+        j = slot.get(i)
+        if j is None:  # agglomerate
             polys = [_place(q, x_c, y_c, ang_c) for q in _agglomerate(lens[i], wids[i], p["n_primary"][i], rng)]
             t = _truth_union(polys)
             pts = np.vstack(polys)
+            (lx, ly), (hx, hy) = pts.min(axis=0).tolist(), pts.max(axis=0).tolist()
+            m = int(margin[i])
+            # crop with room for the blur; may extend beyond the frame (clipped when pasted)
+            x0, y0 = math.floor(lx) - m, math.floor(ly) - m
+            x1, y1 = math.ceil(hx) + m + 1, math.ceil(hy) + m + 1
+            if coarse:  # even crop sides: the 2× reduction below is then exactly aligned
+                x1, y1 = x1 + (x1 - x0) % 2, y1 + (y1 - y0) % 2
         else:
-            pts = _place(_SHAPES[kind](lens[i], wids[i]), x_c, y_c, ang_c)
-            polys = [pts]
+            polys = [geom["poly"][j]]
             t = {}  # filled below, all single shapes at once
-            singles.append((i, pts, x_c, y_c))
-        (lx, ly), (hx, hy) = pts.min(axis=0).tolist(), pts.max(axis=0).tolist()
+            singles.append((i, polys[0], x_c, y_c))
+            (lx, ly), (hx, hy) = geom["lo"][j], geom["hi"][j]
+            x0, y0, x1, y1 = geom["box"][j]
         in_frame = hx >= -0.5 and hy >= -0.5 and lx <= w - 0.5 and ly <= h - 0.5
         t["in_frame"] = in_frame
         t["edge"] = in_frame and (lx < 0.5 or ly < 0.5 or hx > w - 1.5 or hy > h - 1.5)
         rows.append(t)
-        m = int(margin[i])
-        # crop with room for the blur; may extend beyond the frame (clipped when pasted)
-        x0, y0 = math.floor(lx) - m, math.floor(ly) - m
-        x1, y1 = math.ceil(hx) + m + 1, math.ceil(hy) + m + 1
-        g = float(sig[i])
-        coarse = g >= _COARSE_BLUR_PX
-        if coarse:  # even crop sides: the 2× reduction below is then exactly aligned
-            x1, y1 = x1 + (x1 - x0) % 2, y1 + (y1 - y0) % 2
         cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
         if not in_frame or cx1 <= cx0 or cy1 <= cy0:
             crops.append(None)
             continue
-        cov = _coverage(polys, x0, y0, y1 - y0, x1 - x0)
+        if j is None:
+            cov = _coverage(polys, x0, y0, y1 - y0, x1 - x0)
+        else:
+            cov = _raster(geom["verts"][j], y1 - y0, x1 - x0, geom["ss"][j])
         inner = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
         if need_labels:
             inside = cov[inner] >= 0.5
