@@ -148,7 +148,8 @@ def threshold(
     if isinstance(method, str) and method not in _METHODS:
         raise ConfigError(f"threshold method must be one of {list(_METHODS)} or a number, got {method!r}")
     pol = detect_polarity(img) if polarity == "auto" else polarity
-    if img.max() == img.min():
+    lo, hi = float(img.min()), float(img.max())
+    if hi == lo:
         return np.zeros(img.shape, bool)
     if isinstance(method, str) and method == "adaptive":
         if int(block_size) < 3 or int(block_size) % 2 == 0:
@@ -169,7 +170,7 @@ def threshold(
     t = t + offset * (bg - t)
     if noise_floor > 0:
         # at least a millionth of the value range: rounding noise is never a particle
-        margin = max(noise_floor * _noise_sigma(img), 1e-6 * float(np.abs(img).max()))
+        margin = max(noise_floor * _noise_sigma(img), 1e-6 * max(abs(lo), abs(hi)))
         t = min(t, bg - margin) if pol == "dark" else max(t, bg + margin)
     return (img < t) if pol == "dark" else (img > t)
 
