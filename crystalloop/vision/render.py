@@ -358,7 +358,10 @@ def _check_particles(particles: pd.DataFrame) -> dict[str, np.ndarray]:
     p: dict[str, np.ndarray] = {}
     for c in need + ["angle_deg", "depth"]:
         if c in particles.columns:
-            v = pd.to_numeric(particles[c], errors="coerce").to_numpy(float)
+            col = particles[c]
+            # numeric columns convert directly (pd.to_numeric costs ~100 µs a call)
+            v = (col.to_numpy(float) if col.dtype.kind in "fiub"
+                 else pd.to_numeric(col, errors="coerce").to_numpy(float))
             if not np.all(np.isfinite(v)):
                 raise SchemaError(f"particles column {c!r} must be finite numbers; got non-finite at rows "
                                   f"{np.flatnonzero(~np.isfinite(v))[:5].tolist()}")
@@ -367,10 +370,18 @@ def _check_particles(particles: pd.DataFrame) -> dict[str, np.ndarray]:
         raise SchemaError("particles columns 'length_um' and 'width_um' must be > 0 µm")
     p.setdefault("angle_deg", np.zeros(n))
     p["depth"] = np.clip(p["depth"], 0.0, 1.0) if "depth" in p else np.zeros(n)
-    p["kind"] = (particles["kind"].astype(str).to_numpy() if "kind" in particles.columns
-                 else np.full(n, "ellipse", dtype=object))
-    p["n_primary"] = (pd.to_numeric(particles["n_primary"], errors="coerce").fillna(4).astype(int).to_numpy()
-                      if "n_primary" in particles.columns else np.full(n, 4))
+    if "kind" not in particles.columns:
+        p["kind"] = np.full(n, "ellipse", dtype=object)
+    else:
+        kc = particles["kind"]
+        p["kind"] = kc.to_numpy() if kc.dtype == object and all(isinstance(v, str) for v in kc.array) \
+            else kc.astype(str).to_numpy()
+    if "n_primary" not in particles.columns:
+        p["n_primary"] = np.full(n, 4)
+    elif particles["n_primary"].dtype.kind in "iu":
+        p["n_primary"] = particles["n_primary"].to_numpy().astype(int)
+    else:
+        p["n_primary"] = pd.to_numeric(particles["n_primary"], errors="coerce").fillna(4).astype(int).to_numpy()
     bad = sorted(set(p["kind"].tolist()) - set(KINDS))
     if bad:
         raise ConfigError(f"unknown particle kind(s) {bad}; expected one of {list(KINDS)}")
