@@ -506,7 +506,7 @@ def render_particles(
     # single shapes: placement, boxes and raster vertices for all at once (agglomerates, which
     # draw from rng, stay in the loop in particle order)
     sidx = [i for i in range(n) if kinds[i] != "agglomerate"]
-    slot = dict(zip(sidx, range(len(sidx))))
+    slot = {i: j for j, i in enumerate(sidx)}
     if sidx:
         ia = np.array(sidx)
         geom = _singles_geometry([_SHAPES[kinds[i]](lens[i], wids[i]) for i in sidx], p["x_px"][ia],
