@@ -347,6 +347,7 @@ def fit_twin(
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     epochs: int = 100,
     min_improvement: float = 0.05,
+    prune: float | None = 2.0,
     n_jobs: int | None = None,
     random_state: int = 0,
     progress: Callable[[str, str], None] | None = None,
@@ -365,8 +366,9 @@ def fit_twin(
         Ensemble kind; ``n_splits`` members.
     augment : bool
         Run the synthetic augmentation search.
-    generators, n_synthetic, alphas, epochs, min_improvement
-        Augmentation search (:func:`~crystalloop.digital_twin.augment.search_augmentation`).
+    generators, n_synthetic, alphas, epochs, min_improvement, prune
+        Augmentation search (:func:`~crystalloop.digital_twin.augment.search_augmentation`; ``epochs``
+        caps CTGAN/TVAE training, ``prune`` stops a fold's α scan early, ``None`` = full grid).
     n_jobs : int, optional
         joblib workers for every stage.
     random_state : int
@@ -453,11 +455,12 @@ def fit_twin(
                          plan[c]["base"], random_state + plan[c]["k"]) for c in todo]
             results = search_augmentation_many(problems, max_cycles=table.max_cycles, generators=generators,
                                                n_synthetic=n_synthetic, alphas=alphas, cv=cv, epochs=epochs,
-                                               min_improvement=min_improvement, n_jobs=n_jobs)
+                                               min_improvement=min_improvement, prune=prune, n_jobs=n_jobs)
             for cqa, res in zip(todo, results, strict=True):
                 curves_all[cqa] = res.curves
                 plan[cqa]["aug"] = {"used": res.use_augmentation, "baseline_cv_mse": res.baseline_mse, **res.best,
-                                    "quality": res.quality, "min_improvement": min_improvement, "epochs": epochs}
+                                    "quality": res.quality, "min_improvement": min_improvement, "epochs": epochs,
+                                    "prune": prune, "n_pruned": int(res.curves["n_pruned"].sum())}
                 # worker seconds spent on this CQA (the stage's wall time is in metadata["stage_s"])
                 plan[cqa]["timings"]["augmentation_s"] = res.timings["task_s"] + res.timings["final_generators_s"]
                 if res.use_augmentation:
@@ -521,7 +524,8 @@ def fit_twin(
         "settings": {"families": list(families), "grid": grid if isinstance(grid, str) else "custom", "cv": cv,
                      "test_size": test_size, "uncertainty": uncertainty, "n_splits": int(n_splits), "augment": augment,
                      "generators": list(generators), "n_synthetic": list(n_synthetic), "alphas": alphas,
-                     "epochs": epochs, "min_improvement": min_improvement, "random_state": random_state},
+                     "epochs": epochs, "min_improvement": min_improvement, "prune": prune,
+                     "random_state": random_state},
         "doe_warnings": list(table.warnings_),
     }
     return DigitalTwin(chosen, table.max_cycles, models, info, metadata, table.to_frame(), curves_all)

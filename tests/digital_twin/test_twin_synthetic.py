@@ -135,3 +135,31 @@ def test_pooled_search_equals_separate_searches():
             np.testing.assert_array_equal(res.synthetic[g][0], one.synthetic[g][0])
     with pytest.raises(ModelError, match="at least 6 rows"):
         search_augmentation_many([(X[:4], df["D50_um"].to_numpy()[:4], probs[0][2], 0)], **kw)
+
+
+def test_fold_task_prunes_rising_alpha_scan_only_when_clearly_worse():
+    """The α scan of an m stops once the fold MSE exceeds prune × baseline and still rises."""
+    from crystalloop.digital_twin.augment import _fold_task, search_augmentation_many
+
+    df = make_doe(24, noise=2.0)
+    X, y = df[FN].to_numpy(), df["D50_um"].to_numpy()
+    tr, va = np.arange(16), np.arange(16, 24)
+    est = make_estimator("svr", kernel="linear", C=10.0)
+    alphas = [0.2, 0.5, 0.8, 1.0]
+    full, _, _ = _fold_task("gaussian_copula", X, y, tr, va, est, [5, 25], alphas, 4, 50, 0)
+    mse = {(m, a): v for _, m, a, v in full}
+    assert np.isfinite(list(mse.values())).all()
+    base = min(mse.values()) / 1.5  # a baseline the synthetic-heavy fits exceed
+    cut, _, _ = _fold_task("gaussian_copula", X, y, tr, va, est, [5, 25], alphas, 4, 50, 0, base_mse=base, prune=1.0)
+    for m in (5, 25):
+        seq = [mse[(m, a)] for a in alphas]
+        got = [v for _, mm, _, v in cut if mm == m]
+        stop = next((k for k in range(1, len(seq)) if seq[k] > base and seq[k] >= seq[k - 1]), None)
+        n_eval = len(seq) if stop is None else stop + 1
+        np.testing.assert_allclose(got[:n_eval], seq[:n_eval])  # evaluated ones are unchanged
+        assert np.isnan(got[n_eval:]).all()
+    assert np.isnan([v for *_, v in cut]).any()  # this data does rise past the limit
+    huge, _, _ = _fold_task("gaussian_copula", X, y, tr, va, est, [5], alphas, 4, 50, 0, base_mse=base, prune=1e9)
+    assert np.isfinite([v for *_, v in huge]).all()
+    with pytest.raises(ConfigError, match="prune must be None or a number >= 1"):
+        search_augmentation_many([(X, y, est, 0)], prune=0.5)
