@@ -36,6 +36,8 @@ def fit_command(
     m: Annotated[str, typer.Option("--m", help="Comma-separated numbers of synthetic rows.")] = "5,10,15,20,25",
     alphas: Annotated[str, typer.Option(help="Comma-separated α grid in [0, 1].")] = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8",
     epochs: Annotated[int, typer.Option(help="CTGAN/TVAE training epochs.")] = 100,
+    prune: Annotated[float, typer.Option(help="Stop a fold's α scan once its MSE exceeds this multiple of the "
+                                              "real-only MSE and still rises (0 = scan the full grid).")] = 2.0,
     holdout: Annotated[Path | None, typer.Option(help="Hold-out runs (same format) for the report's parity plots.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel joblib workers.")] = 2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -72,7 +74,7 @@ def fit_command(
                 test_size=test_size, n_splits=splits, uncertainty=uncertainty, augment=augment,
                 generators=[g.strip() for g in generators.split(",") if g.strip()],
                 n_synthetic=[int(v) for v in _floats(m, "m")], alphas=_floats(alphas, "alphas"),
-                epochs=epochs, n_jobs=jobs, random_state=seed)
+                epochs=epochs, prune=prune if prune > 0 else None, n_jobs=jobs, random_state=seed)
     except CrystalloopError as e:
         console.print(f"[bold red]Error:[/] {e}", highlight=False)
         raise typer.Exit(2) from None

@@ -450,7 +450,6 @@ def fit_twin(
             else:
                 todo.append(cqa)
         if todo:
-            prog("augment", f"searching {len(generators)} generator(s) x {cv} folds for {', '.join(todo)}")
             problems = [(plan[c]["X"][plan[c]["sel"].train_index], plan[c]["y"][plan[c]["sel"].train_index],
                          plan[c]["base"], random_state + plan[c]["k"]) for c in todo]
             results = search_augmentation_many(problems, max_cycles=table.max_cycles, generators=generators,
