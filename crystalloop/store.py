@@ -994,10 +994,9 @@ def plot_samples(wide: pd.DataFrame, path: str | os.PathLike, *, title: str = ""
     Path
         The file written.
     """
-    import matplotlib
+    from crystalloop._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if "time_s" not in wide.columns:
         raise ConfigError(f"plot_samples needs a 'time_s' column, got columns {list(wide.columns)}")

@@ -103,10 +103,9 @@ def round_summary(r: int, frame: pd.DataFrame, new: pd.DataFrame, objs, limits, 
 def plot_campaign(out_dir: str | Path, frame: pd.DataFrame, history: pd.DataFrame, rounds: pd.DataFrame, objs,
                   reference, max_cycles: int, limits=()) -> dict[str, Path]:
     """Write the campaign's PNG plots into ``out_dir``; return their paths."""
-    import matplotlib
+    from crystalloop._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from crystalloop.digital_twin.optimize import hypervolume
 

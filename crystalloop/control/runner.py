@@ -226,10 +226,9 @@ class RunResult:
 
     def plot(self, path: str | Path) -> Path:
         """Save temperatures (and counts if measured) over time as a PNG."""
-        import matplotlib
+        from crystalloop._plotting import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         ts = self.timeseries
         has_counts = "counts" in ts and ts["counts"].notna().any()
@@ -250,11 +249,9 @@ class RunResult:
             axes[1, 0].set_ylabel("counts")
         axes[-1, 0].set_xlabel("time (h)")
         fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        from crystalloop._plotting import save_figure
+
+        return save_figure(fig, path, dpi=110)
 
 
 # ------------------------------------------------------------------------------------------

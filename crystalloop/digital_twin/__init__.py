@@ -5,12 +5,27 @@ augmentation with weighted ERM, Monte Carlo CV uncertainty), predict mean ± std
 (:meth:`DigitalTwin.predict`), save/load it, and report on it (:func:`write_report`).
 """
 
-from .augment import (DEFAULT_ALPHAS, DEFAULT_M, AugmentationResult, WeightedERMRegressor, erm_weights, search_augmentation,
-                      search_augmentation_many)
+from .augment import (
+                      DEFAULT_ALPHAS,
+                      DEFAULT_M,
+                      AugmentationResult,
+                      WeightedERMRegressor,
+                      erm_weights,
+                      search_augmentation,
+                      search_augmentation_many,
+)
 from .doe import CQA_NAMES, DoETable, DoEWarning, read_doe, resolve_cqa
-from .models import MIN_ROWS, MODEL_FAMILIES, SelectionResult, grid_size, make_estimator, param_grid, select_model
-from .synthetic import GENERATORS, ProfileFeasibility, SyntheticGenerator, profile_validity
+from .models import (
+                      MIN_ROWS,
+                      MODEL_FAMILIES,
+                      SelectionResult,
+                      grid_size,
+                      make_estimator,
+                      param_grid,
+                      select_model,
+)
 from .report import fit_and_save, model_card, predict_profiles, report_twin, write_report
+from .synthetic import GENERATORS, ProfileFeasibility, SyntheticGenerator, profile_validity
 from .twin import DigitalTwin, TwinWarning, fit_twin
 from .uncertainty import BootstrapRegressor, MonteCarloCVRegressor, calibration_report
 

@@ -58,10 +58,9 @@ def plot_fronts(
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib
+    from crystalloop._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = [o.name for o in result.objectives]
     x = x or names[0]
@@ -78,7 +77,7 @@ def plot_fronts(
     if color is not None:
         cc, _ = _column(result, color)
         cvals = tab[cc].to_numpy(dtype=float)
-        norm = matplotlib.colors.Normalize(np.nanmin(cvals), np.nanmax(cvals))
+        norm = plt.Normalize(np.nanmin(cvals), np.nanmax(cvals))
     sc = None
     for j, inst in enumerate(result.instances):
         m = (tab["instance"] == inst).to_numpy()
@@ -124,10 +123,9 @@ def plot_fronts(
 
 def plot_convergence(result: DesignResult, *, path: str | Path | None = None, ax: Any = None) -> Any:
     """Hypervolume per generation for every instance (shared reference point)."""
-    import matplotlib
+    from crystalloop._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if result.history.empty:
         raise OptimizationError("the result has no convergence history to plot")

@@ -17,10 +17,9 @@ __all__ = ["plot_parity", "plot_alpha_curves", "plot_feature_importance", "featu
 
 
 def _plt():
-    import matplotlib
+    from crystalloop._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     return plt
 

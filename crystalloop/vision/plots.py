@@ -73,10 +73,9 @@ def plot_psd(table: pd.DataFrame, path: str | os.PathLike | None = None, *, size
 
     Returns the path written, or the matplotlib Figure when ``path`` is None.
     """
-    import matplotlib
+    from crystalloop._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     if len(table):
@@ -105,8 +104,6 @@ def plot_psd(table: pd.DataFrame, path: str | os.PathLike | None = None, *, size
     fig.tight_layout()
     if path is None:
         return fig
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p)
-    plt.close(fig)
-    return p
+    from crystalloop._plotting import save_figure
+
+    return save_figure(fig, path)

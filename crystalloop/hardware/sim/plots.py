@@ -28,10 +28,9 @@ def plot_result(result, path: str | Path | None = None, *, title: str | None = N
     Path or matplotlib.figure.Figure
         The PNG path if ``path`` was given, else the figure.
     """
-    import matplotlib
+    from crystalloop._plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ts = result.timeseries
     t_h = ts["time_s"].to_numpy() / 3600.0
@@ -102,8 +101,6 @@ def plot_result(result, path: str | Path | None = None, *, title: str | None = N
     fig.suptitle(title, fontsize=10)
     if path is None:
         return fig
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    from crystalloop._plotting import save_figure
+
+    return save_figure(fig, path, dpi=100)
