@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 
-from crystalloop.vision.learn import CrystalClassifier, UNetSegmenter, make_crystal_images, make_segmentation_set
+from crystalloop.vision.learn import (
+    CrystalClassifier,
+    UNetSegmenter,
+    make_crystal_images,
+    make_segmentation_set,
+)
 from crystalloop.vision.pipeline import analyze_image
 from crystalloop.vision.render import render_particles, sample_particles
 

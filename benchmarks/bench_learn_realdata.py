@@ -37,7 +37,13 @@ import pandas as pd  # noqa: E402
 import tifffile  # noqa: E402
 
 from crystalloop.vision import PipelineSettings, analyze_image, mask_to_labels, read_image  # noqa: E402
-from crystalloop.vision.learn import UNetSegmenter, instance_f1, iou_per_class, labels_to_classes, pixel_accuracy  # noqa: E402
+from crystalloop.vision.learn import (  # noqa: E402
+    UNetSegmenter,
+    instance_f1,
+    iou_per_class,
+    labels_to_classes,
+    pixel_accuracy,
+)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: the real-data settings of benchmarks/bench_vision.py (nuclei and gravel)

@@ -22,7 +22,12 @@ import pandas as pd
 
 from crystalloop.hardware.sim import CameraOptics, load_kinetics, simulate
 from crystalloop.profiles import Segment, ThermocycleProfile
-from crystalloop.vision.learn import clear_cloud_points, load_model, metastable_zone_width, sequence_table
+from crystalloop.vision.learn import (
+    clear_cloud_points,
+    load_model,
+    metastable_zone_width,
+    sequence_table,
+)
 
 
 def run(model_dir: str | None, concentrations=(32.0, 40.0, 48.0), seed: int = 1, min_consecutive: int = 3,

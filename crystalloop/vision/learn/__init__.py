@@ -23,7 +23,12 @@ from crystalloop.vision.learn.augment import (
     median_frequency_weights,
     predict_tiled,
 )
-from crystalloop.vision.learn.classify import CrystalClassifier, as_label_matrix, multilabel_report, tune_thresholds
+from crystalloop.vision.learn.classify import (
+    CrystalClassifier,
+    as_label_matrix,
+    multilabel_report,
+    tune_thresholds,
+)
 from crystalloop.vision.learn.data import (
     check_image,
     labels_to_classes,
@@ -68,7 +73,13 @@ from crystalloop.vision.learn.synth import (
 )
 from crystalloop.vision.learn.train import TorchEstimator, load_model, plot_history, resolve_device
 from crystalloop.vision.learn.unet import SEED002_CLASSES, UNetSegmenter
-from crystalloop.vision.learn.workflows import predict_images, read_images, train_classifier, train_regressor, train_segmenter
+from crystalloop.vision.learn.workflows import (
+    predict_images,
+    read_images,
+    train_classifier,
+    train_regressor,
+    train_segmenter,
+)
 
 __all__ = [
     "Augmentation",

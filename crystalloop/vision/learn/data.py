@@ -102,7 +102,7 @@ def normalize_image(image: np.ndarray, mode: str = "dtype") -> np.ndarray:
             return x / 255.0
         if kind == np.uint16:
             return x / 65535.0
-        if kind == bool:
+        if kind.kind == "b":
             return x
         if kind.kind in "iu":
             return x / float(max(np.abs(x).max(), 1.0))

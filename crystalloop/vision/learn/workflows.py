@@ -265,7 +265,11 @@ def predict_images(model_dir: str | Path, images: Sequence[str | Path], out_dir:
     import cv2
 
     from crystalloop.vision.learn.classify import CrystalClassifier
-    from crystalloop.vision.learn.impurity import AutoencoderDetector, FeatureDetector, ImpurityClassifier
+    from crystalloop.vision.learn.impurity import (
+        AutoencoderDetector,
+        FeatureDetector,
+        ImpurityClassifier,
+    )
     from crystalloop.vision.learn.regress import ImageRegressor
     from crystalloop.vision.learn.train import load_model
     from crystalloop.vision.learn.unet import UNetSegmenter

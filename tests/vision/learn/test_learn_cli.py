@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from crystalloop.cli import app
 from crystalloop.errors import ConfigError, SchemaError
-from crystalloop.vision.learn import predict_images, train_classifier, train_segmenter
+from crystalloop.vision.learn import train_classifier, train_segmenter
 
 runner = CliRunner()
 TINY_SEG = dict(base_filters=4, depth=2, tile_size=32, tiles_per_epoch=8, epochs=2, n_threads=1, device="cpu")

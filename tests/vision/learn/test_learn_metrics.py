@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from crystalloop.errors import ConfigError, ImageError
-from crystalloop.vision.learn import instance_f1, iou_per_class, pixel_accuracy, psd_percentile_error, segmentation_scores
+from crystalloop.vision.learn import (
+    instance_f1,
+    iou_per_class,
+    pixel_accuracy,
+    psd_percentile_error,
+    segmentation_scores,
+)
 
 
 def _disks(centres, radius, shape=(100, 100)):

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from crystalloop.errors import ConfigError, ModelError
-from crystalloop.vision.learn import ImageRegressor, leave_one_group_out, load_model, make_regression_set, preprocess_seed004
+from crystalloop.vision.learn import (
+    ImageRegressor,
+    leave_one_group_out,
+    load_model,
+    make_regression_set,
+    preprocess_seed004,
+)
 
 FAST = dict(input_size=32, epochs=60, lr=3e-3, dropout=0.25, batch_size=16, random_state=0, n_threads=1, device="cpu")
 
