@@ -86,9 +86,12 @@ def fit_command(
         t.add_row(*[f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in
                     ["cqa", "model", "n_train", "n_test", "test_r2", "test_mae", "augmentation", "coverage_68", "coverage_95"]])
     console.print(t)
-    tm = {c: twin.info[c]["timings"] for c in twin.cqas}
-    stages = {k: sum(v[k] for v in tm.values()) for k in ("selection_s", "augmentation_s", "uncertainty_s")}
-    console.print("time: " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in stages.items())
+    # wall time per stage (the per-CQA timings in twin.info are worker seconds, which overlap
+    # when the CQAs run in parallel and can sum to more than the total)
+    stages = twin.metadata.get("stage_s") or {
+        k: sum(twin.info[c]["timings"][k] for c in twin.cqas) for k in ("selection_s", "augmentation_s", "uncertainty_s")
+    }
+    console.print("wall time: " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in stages.items())
                   + f", total {twin.metadata['fit_time_s']:.1f} s", highlight=False)
     console.print(f"twin saved in {out}/ (twin.json + models/); report in {out}/report/ "
                   f"({sum(1 for p in written.values() if str(p).endswith('.png'))} PNG plots, model_card.md)", highlight=False)
