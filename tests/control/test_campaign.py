@@ -311,7 +311,10 @@ def test_campaign_with_fit_twin_two_rounds(tiny_doe, tmp_path):
     models = db.models("campaign-twin")
     assert len(models) == 2 and [m["round"] for m in models["metadata"]] == [1, 2]
     assert set(res.twins[1].cqas) == {"D50_um", "DoA_pct"}
-    assert res.hypervolume[2] >= res.hypervolume[1] >= res.hypervolume[0]
+    # adding measured points never shrinks the dominated volume (up to round-off: the same front
+    # summed in another order can differ in the last bit)
+    hv = res.hypervolume
+    assert hv[2] >= hv[1] * (1 - 1e-12) and hv[1] >= hv[0] * (1 - 1e-12)
 
 
 
