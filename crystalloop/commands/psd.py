@@ -8,9 +8,46 @@ from typing import Annotated
 import typer
 
 
+def _run_images(store: Path | None, run_id: int, last: int | None, pixel_size_um: float | None) -> tuple[list[str], float]:
+    """Image paths and pixel size of a stored run (``--run``), checked against ``--pixel-size-um``."""
+    import numpy as np
+
+    from crystalloop.errors import ConfigError
+    from crystalloop.store import ExperimentStore, default_store_path
+
+    path = store or default_store_path()
+    if not Path(path).exists():
+        raise ConfigError(f"--run {run_id}: no experiment store at {path} (give --store)")
+    with ExperimentStore(path, create=False) as db:
+        recs = db.images(run_id)
+    if recs.empty:
+        raise ConfigError(f"--run {run_id}: the run has no image records in {path}")
+    if last is not None:
+        if last < 1:
+            raise ConfigError(f"--last must be >= 1 image, got {last}")
+        recs = recs.tail(last)
+    sizes = np.unique(recs["pixel_size_um"].to_numpy())
+    if len(sizes) != 1 or not np.isfinite(sizes[0]):
+        raise ConfigError(f"--run {run_id}: its images have pixel sizes {sizes.tolist()} µm; give --pixel-size-um "
+                          "and select images of one size")
+    stored = float(sizes[0])
+    if pixel_size_um is not None and not np.isclose(pixel_size_um, stored, rtol=1e-9):
+        raise ConfigError(f"--pixel-size-um {pixel_size_um} disagrees with the {stored} µm recorded for run "
+                          f"{run_id}'s images in {path}")
+    return recs["path"].astype(str).tolist(), stored
+
+
 def psd(
-    images: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns (PNG/JPEG/BMP/TIFF, multi-page TIFF).")],
-    pixel_size_um: Annotated[float | None, typer.Option("--pixel-size-um", help="Pixel size in µm (required).")] = None,
+    images: Annotated[list[str] | None, typer.Argument(
+        help="Image files, folders or glob patterns (PNG/JPEG/BMP/TIFF, multi-page TIFF); or use --run.")] = None,
+    pixel_size_um: Annotated[float | None, typer.Option(
+        "--pixel-size-um", help="Pixel size in µm (required unless --run gives it).")] = None,
+    run: Annotated[int | None, typer.Option(
+        "--run", help="Measure the images of this stored run, at their recorded pixel size.")] = None,
+    last: Annotated[int | None, typer.Option(
+        "--last", help="With --run: only the last N images (e.g. 1 for the end-of-batch PSD).")] = None,
+    store: Annotated[Path | None, typer.Option(
+        "--store", "-s", help="Experiment store for --run (default: $CRYSTALLOOP_STORE or ./crystalloop.db).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("psd"),
     workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (one file per task).")] = 1,
     settings: Annotated[Path | None, typer.Option(
@@ -22,7 +59,11 @@ def psd(
     fmt: Annotated[str, typer.Option("--format", help="Table format: csv or parquet.")] = "csv",
     no_overlays: Annotated[bool, typer.Option("--no-overlays", help="Do not write overlay PNGs.")] = False,
 ) -> None:
-    """Detect and measure particles in images; write particles, PSD, overlays, PSD plot and a JSON summary."""
+    """Detect and measure particles in images; write particles, PSD, overlays, PSD plot and a JSON summary.
+
+    Images come from paths, or from a stored run (--run N, e.g. one written by crystalloop
+    simulate) at the pixel size recorded with them.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -32,6 +73,15 @@ def psd(
 
     console = Console()
     try:
+        if run is not None:
+            if images:
+                raise CrystalloopError(f"give image paths or --run, not both (got {len(images)} path(s) and --run {run})")
+            images, pixel_size_um = _run_images(store, run, last, pixel_size_um)
+            console.print(f"run {run}: {len(images)} image(s) at {pixel_size_um:g} µm/px", highlight=False)
+        elif last is not None:
+            raise CrystalloopError("--last selects images of a stored run: use it with --run")
+        if not images:
+            raise CrystalloopError("no images: give image files, folders or glob patterns, or --run N")
         if pixel_size_um is None:
             raise CrystalloopError("--pixel-size-um is required: the size of one pixel in µm (e.g. --pixel-size-um 1.5)")
         s = PipelineSettings.load(settings) if settings is not None else PipelineSettings()
