@@ -27,6 +27,7 @@ from collections import deque
 
 import numpy as np
 
+from crystalloop.control._feedback import FeedbackLaw
 from crystalloop.control.pid import Observation
 from crystalloop.errors import ConfigError
 from crystalloop.hardware.base import Camera, Reading
@@ -49,7 +50,7 @@ def dnc_mode(counts: float, counts_setpoint: float, band: float) -> str:
     return "hold"
 
 
-class DirectNucleationController:
+class DirectNucleationController(FeedbackLaw):
     """Direct nucleation control: keep the particle count in a band by heating and cooling.
 
     Parameters
@@ -125,38 +126,20 @@ class DirectNucleationController:
         self.mode_ = "hold"
         self.setpoint_ = math.nan
         self.history_: list[tuple[float, float, str, float]] = []
-        self._t_last: float | None = None
-        self._t_at_min: float | None = None
-
-    @property
-    def duration_s(self) -> float:
-        return self.max_duration_min * 60.0
 
     def reset(self, obs: Observation) -> None:
         """Start from the current setpoint (or reactor temperature), clipped to the range."""
-        start = obs.T_set_c if np.isfinite(obs.T_set_c) else obs.T_reactor_c
-        if not np.isfinite(start):
-            raise ConfigError("DNC reset needs a finite current setpoint or reactor temperature")
-        self.setpoint_ = float(min(max(start, self.t_min_c), self.t_max_c))
+        self._start(obs)
         self._counts.clear()
         self.mode_ = "hold"
-        self.history_ = []
-        self._t_last = float(obs.time_s)
-        self._t_at_min = None
         self._hold_since = None
 
     def filtered_counts(self) -> float:
         return float(np.mean(self._counts)) if self._counts else math.nan
 
-    def reference(self, t_s: float) -> float:
-        return self.setpoint_
-
     def setpoint(self, obs: Observation) -> float:
         """Apply the law at ``obs.time_s`` and return the new setpoint in °C."""
-        if self._t_last is None:
-            self.reset(obs)
-        dt_min = max(obs.time_s - self._t_last, 0.0) / 60.0
-        self._t_last = float(obs.time_s)
+        dt_min = self._tick(obs)
         if np.isfinite(obs.counts):
             self._counts.append(float(obs.counts))
         n = self.filtered_counts()
@@ -175,18 +158,9 @@ class DirectNucleationController:
         elif self.mode_ == "cool":
             self.setpoint_ = max(self.setpoint_ - self.cooling_rate_c_min * dt_min, self.t_min_c)
         self.mode_ = mode
-        if self.setpoint_ <= self.t_min_c + 1e-9 and mode != "heat":
-            if self._t_at_min is None:
-                self._t_at_min = float(obs.time_s)
-        else:
-            self._t_at_min = None
+        self._track_end_hold(obs, self.setpoint_ <= self.t_min_c + 1e-9 and mode != "heat")
         self.history_.append((float(obs.time_s), n, mode, self.setpoint_))
         return self.setpoint_
-
-    def finished(self, obs: Observation) -> bool:
-        if obs.time_s >= self.duration_s:
-            return True
-        return self._t_at_min is not None and obs.time_s - self._t_at_min >= self.final_hold_min * 60.0
 
 
 class ImageCounter:

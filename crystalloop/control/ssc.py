@@ -20,13 +20,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from crystalloop.control._feedback import FeedbackLaw
 from crystalloop.control.pid import Observation
 from crystalloop.errors import ConfigError
 
 __all__ = ["SupersaturationController"]
 
 
-class SupersaturationController:
+class SupersaturationController(FeedbackLaw):
     """Supersaturation (concentration-feedback) control.
 
     Parameters
@@ -89,12 +90,6 @@ class SupersaturationController:
         self._c: deque[float] = deque(maxlen=self.filter_window)
         self.setpoint_ = math.nan
         self.history_: list[tuple[float, float, float, float]] = []
-        self._t_last: float | None = None
-        self._t_at_min: float | None = None
-
-    @property
-    def duration_s(self) -> float:
-        return self.max_duration_min * 60.0
 
     def saturation_temperature(self, c_kg_kg: float) -> float:
         """``c*⁻¹(c)`` in °C, clipped to ``[t_min_c, t_max_c]`` (bisection on the solubility curve)."""
@@ -112,23 +107,11 @@ class SupersaturationController:
         return 0.5 * (lo + hi)
 
     def reset(self, obs: Observation) -> None:
-        start = obs.T_set_c if np.isfinite(obs.T_set_c) else obs.T_reactor_c
-        if not np.isfinite(start):
-            raise ConfigError("SSC reset needs a finite current setpoint or reactor temperature")
-        self.setpoint_ = float(min(max(start, self.t_min_c), self.t_max_c))
+        self._start(obs)
         self._c.clear()
-        self.history_ = []
-        self._t_last = float(obs.time_s)
-        self._t_at_min = None
-
-    def reference(self, t_s: float) -> float:
-        return self.setpoint_
 
     def setpoint(self, obs: Observation) -> float:
-        if self._t_last is None:
-            self.reset(obs)
-        dt_min = max(obs.time_s - self._t_last, 0.0) / 60.0
-        self._t_last = float(obs.time_s)
+        dt_min = self._tick(obs)
         if np.isfinite(obs.conc_kg_kg):
             self._c.append(float(obs.conc_kg_kg))
         if self._c:
@@ -139,14 +122,6 @@ class SupersaturationController:
             self.setpoint_ = float(min(max(self.setpoint_, self.t_min_c), self.t_max_c))
         else:
             c, target = math.nan, math.nan
-        if self.setpoint_ <= self.t_min_c + 1e-9:
-            self._t_at_min = self._t_at_min if self._t_at_min is not None else float(obs.time_s)
-        else:
-            self._t_at_min = None
+        self._track_end_hold(obs, self.setpoint_ <= self.t_min_c + 1e-9)
         self.history_.append((float(obs.time_s), c, target, self.setpoint_))
         return self.setpoint_
-
-    def finished(self, obs: Observation) -> bool:
-        if obs.time_s >= self.duration_s:
-            return True
-        return self._t_at_min is not None and obs.time_s - self._t_at_min >= self.final_hold_min * 60.0
