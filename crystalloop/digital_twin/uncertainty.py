@@ -201,6 +201,17 @@ class _EnsembleBase(RegressorMixin, BaseEstimator):
     def _base(self):
         return DecisionTreeRegressor(min_samples_leaf=2) if self.estimator is None else self.estimator
 
+    def _fit_members(self, X, y, w, rows, seeds) -> list:
+        """One clone of the base estimator per row set, seeded, fitted on ``n_jobs`` workers."""
+        base = self._base()
+
+        def _one(ix, seed):
+            est = clone(base)
+            _seed_estimator(est, int(seed))
+            return fit_weighted(est, X[ix], y[ix], None if w is None else w[ix])
+
+        return Parallel(n_jobs=self.n_jobs)(delayed(_one)(ix, s) for ix, s in zip(rows, seeds, strict=True))
+
     def member_predictions(self, X) -> np.ndarray:
         """Predictions of every member, shape ``(n_members, n_samples)``."""
         check_is_fitted(self, "estimators_")
@@ -330,15 +341,8 @@ class MonteCarloCVRegressor(_EnsembleBase):
         for _ in range(int(self.n_splits)):
             perm = rng.permutation(n)
             splits.append((np.sort(perm[n_val:]), np.sort(perm[:n_val])))
-        base = self._base()
         seeds = rng.randint(0, 2**31 - 1, size=len(splits))
-
-        def _one(tr, seed):
-            est = clone(base)
-            _seed_estimator(est, int(seed))
-            return fit_weighted(est, X[tr], y[tr], None if w is None else w[tr])
-
-        self.estimators_ = Parallel(n_jobs=self.n_jobs)(delayed(_one)(tr, s) for (tr, _), s in zip(splits, seeds, strict=True))
+        self.estimators_ = self._fit_members(X, y, w, [tr for tr, _ in splits], seeds)
         self.splits_ = splits
         oof_sum, oof_sq, oof_n = np.zeros(n), np.zeros(n), np.zeros(n)
         mses = []
@@ -381,14 +385,7 @@ class BootstrapRegressor(_EnsembleBase):
         rng = check_random_state(self.random_state)
         draws = [rng.randint(0, n, size=n) for _ in range(int(self.n_estimators))]
         seeds = rng.randint(0, 2**31 - 1, size=len(draws))
-        base = self._base()
-
-        def _one(ix, seed):
-            est = clone(base)
-            _seed_estimator(est, int(seed))
-            return fit_weighted(est, X[ix], y[ix], None if w is None else w[ix])
-
-        self.estimators_ = Parallel(n_jobs=self.n_jobs)(delayed(_one)(ix, s) for ix, s in zip(draws, seeds, strict=True))
+        self.estimators_ = self._fit_members(X, y, w, draws, seeds)
         self.samples_ = draws
         oof_sum, oof_sq, oof_n = np.zeros(n), np.zeros(n), np.zeros(n)
         for est, ix in zip(self.estimators_, draws, strict=True):
