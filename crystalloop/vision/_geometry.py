@@ -52,6 +52,17 @@ def polygon_moments(p: np.ndarray) -> tuple[float, float, float, float, float, f
     return abs(a), float(cx), float(cy), sxx - cx * cx, sxy - cx * cy, syy - cy * cy
 
 
+def ellipse_axes(mu20, mu02, mu11, area) -> tuple[np.ndarray, np.ndarray]:
+    """Major and minor axis of the ellipse with the same second moments (``mu`` = central
+    moments / area, any shape of arrays), rescaled to the same ``area`` (ISO 9276-6)."""
+    tr, det = mu20 + mu02, mu20 * mu02 - mu11 * mu11
+    disc = np.sqrt(np.maximum(tr * tr / 4 - det, 0.0))
+    major, minor = 4 * np.sqrt(tr / 2 + disc), 4 * np.sqrt(np.maximum(tr / 2 - disc, 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sc = np.where(major * minor > 0, np.sqrt(area / (np.pi / 4 * major * minor)), 1.0)
+    return major * sc, minor * sc
+
+
 def convex_hull(points: np.ndarray) -> np.ndarray:
     """Convex hull of points (OpenCV's Sklansky), without repeated end point."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)

@@ -217,12 +217,8 @@ def _measure(lab: np.ndarray, px: float, *, focus_gray: np.ndarray | None = None
     mu20 = mo[:, 3] / area + 1 / 12
     mu02 = mo[:, 4] / area + 1 / 12
     mu11 = mo[:, 5] / area
-    tr, det = mu20 + mu02, mu20 * mu02 - mu11 * mu11
-    disc = np.sqrt(np.maximum(tr * tr / 4 - det, 0.0))
-    major, minor = 4 * np.sqrt(tr / 2 + disc), 4 * np.sqrt(np.maximum(tr / 2 - disc, 0.0))
+    major, minor = geo.ellipse_axes(mu20, mu02, mu11, area)
     with np.errstate(invalid="ignore", divide="ignore"):
-        sc = np.where(major * minor > 0, np.sqrt(area / (np.pi / 4 * major * minor)), 1.0)
-        major, minor = major * sc, minor * sc
         aspect = np.where(minor > 0, major / minor, np.inf)
         circ = np.where(per > 0, np.minimum(4 * np.pi * area / per**2, 1.0), 0.0)
         convex = np.where(per > 0, np.minimum(hull_per / per, 1.0), 1.0)

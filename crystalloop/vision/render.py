@@ -258,12 +258,8 @@ def _truth_singles(polys: list[np.ndarray], centres: np.ndarray) -> dict[str, np
     proj[~valid] = -np.inf
     proj = proj.max(axis=1)
     fmin = 2.0 * np.where(ok, proj, np.inf).min(axis=1)
-    tr, det = m20 + m02, m20 * m02 - m11 * m11
-    disc = np.sqrt(np.maximum(tr * tr / 4 - det, 0.0))
-    major, minor = 4 * np.sqrt(tr / 2 + disc), 4 * np.sqrt(np.maximum(tr / 2 - disc, 0.0))
+    major, minor = geo.ellipse_axes(m20, m02, m11, area)
     with np.errstate(invalid="ignore", divide="ignore"):
-        sc = np.where(major * minor > 0, np.sqrt(area / (np.pi / 4 * major * minor)), 1.0)
-        major, minor = major * sc, minor * sc
         return {
             "area_px": area, "ecd_px": np.sqrt(4 * area / np.pi), "perimeter_px": per,
             "feret_max_px": fmax, "feret_min_px": fmin, "feret_angle_deg": ang,
@@ -302,13 +298,7 @@ def _truth_union(polys: list[np.ndarray]) -> dict:
 
 
 def _descr(area, per, cx, cy, m20, m11, m02, hull_area, hull_per, fmax, fmin, ang) -> dict:
-    tr, det = m20 + m02, m20 * m02 - m11 * m11
-    disc = np.sqrt(max(tr * tr / 4 - det, 0.0))
-    l1, l2 = tr / 2 + disc, max(tr / 2 - disc, 0.0)
-    major, minor = 4 * np.sqrt(l1), 4 * np.sqrt(l2)
-    if major * minor > 0:
-        k = np.sqrt(area / (np.pi / 4 * major * minor))
-        major, minor = major * k, minor * k
+    major, minor = (float(v) for v in geo.ellipse_axes(m20, m02, m11, area))
     return {
         "area_px": area, "ecd_px": np.sqrt(4 * area / np.pi), "perimeter_px": per,
         "feret_max_px": fmax, "feret_min_px": fmin, "feret_angle_deg": ang,
