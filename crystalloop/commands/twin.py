@@ -88,9 +88,7 @@ def fit_command(
     console.print(t)
     # wall time per stage (the per-CQA timings in twin.info are worker seconds, which overlap
     # when the CQAs run in parallel and can sum to more than the total)
-    stages = twin.metadata.get("stage_s") or {
-        k: sum(twin.info[c]["timings"][k] for c in twin.cqas) for k in ("selection_s", "augmentation_s", "uncertainty_s")
-    }
+    stages = twin.metadata["stage_s"]
     console.print("wall time: " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in stages.items())
                   + f", total {twin.metadata['fit_time_s']:.1f} s", highlight=False)
     console.print(f"twin saved in {out}/ (twin.json + models/); report in {out}/report/ "
