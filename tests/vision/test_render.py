@@ -107,3 +107,29 @@ def test_empty_particle_list_renders_background():
     img, t = render_particles(_one().iloc[:0], shape=(20, 30), pixel_size_um=1.0, noise_std=0, illumination=0)
     assert len(t) == 0 and list(t.columns) == list(TRUTH_COLUMNS)
     assert (img == 200).all()
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "agglomerate"])
+def test_closed_form_area_factors_match_the_polygons(kind):
+    # sample_particles turns an ECD into length × width through area_factors' closed forms;
+    # they must equal the drawn polygons' areas (shape_area_factor measures the polygon)
+    from crystalloop.vision.render.shapes import area_factors, shape_area_factor
+
+    ar = np.array([1.0, 1.3, 2.0, 5.0, 12.0])
+    got = area_factors(np.full(ar.size, kind, dtype=object), ar)
+    want = [shape_area_factor(kind, a) for a in ar]
+    if kind in ("ellipse", "droplet", "bubble"):
+        np.testing.assert_allclose(got, np.pi / 4)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+def test_render_package_modules_keep_the_public_api():
+    import crystalloop.vision.render as r
+
+    assert set(r.__all__) == {"render_particles", "sample_particles", "KINDS", "TRUTH_COLUMNS"}
+    from crystalloop.vision.render import draw, optics, sample, shapes, truth
+
+    assert r.render_particles is draw.render_particles and r.sample_particles is sample.sample_particles
+    assert r.KINDS is shapes.KINDS and r.TRUTH_COLUMNS is truth.TRUTH_COLUMNS
+    assert optics.COARSE_BLUR_PX > 0
