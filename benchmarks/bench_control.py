@@ -118,7 +118,7 @@ def bench_tracking(profile: ThermocycleProfile, url: str, solve: dict) -> tuple[
 
 
 def _fines(psd, cut_um: float = 20.0) -> float:
-    m = psd["upper_um"] <= cut_um
+    m = psd["size_upper_um"] <= cut_um
     return float(psd.loc[m, "Q3"].max()) if m.any() else 0.0
 
 

@@ -1,6 +1,12 @@
 """Particle size distributions: Q0/q0 and Q3/q3 tables, percentiles, mean sizes, log-normal fit,
 comparison with a reference PSD, chord length distributions.
 
+One PSD class-table schema is shared by every area (the simulator's
+:func:`~crystalloop.hardware.sim.cqa.psd_frame` writes it too): :data:`PSD_CLASS_COLUMNS`
+(``size_lower_um``, ``size_upper_um``, ``size_um``) plus at least one cumulative column ``Q0``/``Q3``
+(at the class upper edge) or a number column (``count``, ``number_fraction``, ``number_per_m3``, or
+``q0``). Every function below that takes particles also takes such a class table.
+
 Notation (ISO 9276-1/2): ``Qr(x)`` is the cumulative distribution of quantity type ``r``
 (0 = number, 3 = volume, with particle volume ∝ x³), ``qr`` its density per µm, ``xP,r`` the
 size below which P % of the quantity lies. Percentiles come from the particle sizes themselves
@@ -18,6 +24,8 @@ from scipy import special
 from crystalloop.errors import ConfigError, SchemaError
 
 __all__ = [
+    "PSD_CLASS_COLUMNS",
+    "is_psd_table",
     "size_classes",
     "psd_table",
     "percentile",
@@ -32,7 +40,62 @@ __all__ = [
 ]
 
 
+#: Class columns every PSD table carries (µm): lower edge, upper edge, class centre.
+PSD_CLASS_COLUMNS = ("size_lower_um", "size_upper_um", "size_um")
+
+_NUMBER_COLUMNS = ("count", "number_fraction", "number_per_m3")
+
+
+def is_psd_table(x) -> bool:
+    """True if ``x`` is a PSD class table (a DataFrame with ``size_lower_um`` and ``size_upper_um``)."""
+    return isinstance(x, pd.DataFrame) and "size_lower_um" in x.columns and "size_upper_um" in x.columns
+
+
+def _table_edges(t: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    lo = t["size_lower_um"].to_numpy(float)
+    hi = t["size_upper_um"].to_numpy(float)
+    if lo.size == 0:
+        return np.array([]), np.array([])
+    if np.any(hi <= lo) or np.any(np.abs(lo[1:] - hi[:-1]) > 1e-9 * np.maximum(hi[:-1], 1.0)):
+        raise SchemaError("PSD table classes must be contiguous and increasing (size_lower_um[i+1] == "
+                          "size_upper_um[i] > size_lower_um[i])")
+    centre = t["size_um"].to_numpy(float) if "size_um" in t.columns else 0.5 * (lo + hi)
+    return np.r_[lo[0], hi], centre
+
+
+def _table_number(t: pd.DataFrame) -> np.ndarray:
+    """Number (any unit) per class of a PSD table."""
+    for c in _NUMBER_COLUMNS:
+        if c in t.columns:
+            return t[c].to_numpy(float)
+    if "q0" in t.columns:
+        return t["q0"].to_numpy(float) * (t["size_upper_um"] - t["size_lower_um"]).to_numpy(float)
+    if "Q0" in t.columns:
+        return np.diff(np.r_[0.0, t["Q0"].to_numpy(float)])
+    raise SchemaError(f"PSD table needs a number column ({', '.join(_NUMBER_COLUMNS)}, q0 or Q0); "
+                      f"columns: {list(t.columns)}")
+
+
+def _table_cdf(t: pd.DataFrame, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative ``Qr`` of a PSD table at its class edges (normalised to end at 1)."""
+    edges, centre = _table_edges(t)
+    if edges.size == 0:
+        return edges, edges
+    qcol = f"Q{r}"
+    if qcol in t.columns:
+        q = np.r_[0.0, t[qcol].to_numpy(float)]
+    else:
+        q = np.r_[0.0, np.cumsum(_table_number(t) * centre**r)]
+    if not np.all(np.isfinite(q)) or q[-1] <= 0:
+        raise SchemaError(f"PSD table {qcol} never rises above 0 (no particles in any class)")
+    if np.any(np.diff(q) < -1e-9 * q[-1]):
+        raise SchemaError(f"PSD table {qcol} must be non-decreasing over the classes")
+    return edges, q / q[-1]
+
+
 def _sizes(x, size: str = "ecd_um") -> np.ndarray:
+    if is_psd_table(x):
+        raise SchemaError("this function needs particle sizes, not a PSD class table")
     if isinstance(x, pd.DataFrame):
         if size not in x.columns:
             raise SchemaError(f"particle table has no size column {size!r}; columns: {list(x.columns)}")
@@ -136,13 +199,17 @@ def percentile(particles, p: float | Sequence[float] = (10, 50, 90), *, r: int =
     """Sizes ``xP,r`` (µm) below which ``p`` % of the number (r=0) or volume (r=3) lies.
 
     Uses the mid-point rule on the sorted sizes (each particle's quantity centred on its size),
-    so a single particle gives its own size. NaN for an empty set.
+    so a single particle gives its own size. NaN for an empty set. A PSD class table (see
+    :data:`PSD_CLASS_COLUMNS`) is interpolated linearly in its cumulative ``Qr`` within classes.
     """
     r = _check_r(r)
-    x = _sizes(particles, size)
     ps = np.atleast_1d(np.asarray(p, dtype=float))
     if np.any((ps < 0) | (ps > 100)):
         raise ConfigError(f"percentiles must lie in [0, 100], got {p!r}")
+    if is_psd_table(particles):
+        out = _table_percentiles(particles, ps, r)
+        return float(out[0]) if np.ndim(p) == 0 else out
+    x = _sizes(particles, size)
     if x.size == 0:
         out = np.full(ps.shape, np.nan)
     else:
@@ -156,9 +223,37 @@ def percentile(particles, p: float | Sequence[float] = (10, 50, 90), *, r: int =
     return float(out[0]) if np.ndim(p) == 0 else out
 
 
+def _table_percentiles(t: pd.DataFrame, ps: np.ndarray, r: int) -> np.ndarray:
+    edges, q = _table_cdf(t, r)
+    if edges.size == 0:
+        return np.full(ps.shape, np.nan)
+    # support of the inverse: the last edge of every flat run (Q rises right after it), and the
+    # first edge where Q reaches 1
+    keep = np.r_[np.diff(q) > 0, False]
+    top = int(np.argmax(q >= 1.0 - 1e-12))
+    keep[top] = True
+    keep[top + 1 :] = False
+    return np.interp(ps / 100.0, q[keep], edges[keep])
+
+
+def _table_sizes(t: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Class centres and number weights of a PSD table (classes with particles only)."""
+    _, centre = _table_edges(t)
+    n = _table_number(t)
+    sel = n > 0
+    return centre[sel], n[sel]
+
+
 def mean_size(particles, p: int = 1, q: int = 0, *, size: str = "ecd_um", weights=None) -> float:
     """Moment-ratio mean diameter D[p,q] = (Σx^p / Σx^q)^(1/(p−q)): D[1,0] number mean,
-    D[3,2] Sauter, D[4,3] De Brouckere (volume-weighted mean)."""
+    D[3,2] Sauter, D[4,3] De Brouckere (volume-weighted mean).
+
+    A PSD class table counts every particle of a class at its centre ``size_um``.
+    """
+    if is_psd_table(particles):
+        if weights is not None:
+            raise ConfigError("weights apply to particle sizes; a PSD table already carries its numbers")
+        particles, weights = _table_sizes(particles)
     x = _sizes(particles, size)
     if p == q:
         raise ConfigError("mean_size needs p ≠ q")
@@ -173,13 +268,18 @@ def mean_size(particles, p: int = 1, q: int = 0, *, size: str = "ecd_um", weight
 
 def fit_lognormal(particles, *, r: int = 3, size: str = "ecd_um", weights=None) -> tuple[float, float]:
     """Log-normal fit ``Qr(x) = ½[1 + erf(ln(x/x50,r)/(√2 s))]``: maximum likelihood of the
-    ``x^r``-weighted log sizes. Returns ``(x50_r_um, s_lnd)``."""
+    ``x^r``-weighted log sizes (class centres for a PSD table). Returns ``(x50_r_um, s_lnd)``."""
     r = _check_r(r)
+    if is_psd_table(particles):
+        particles, weights = _table_sizes(particles)
     x = _sizes(particles, size)
-    x = x[x > 0]
-    if x.size == 0:
+    w = np.ones_like(x) if weights is None else np.asarray(weights, float).ravel()
+    if w.shape != x.shape:
+        raise ConfigError(f"weights must have one value per particle ({x.size}), got {w.size}")
+    pos = x > 0
+    x, w = x[pos], w[pos] * x[pos] ** r
+    if x.size == 0 or w.sum() <= 0:
         return float("nan"), float("nan")
-    w = (np.ones_like(x) if weights is None else np.asarray(weights, float).ravel()[: x.size]) * x**r
     lx = np.log(x)
     mu = np.sum(w * lx) / w.sum()
     s = np.sqrt(np.sum(w * (lx - mu) ** 2) / w.sum())
@@ -194,11 +294,22 @@ def lognormal_q3(x, x50_um: float, s_lnd: float) -> np.ndarray:
 
 
 def psd_summary(particles, *, size: str = "ecd_um", weights=None) -> dict:
-    """Counts, x10/x50/x90 for Q0 and Q3, spans, mean sizes and the Q3 log-normal fit (µm)."""
-    x = _sizes(particles, size)
-    s = {"n_particles": int(x.size)}
+    """Counts, x10/x50/x90 for Q0 and Q3, spans, mean sizes and the Q3 log-normal fit (µm).
+
+    For a PSD class table, percentiles come from its cumulative columns and means from the class
+    centres; ``n_particles`` is the sum of its ``count`` column (NaN when it has none).
+    """
+    if is_psd_table(particles):
+        t = particles
+        s = {"n_particles": int(t["count"].sum()) if "count" in t.columns else float("nan")}
+        x, weights = _table_sizes(t)
+        pct = lambda r: percentile(t, (10, 50, 90), r=r)  # noqa: E731
+    else:
+        x = _sizes(particles, size)
+        s = {"n_particles": int(x.size)}
+        pct = lambda r: percentile(x, (10, 50, 90), r=r, weights=weights)  # noqa: E731
     for r in (0, 3):
-        v = percentile(x, (10, 50, 90), r=r, weights=weights)
+        v = pct(r)
         s[f"x10_{r}_um"], s[f"x50_{r}_um"], s[f"x90_{r}_um"] = (float(t) for t in v)
         s[f"span_{r}"] = float((v[2] - v[0]) / v[1]) if x.size and v[1] > 0 else float("nan")
     s["d10_um"] = mean_size(x, 1, 0, weights=weights)
@@ -208,12 +319,32 @@ def psd_summary(particles, *, size: str = "ecd_um", weights=None) -> dict:
     return s
 
 
-def _cdf_on(x_grid: np.ndarray, ref) -> np.ndarray:
-    """Cumulative Q on ``x_grid`` of a reference given as sizes or as a (size_um, Q) table."""
-    if isinstance(ref, tuple):
-        xs, q = ref
-        return np.interp(x_grid, xs, q, left=0.0, right=1.0)
-    raise TypeError
+def _psd_cdf(obj, r: int, size: str, role: str, weights=None):
+    """(x10/x50/x90, cdf support x, cdf Q) of particles or a PSD class table."""
+    if is_psd_table(obj):
+        if len(obj) == 0:
+            raise ConfigError(f"cannot compare an empty {role} PSD table (no classes)")
+        x, q = _table_cdf(obj, r)
+        return _table_percentiles(obj, np.array([10.0, 50.0, 90.0]), r), x, q
+    qcol = f"Q{r}"
+    if isinstance(obj, pd.DataFrame) and qcol in obj.columns:
+        # a cumulative curve without class edges (e.g. an offline analyser's export): Q at size_um
+        xcol = "size_upper_um" if "size_upper_um" in obj.columns else "size_um"
+        if xcol not in obj.columns:
+            raise SchemaError(f"the {role} PSD table has {qcol!r} but no size column: it needs "
+                              f"{list(PSD_CLASS_COLUMNS)} or at least 'size_um'; columns: {list(obj.columns)}")
+        x, q = obj[xcol].to_numpy(float), obj[qcol].to_numpy(float)
+        if q.size == 0 or not np.isfinite(q[-1]) or q[-1] <= 0:
+            raise SchemaError(f"the {role} PSD table's {qcol} never rises above 0")
+        q = q / q[-1]
+        return np.interp([0.1, 0.5, 0.9], q, x), x, q
+    x = _sizes(obj, size)
+    if x.size == 0:
+        raise ConfigError(f"cannot compare an empty {role} PSD (no particles)")
+    xs, _, c = _weighted_cdf(x, r, weights)
+    if c[-1] <= 0:
+        raise ConfigError(f"the {role} PSD has no {('number', 'length', 'area', 'volume')[r]} (all sizes 0)")
+    return percentile(x, (10, 50, 90), r=r, weights=weights), xs, c / c[-1]
 
 
 def compare_psd(measured, reference, *, r: int = 3, size: str = "ecd_um") -> dict:
@@ -221,10 +352,13 @@ def compare_psd(measured, reference, *, r: int = 3, size: str = "ecd_um") -> dic
 
     Parameters
     ----------
-    measured : DataFrame or array of sizes (µm)
-    reference : DataFrame, array of sizes, or a PSD table with ``size_um`` (or
-        ``size_upper_um``) and a cumulative column ``Q0``/``Q3`` (matching ``r``).
-    r : {0, 3}
+    measured, reference : DataFrame, array of sizes (µm), or PSD class table
+        Particle tables (column ``size``), arrays of sizes, or class tables with
+        :data:`PSD_CLASS_COLUMNS` and ``Q0``/``Q3`` or a number column — e.g.
+        :func:`psd_table`'s output or the simulator's final PSD.
+    r : {0, 1, 2, 3}
+    size : str
+        Size column of particle tables.
 
     Returns
     -------
@@ -232,38 +366,21 @@ def compare_psd(measured, reference, *, r: int = 3, size: str = "ecd_um") -> dic
         ``x10_err_pct``, ``x50_err_pct``, ``x90_err_pct`` (measured vs reference, relative %),
         ``ks`` (max |ΔQ|), ``wasserstein_um`` (∫|ΔQ| dx, the earth mover's distance in µm),
         and the percentiles of both.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).lognormal(np.log(40), 0.3, 2000)
+    >>> c = compare_psd(x, psd_table(x, n_classes=60), r=3)
+    >>> abs(c["x50_err_pct"]) < 2
+    True
     """
     r = _check_r(r)
-    m = _sizes(measured, size)
-    if m.size == 0:
-        raise ConfigError("cannot compare an empty measured PSD (no particles)")
-    qcol = f"Q{r}"
-    if isinstance(reference, pd.DataFrame) and qcol in reference.columns:
-        xcol = "size_upper_um" if "size_upper_um" in reference.columns else "size_um"
-        if xcol not in reference.columns:
-            raise SchemaError(f"reference PSD table needs 'size_um' or 'size_upper_um' and {qcol!r}")
-        rx = reference[xcol].to_numpy(float)
-        rq = reference[qcol].to_numpy(float)
-        if "size_lower_um" in reference.columns:
-            rx = np.r_[reference["size_lower_um"].to_numpy(float)[0], rx]
-            rq = np.r_[0.0, rq]
-        if rq[-1] <= 0:
-            raise SchemaError(f"reference {qcol} never rises above 0")
-        rq = rq / rq[-1]
-        ref_pct = np.interp([0.1, 0.5, 0.9], rq, rx)
-        ref_cdf = (rx, rq)
-    else:
-        rs = _sizes(reference, size)
-        if rs.size == 0:
-            raise ConfigError("reference PSD has no particles")
-        ref_pct = percentile(rs, (10, 50, 90), r=r)
-        xs, _, c = _weighted_cdf(rs, r)
-        ref_cdf = (xs, c / c[-1])
-    mp = percentile(m, (10, 50, 90), r=r)
-    xs, _, c = _weighted_cdf(m, r)
-    grid = np.unique(np.concatenate([xs, ref_cdf[0]]))
-    qm = np.interp(grid, xs, c / c[-1], left=0.0, right=1.0)
-    qr = _cdf_on(grid, ref_cdf)
+    mp, mx, mq = _psd_cdf(measured, r, size, "measured")
+    ref_pct, rx, rq = _psd_cdf(reference, r, size, "reference")
+    grid = np.unique(np.concatenate([mx, rx]))
+    qm = np.interp(grid, mx, mq, left=0.0, right=1.0)
+    qr = np.interp(grid, rx, rq, left=0.0, right=1.0)
     diff = np.abs(qm - qr)
     w = float(np.sum(0.5 * (diff[1:] + diff[:-1]) * np.diff(grid))) if grid.size > 1 else 0.0
     out = {"r": r, "ks": float(diff.max()), "wasserstein_um": w}

@@ -17,9 +17,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from crystalloop.cqa import CQA_NAMES
+
 __all__ = ["CQA_NAMES", "volume_percentiles", "psd_frame", "compute_cqas"]
 
-CQA_NAMES = ("D10_um", "D50_um", "D90_um", "DoA_pct", "crystallinity_pct", "yield_pct", "batch_time_min")
 
 
 def volume_percentiles(edges_um: np.ndarray, volume: np.ndarray, q=(0.1, 0.5, 0.9)) -> np.ndarray:
@@ -58,7 +59,8 @@ def psd_frame(edges_um: np.ndarray, centers_um: np.ndarray, Np: np.ndarray, Na: 
               volume_m3: float) -> pd.DataFrame:
     """PSD table: one row per size class.
 
-    Columns: ``size_um`` (class centre), ``lower_um``, ``upper_um``, ``number_density``
+    Columns: ``size_um`` (class centre), ``size_lower_um``, ``size_upper_um`` (the PSD table schema of
+    :mod:`crystalloop.vision.psd`, so this table goes straight into ``compare_psd``), ``number_density``
     (#/m³/µm, all crystals), ``number_per_m3`` (#/m³ in the class), ``primary_per_m3``,
     ``agglomerate_per_m3``, ``q0`` (number density, 1/µm), ``Q0``, ``q3`` (volume density,
     1/µm) and ``Q3`` (cumulative volume fraction at the class upper edge).
@@ -71,8 +73,8 @@ def psd_frame(edges_um: np.ndarray, centers_um: np.ndarray, Np: np.ndarray, Na: 
     q3 = vol / vtot / dL if vtot > 0 else np.zeros_like(N)
     return pd.DataFrame({
         "size_um": centers_um,
-        "lower_um": edges_um[:-1],
-        "upper_um": edges_um[1:],
+        "size_lower_um": edges_um[:-1],
+        "size_upper_um": edges_um[1:],
         "number_density": N / dL,
         "number_per_m3": N,
         "primary_per_m3": Np / volume_m3,

@@ -70,7 +70,7 @@ def plot_result(result, path: str | Path | None = None, *, title: str | None = N
     a = ax[1, 1]
     psd = result.psd
     L = psd["size_um"].to_numpy()
-    dL = (psd["upper_um"] - psd["lower_um"]).to_numpy()
+    dL = (psd["size_upper_um"] - psd["size_lower_um"]).to_numpy()
     vol = (psd["number_per_m3"] * L**3).to_numpy()
     vol_a = (psd["agglomerate_per_m3"] * L**3).to_numpy()
     tot = vol.sum()
@@ -78,11 +78,11 @@ def plot_result(result, path: str | Path | None = None, *, title: str | None = N
         a.fill_between(L, vol / tot / dL, step="mid", alpha=0.35, color="tab:blue", label="q3 all crystals")
         a.plot(L, vol_a / tot / dL, drawstyle="steps-mid", color="tab:red", lw=1.0, label="q3 agglomerates")
         last = int(np.flatnonzero(psd["Q3"].to_numpy() < 0.9999)[-1]) + 2 if (psd["Q3"] < 0.9999).any() else len(L)
-        a.set_xlim(0, float(psd["upper_um"].iloc[min(last, len(L) - 1)]) * 1.1)
+        a.set_xlim(0, float(psd["size_upper_um"].iloc[min(last, len(L) - 1)]) * 1.1)
     a.set_xlabel("size (µm)")
     a.set_ylabel("q3 (1/µm)")
     c = a.twinx()
-    c.plot(psd["upper_um"], psd["Q3"], color="k", lw=1.0)
+    c.plot(psd["size_upper_um"], psd["Q3"], color="k", lw=1.0)
     c.set_ylabel("Q3")
     c.set_ylim(0, 1.02)
     q = result.cqas

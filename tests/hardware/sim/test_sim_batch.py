@@ -27,8 +27,8 @@ def test_result_contract(short_profile):
         assert col in r.psd
     assert r.psd["Q3"].iloc[-1] == pytest.approx(1.0)
     assert r.cqas["D10_um"] < r.cqas["D50_um"] < r.cqas["D90_um"]
-    d50 = volume_percentiles(r.psd["lower_um"].tolist() + [r.psd["upper_um"].iloc[-1]],
-                             r.psd["q3"] * (r.psd["upper_um"] - r.psd["lower_um"]), q=(0.5,))[0]
+    d50 = volume_percentiles(r.psd["size_lower_um"].tolist() + [r.psd["size_upper_um"].iloc[-1]],
+                             r.psd["q3"] * (r.psd["size_upper_um"] - r.psd["size_lower_um"]), q=(0.5,))[0]
     assert d50 == pytest.approx(r.cqas["D50_um"], rel=1e-9)
     assert r.cqas["batch_time_min"] == pytest.approx(short_profile.batch_time_min)
     assert 0 <= r.cqas["DoA_pct"] <= 100 and 0 <= r.cqas["crystallinity_pct"] <= 100
