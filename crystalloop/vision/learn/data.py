@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from crystalloop.errors import ConfigError, ImageError
+from crystalloop.vision import _validate
+from crystalloop.vision.io import IMAGE_SUFFIXES, read_image
 
 __all__ = [
     "read_image",
@@ -29,48 +31,19 @@ __all__ = [
     "IMAGE_SUFFIXES",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as stored (gray ``(H, W)`` or RGB ``(H, W, 3)``, original dtype)."""
-    import cv2
-
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"image file {path} does not exist")
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        try:
-            img = tifffile.imread(path)
-        except Exception as exc:  # tifffile raises several types for broken files
-            raise ImageError(f"cannot read TIFF {path}: {exc}") from exc
-        return np.asarray(img)
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ImageError(f"cannot read image {path}: not a readable {path.suffix} file")
-    if img.ndim == 3 and img.shape[2] == 3:
-        img = img[:, :, ::-1].copy()  # BGR -> RGB
-    elif img.ndim == 3 and img.shape[2] == 4:
-        img = img[:, :, [2, 1, 0, 3]].copy()
-    return img
-
 
 def check_image(image, *, channels: int = 1, name: str = "image") -> np.ndarray:
-    """Validate one image and return it as ``(H, W, channels)``.
+    """Validate one image (the vision-wide check) and return it as ``(H, W, channels)``.
 
-    Accepts uint8/uint16/int/float arrays, 2-D (gray) or 3-D channels-last. A gray image given
-    to a 3-channel model is replicated; an RGB(A) image given to a 1-channel model is an error
-    (convert it explicitly, e.g. with ``cv2.cvtColor``), as is any other channel count.
+    The dtype, emptiness, shape and finiteness checks are those of every vision function
+    (:func:`crystalloop.vision._validate.check_image`); this adds the channel layout a learned
+    model expects. A gray image given to a 3-channel model is replicated; an RGB(A) image given
+    to a 1-channel model is an error (convert it explicitly, e.g. with ``cv2.cvtColor``), as is
+    any other channel count.
     """
-    arr = np.asarray(image)
-    if arr.dtype == object or arr.dtype.kind not in "uifb":
-        raise ImageError(f"{name} has dtype {arr.dtype}; expected a numeric array")
+    arr = _validate.check_image(np.asarray(image), name)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    if arr.ndim not in (2, 3):
-        raise ImageError(f"{name} has shape {arr.shape}; expected (H, W) or (H, W, C)")
     if arr.shape[0] < 4 or arr.shape[1] < 4:
         raise ImageError(f"{name} has shape {arr.shape}; expected at least 4×4 pixels")
     if arr.ndim == 2:
@@ -82,8 +55,6 @@ def check_image(image, *, channels: int = 1, name: str = "image") -> np.ndarray:
             f"{name} has {arr.shape[2]} channels (shape {arr.shape}); the model expects {channels} "
             f"({'gray' if channels == 1 else 'RGB'}). Convert the image or use channels={arr.shape[2]}."
         )
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ImageError(f"{name} contains NaN or infinite values")
     return arr
 
 

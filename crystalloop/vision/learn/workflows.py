@@ -23,7 +23,7 @@ def read_images(paths: Sequence[str | Path], *, channels: int = 1) -> list[np.nd
     """Read image files; RGB is converted to gray when ``channels=1``."""
     import cv2
 
-    from crystalloop.vision.learn.data import read_image
+    from crystalloop.vision.io import read_image
 
     out = []
     for p in paths:
@@ -35,21 +35,12 @@ def read_images(paths: Sequence[str | Path], *, channels: int = 1) -> list[np.nd
 
 
 def _expand(sources: Sequence[str | Path]) -> list[Path]:
-    from crystalloop.vision.learn.data import IMAGE_SUFFIXES
+    from crystalloop.vision.io import expand_sources
 
-    files: list[Path] = []
-    for s in sources:
-        p = Path(s)
-        if p.is_dir():
-            files += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
-        elif any(ch in str(s) for ch in "*?["):
-            import glob
-
-            files += sorted(Path(q) for q in glob.glob(str(s)) if Path(q).suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            if not p.is_file():
-                raise ImageError(f"image file {p} does not exist")
-            files.append(p)
+    files = [Path(f) for f in expand_sources(list(sources))]
+    for p in files:
+        if not p.is_file():
+            raise ImageError(f"image file {p} does not exist")
     if not files:
         raise ImageError(f"no image files found in {list(map(str, sources))}")
     return files

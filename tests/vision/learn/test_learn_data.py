@@ -112,7 +112,7 @@ def test_load_coco_size_mismatch_and_missing_image(tmp_path):
         load_coco(p)
     d["images"][0]["file_name"] = "missing.png"
     p.write_text(json.dumps(d))
-    with pytest.raises(ImageError, match="missing.png does not exist"):
+    with pytest.raises(ImageError, match=r"missing\.png' does not exist"):
         load_coco(p)
 
 
@@ -134,7 +134,7 @@ def test_corrupted_image_file(tmp_path):
     from crystalloop.vision.learn import read_image
 
     (tmp_path / "c.png").write_bytes(b"not a png")
-    with pytest.raises(ImageError, match="cannot read image"):
+    with pytest.raises(ImageError, match=r"cannot decode image .*c\.png"):
         read_image(tmp_path / "c.png")
 
 
