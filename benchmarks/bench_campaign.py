@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crystalloop.control.campaign import _objective_values, execute_recipe, run_campaign
-from crystalloop.control.offline import SimulatedLab
+from crystalloop.campaign import SimulatedLab, execute_recipe, objective_values, run_campaign
 from crystalloop.digital_twin.design_space import DesignSpace
 from crystalloop.digital_twin.design_spec import parse_objectives
 from crystalloop.digital_twin.doe import read_doe
@@ -82,9 +81,9 @@ def main(argv=None) -> None:
     rows = profiles_to_frame(rnd_profiles, table.max_cycles)
     rows["D50_um"], rows["DoA_pct"] = rand["D50_image_um"].to_numpy(), rand["DoA_pct"].to_numpy()
     base = pd.concat([table.to_frame(), rows], ignore_index=True)
-    V0 = _objective_values(table.to_frame(), objs, table.max_cycles).dropna().to_numpy(float)
-    Vr = _objective_values(base, objs, table.max_cycles).dropna().to_numpy(float)
-    Vc = _objective_values(res.doe, objs, table.max_cycles).dropna().to_numpy(float)
+    V0 = objective_values(table.to_frame(), objs, table.max_cycles).dropna().to_numpy(float)
+    Vr = objective_values(base, objs, table.max_cycles).dropna().to_numpy(float)
+    Vc = objective_values(res.doe, objs, table.max_cycles).dropna().to_numpy(float)
     hv0, hv_r, hv_c = (hypervolume(V, objs, ref) for V in (V0, Vr, Vc))
 
     def best(frame):

@@ -44,8 +44,7 @@ def campaign(
     from rich.table import Table
 
     from crystalloop.commands.design import _bounds_file
-    from crystalloop.control.campaign import run_campaign
-    from crystalloop.control.offline import TableLab
+    from crystalloop.campaign import TableLab, run_campaign
 
     console = Console()
     run_opts = {"sample_interval_s": sample_interval}

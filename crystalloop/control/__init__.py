@@ -11,15 +11,13 @@
   :mod:`~crystalloop.control.ssc`: :class:`SupersaturationController` from concentration.
 * :mod:`~crystalloop.control.runner`: :func:`run` a recipe or controller on a backend URL,
   logging everything to the experiment store.
-* :mod:`~crystalloop.control.campaign`: :func:`run_campaign`, the closed loop
-  propose → run → measure → learn → propose.
+
+Single-batch execution only: the closed loop over many batches is :mod:`crystalloop.campaign`.
 """
 
-from crystalloop.control.campaign import CampaignResult, propose, run_campaign, select_batch
 from crystalloop.control.dnc import DirectNucleationController, ImageCounter, dnc_mode
 from crystalloop.control.identify import identify_thermal_model, simulate_thermal_model
 from crystalloop.control.nmpc import NMPCController, ThermalModel, thermal_model_from_params
-from crystalloop.control.offline import LabRequest, SimulatedLab, TableLab
 from crystalloop.control.pid import PID, CascadePID, Observation, ProfileTracker
 from crystalloop.control.runner import (
     CONTROLLERS,
@@ -39,6 +37,4 @@ __all__ = [
     "DirectNucleationController", "ImageCounter", "dnc_mode", "SupersaturationController",
     "SafeThermostat", "SafetyLimits", "Watchdog", "SAFE_STATES",
     "run", "run_status", "make_controller", "tracking_metrics", "RunResult", "CONTROLLERS",
-    "run_campaign", "propose", "CampaignResult",
-    "select_batch", "LabRequest", "SimulatedLab", "TableLab",
 ]

@@ -38,12 +38,14 @@ __all__ = [
     "ConcentrationSensor",
     "ParticleCounter",
     "Stirrer",
+    "GroundTruth",
     "Crystallizer",
     "BackendURL",
     "parse_backend_url",
     "register_backend",
     "registered_backends",
     "connect",
+    "is_simulated",
 ]
 
 
@@ -335,12 +337,45 @@ class Stirrer(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class GroundTruth(Protocol):
+    """What a simulated backend knows and a real crystallizer cannot tell: the true state.
+
+    An optional ability: a backend that simulates the batch (``sim://``) offers it as
+    :attr:`Crystallizer.ground_truth`; a real crystallizer has ``ground_truth=None`` and its
+    CQAs come from measurements (images, an offline lab). Values are those of the batch at
+    the backend clock's current time.
+    """
+
+    def cqas(self) -> dict[str, float]:
+        """True critical quality attributes now, unit-suffixed names (``D50_um``, ``DoA_pct``,
+        ``crystallinity_pct``, ``yield_pct``, ``batch_time_min``, ...)."""
+        ...
+
+    def psd(self) -> Any:
+        """True particle size distribution now (pandas DataFrame of size classes, µm)."""
+        ...
+
+    def solubility_kg_kg(self, T_c: float) -> float:
+        """Solubility c* (kg solute / kg solvent) at ``T_c`` °C."""
+        ...
+
+    def thermal_model(self) -> Any:
+        """The true thermal parameters of thermostat and jacketed vessel
+        (:class:`~crystalloop.hardware.sim.thermal.ThermalParams`), or None when the reactor
+        follows the setpoint exactly (an ideal thermal model: nothing for a controller to
+        compensate)."""
+        ...
+
+
 @dataclass
 class Crystallizer:
     """The devices of one crystallizer, as opened from a backend URL.
 
-    Any device the backend does not have is ``None``. ``plant`` holds the simulator
-    object for ``sim://`` backends (ground truth for tests and benchmarks), else None.
+    Any device the backend does not have is ``None``. ``ground_truth`` is the optional
+    :class:`GroundTruth` of a simulated backend (None on real hardware). ``plant`` holds the
+    simulator object itself for ``sim://`` (for simulator tests and benchmarks only;
+    orchestration code uses ``ground_truth``).
     """
 
     url: str
@@ -353,6 +388,7 @@ class Crystallizer:
     stirrer: Stirrer | None = None
     plant: Any = None
     meta: dict = field(default_factory=dict)
+    ground_truth: GroundTruth | None = None
 
     def sensors(self) -> dict[str, Any]:
         """The present single-value sensors by role name."""
@@ -428,12 +464,34 @@ _BACKENDS: dict[str, str | Callable[..., Crystallizer]] = {
 }
 
 
-def register_backend(scheme: str, factory: str | Callable[..., Crystallizer]) -> None:
+# schemes whose backend simulates the batch: connect() hands them the recipe and the batch seed
+_SIMULATED: set[str] = {"sim"}
+
+
+def register_backend(scheme: str, factory: str | Callable[..., Crystallizer], *, simulated: bool = False) -> None:
     """Register a backend factory ``factory(parsed: BackendURL, clock=None, **kw) -> Crystallizer``.
 
     ``factory`` may be a callable or a ``"module:function"`` string imported on first use.
+    A ``simulated`` backend also receives ``recipe=`` and ``seed=`` from :func:`connect`.
     """
     _BACKENDS[scheme.lower()] = factory
+    if simulated:
+        _SIMULATED.add(scheme.lower())
+    else:
+        _SIMULATED.discard(scheme.lower())
+
+
+def is_simulated(url: str) -> bool:
+    """Whether the backend behind ``url`` simulates the batch (takes its initial charge from
+    the recipe, offers :class:`GroundTruth`) rather than driving a real crystallizer.
+
+    Raises
+    ------
+    BackendError
+        Malformed URL or unknown scheme.
+    """
+    parsed = _known(url)
+    return parsed.scheme in _SIMULATED
 
 
 def registered_backends() -> list[str]:
@@ -448,7 +506,18 @@ def _resolve(factory: str | Callable[..., Crystallizer]) -> Callable[..., Crysta
     return getattr(importlib.import_module(module_name), func)
 
 
-def connect(url: str, *, clock: Clock | None = None, **kwargs: Any) -> Crystallizer:
+def _known(url: str) -> BackendURL:
+    parsed = parse_backend_url(url)
+    if parsed.scheme not in _BACKENDS:
+        raise BackendError(
+            f"Unknown backend URL scheme {parsed.scheme!r} in {url!r}; expected one of "
+            f"{', '.join(s + '://' for s in registered_backends())}"
+        )
+    return parsed
+
+
+def connect(url: str, *, clock: Clock | None = None, recipe: Any = None, seed: int | None = None,
+            **kwargs: Any) -> Crystallizer:
     """Open the crystallizer behind a backend URL.
 
     Parameters
@@ -459,6 +528,13 @@ def connect(url: str, *, clock: Clock | None = None, **kwargs: Any) -> Crystalli
         Any pyserial URL works as a port (``loop://``, ``socket://host:port``).
     clock : Clock, optional
         Defaults to a :class:`VirtualClock` for ``sim://`` and a :class:`RealClock` otherwise.
+    recipe : ThermocycleProfile, optional
+        The batch about to run. A simulated backend charges its virtual vessel from it
+        (initial concentration, seed loading, start temperature); on real hardware the
+        operator charges the vessel and the recipe is not passed to the driver.
+    seed : int, optional
+        Seed of this batch for a simulated backend (batch-to-batch variability), combined
+        with a ``seed=`` in the URL; ignored by real hardware.
     **kwargs
         Passed to the backend factory (e.g. ``recipe=`` for the simulator).
 
@@ -467,11 +543,11 @@ def connect(url: str, *, clock: Clock | None = None, **kwargs: Any) -> Crystalli
     BackendError
         Unknown scheme or malformed URL; the message lists the known schemes.
     """
-    parsed = parse_backend_url(url)
-    if parsed.scheme not in _BACKENDS:
-        raise BackendError(
-            f"Unknown backend URL scheme {parsed.scheme!r} in {url!r}; expected one of "
-            f"{', '.join(s + '://' for s in registered_backends())}"
-        )
+    parsed = _known(url)
     factory = _resolve(_BACKENDS[parsed.scheme])
+    if parsed.scheme in _SIMULATED:
+        if recipe is not None:
+            kwargs["recipe"] = recipe
+        if seed is not None:
+            kwargs["batch_seed"] = int(seed)
     return factory(parsed, clock=clock, **kwargs)

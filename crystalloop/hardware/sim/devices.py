@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from typing import Any
+from urllib.parse import urlencode
 
 from crystalloop.errors import BackendError, LimitError
 from crystalloop.hardware.base import (
@@ -35,7 +36,7 @@ from crystalloop.hardware.sim.plant import VirtualCrystallizer
 from crystalloop.hardware.sim.thermal import ThermalParams
 
 __all__ = [
-    "open_sim", "SimThermostat", "SimCamera", "SimTransmissivity", "SimConcentration", "SimCounter",
+    "open_sim", "SimGroundTruth", "SimThermostat", "SimCamera", "SimTransmissivity", "SimConcentration", "SimCounter",
     "SimStirrer",
 ]
 
@@ -154,6 +155,27 @@ class SimCounter(_SimDevice):
         return self._reading("counts", "#")
 
 
+class SimGroundTruth(_SimDevice):
+    """The virtual crystallizer's :class:`~crystalloop.hardware.base.GroundTruth`: the true
+    state at the clock's current time (no sensor noise)."""
+
+    def cqas(self) -> dict[str, float]:
+        with self._lock:
+            self._sync()
+            return {k: float(v) for k, v in self.plant.cqas().items() if v is not None}
+
+    def psd(self):
+        with self._lock:
+            self._sync()
+            return self.plant.psd()
+
+    def solubility_kg_kg(self, T_c: float) -> float:
+        return float(self.plant.csat_kg_kg(float(T_c)))
+
+    def thermal_model(self) -> ThermalParams | None:
+        return None if self.plant.ideal_thermal else self.plant.thermal
+
+
 class SimStirrer(_SimDevice):
     """Overhead stirrer (0–1000 rpm); speed is recorded (the kinetics do not depend on it)."""
 
@@ -207,7 +229,7 @@ def _parse_options(opts: dict[str, str], url: str) -> dict[str, Any]:
 
 def open_sim(parsed: BackendURL, clock: Clock | None = None, *, recipe: Any = None,
              limits: ThermostatLimits | None = None, thermal: ThermalParams | None = None,
-             **kw: Any) -> Crystallizer:
+             batch_seed: int | None = None, **kw: Any) -> Crystallizer:
     """Open the virtual crystallizer behind a ``sim://`` URL.
 
     Parameters
@@ -221,6 +243,11 @@ def open_sim(parsed: BackendURL, clock: Clock | None = None, *, recipe: Any = No
     recipe : ThermocycleProfile, optional
         Takes the initial concentration, seed loading and start temperature from the recipe
         (the setpoints are then commanded through the thermostat by a runner).
+    batch_seed : int, optional
+        Seed of this batch (given by :func:`~crystalloop.hardware.base.connect` ``seed=``):
+        the plant seed becomes ``url_seed * 100003 + batch_seed`` (``url_seed`` 0 if the URL
+        has none), and the returned crystallizer's ``url`` carries that plant seed, so the
+        stored backend URL reproduces the batch.
     limits : ThermostatLimits, optional
         Setpoint limits of the thermostat front (within the thermal model's range).
     thermal : ThermalParams, optional
@@ -230,8 +257,16 @@ def open_sim(parsed: BackendURL, clock: Clock | None = None, *, recipe: Any = No
     Returns
     -------
     Crystallizer
-        Devices plus ``plant`` (the :class:`VirtualCrystallizer`, ground truth).
+        Devices, ``ground_truth`` (:class:`SimGroundTruth`) and ``plant`` (the
+        :class:`VirtualCrystallizer` itself, for simulator tests).
     """
+    url = parsed.url
+    if batch_seed is not None:
+        raw = dict(parsed.options)
+        base = _parse_options({"seed": raw["seed"]}, url)["seed"] if "seed" in raw else 0
+        raw["seed"] = str(int(base) * 100_003 + int(batch_seed))
+        url = f"sim://{parsed.target}?{urlencode(raw)}"
+        parsed = BackendURL(url=url, scheme=parsed.scheme, target=parsed.target, options=raw)
     opts = _parse_options(parsed.options, parsed.url)
     if parsed.target not in ("", "/"):
         raise BackendError(f"sim:// takes no target, got {parsed.target!r} in {parsed.url!r}; use options, "
@@ -257,4 +292,5 @@ def open_sim(parsed: BackendURL, clock: Clock | None = None, *, recipe: Any = No
         stirrer=SimStirrer(plant, clock, lock, "sim-stirrer"),
         plant=plant,
         meta={"backend": "sim", "seed": plant.seed, "kinetics": plant.kinetics.name},
+        ground_truth=SimGroundTruth(plant, clock, lock, "sim-ground-truth"),
     )

@@ -1,4 +1,4 @@
-"""Per-round figures and plots of a closed-loop campaign (:func:`~crystalloop.control.campaign.run_campaign`).
+"""Per-round figures and plots of a closed-loop campaign (:func:`~crystalloop.campaign.run_campaign`).
 
 * :func:`round_summary` — hypervolume of the measured runs, best first objective under a
   limit, the twin's error and interval coverage on the round's new runs (predicted before
@@ -10,32 +10,36 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["round_summary", "plot_campaign", "measured_front", "round_of"]
+from crystalloop.campaign._labels import round_of
+from crystalloop.profiles import ThermocycleProfile, feature_names
 
-_LABEL = re.compile(r"^C(\d+)-(\d+)$")
-
-
-def round_of(run_ids) -> np.ndarray:
-    """Campaign round of each run id (``C{r}-{k}`` → r; other rows, the starting DoE → 0)."""
-    return np.array([int(m.group(1)) if (m := _LABEL.match(str(r))) else 0 for r in run_ids])
+__all__ = ["round_summary", "plot_campaign", "measured_front", "objective_values"]
 
 
-def _values(frame: pd.DataFrame, objs, max_cycles: int) -> pd.DataFrame:
-    from crystalloop.control.campaign import _objective_values
+def objective_values(frame: pd.DataFrame, objs, max_cycles: int) -> pd.DataFrame:
+    """Measured objective values of every DoE row (``batch_time_min`` from the recipe itself)."""
+    out = pd.DataFrame(index=frame.index)
+    for o in objs:
+        if o.name == "batch_time_min":
+            X = frame[feature_names(max_cycles)].to_numpy(float)
+            out[o.name] = [ThermocycleProfile.from_features(x, max_cycles).batch_time_min for x in X]
+        else:
+            out[o.name] = frame[o.name].to_numpy(float) if o.name in frame else np.nan
+    return out
 
-    return _objective_values(frame, objs, max_cycles)
+
+_values = objective_values
 
 
 def measured_front(V: np.ndarray, objs) -> np.ndarray:
     """Boolean mask of the non-dominated rows of measured objective values (natural units)."""
-    from crystalloop.digital_twin.design_result import _nondominated
+    from crystalloop.digital_twin.design import nondominated as _nondominated
 
     sign = np.array([o.sign for o in objs])
     ok = np.all(np.isfinite(V), axis=1)
@@ -60,7 +64,7 @@ def round_summary(r: int, frame: pd.DataFrame, new: pd.DataFrame, objs, limits, 
                   *, twin_cqas: list[str]) -> dict[str, Any]:
     """Figures of round ``r`` (see the module docstring); ``frame`` is the DoE after the round,
     ``new`` the round's rows of the campaign history."""
-    from crystalloop.digital_twin.optimize import hypervolume
+    from crystalloop.digital_twin.design import hypervolume
 
     vals = _values(frame, objs, max_cycles)
     rnd = round_of(frame["run_id"])
@@ -107,7 +111,7 @@ def plot_campaign(out_dir: str | Path, frame: pd.DataFrame, history: pd.DataFram
 
     plt = pyplot()
 
-    from crystalloop.digital_twin.optimize import hypervolume
+    from crystalloop.digital_twin.design import hypervolume
 
     out = Path(out_dir)
     files: dict[str, Path] = {}

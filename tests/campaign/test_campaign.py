@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crystalloop.control.campaign import (
+from crystalloop.campaign import (
     campaign_rounds,
     propose,
     run_campaign,
     select_batch,
 )
-from crystalloop.control.offline import LabRequest, SimulatedLab, TableLab
+from crystalloop.campaign import LabRequest, SimulatedLab, TableLab
 from crystalloop.digital_twin.doe import read_doe
 from crystalloop.errors import BackendError, ConfigError, OptimizationError, SchemaError
 from crystalloop.hardware.sim import CameraOptics, simulate
@@ -168,7 +168,7 @@ def test_doe_grows_by_batch_and_round_trips_through_csv(first_round, tiny_doe):
 def test_image_d50_close_to_plant_d50(first_round, tmp_path):
     """Image-based D50 vs the plant's D50 for crystalline, non-agglomerated product: the campaign's
     runs plus one fixed seeded cooling recipe (which always crystallizes)."""
-    from crystalloop.control.campaign import execute_recipe
+    from crystalloop.campaign import execute_recipe
 
     res, _, _ = first_round
     fixed = ThermocycleProfile(35.0, 0.15, 50.0, (Segment(15.0, 0.1, 0.0),), name="fixed")  # DoA ≈ 5 %

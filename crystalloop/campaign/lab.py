@@ -180,13 +180,13 @@ class TableLab:
         return f"TableLab({str(self.path)!r}, timeout_s={self.timeout_s:g})"
 
 
-def as_lab(lab: Any, scheme: str, cqas: list[str]) -> Callable[[LabRequest], dict[str, float]]:
-    """Resolve the campaign's ``lab=`` argument: None (simulated on ``sim://``), a table path,
-    or a callable."""
+def as_lab(lab: Any, backend: str, simulated: bool, cqas: list[str]) -> Callable[[LabRequest], dict[str, float]]:
+    """Resolve the campaign's ``lab=`` argument: None (simulated analytics on a simulated
+    backend, see :func:`~crystalloop.hardware.base.is_simulated`), a table path, or a callable."""
     if lab is None:
-        if scheme != "sim":
+        if not simulated:
             raise ConfigError(
-                f"backend {scheme}:// has no ground truth to simulate offline analytics from; pass lab= a "
+                f"backend {backend!r} has no ground truth to simulate offline analytics from; pass lab= a "
                 f"table path (run_id + {cqas} columns) or a callable(LabRequest) -> dict")
         return SimulatedLab(cqas)
     if isinstance(lab, (str, Path)):

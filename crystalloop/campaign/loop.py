@@ -1,0 +1,323 @@
+"""The closed-loop campaign: learn → propose → run → measure (images) → learn again.
+
+"Images in the loop of a data-driven design campaign". Each round of :func:`run_campaign`
+
+1. **learns** a digital twin from every measured run so far (the starting DoE plus the
+   campaign's own runs): :func:`~crystalloop.digital_twin.twin.fit_twin` with fast settings
+   by default (``twin_options``), or any ``learn(frame, cqas, seed) -> twin``;
+2. **proposes** ``batch_size`` recipes (:mod:`crystalloop.campaign.propose`): NSGA-II on an
+   acquisition view of the twin, then a batch spread along the predicted front;
+3. **runs** each recipe on the backend with the single-batch runner
+   (:mod:`crystalloop.campaign.execute`: safety layer, store logging, ``kind="campaign"``)
+   and grabs probe images at the end of the batch;
+4. **measures** D50 from the images (:mod:`crystalloop.campaign.measure`) and the offline
+   CQAs from a lab hook (:mod:`crystalloop.campaign.lab`);
+5. appends the rows to the DoE, writes it (``doe.csv``; the round number lives in the run
+   labels ``C{round}-{k}``), and reports the round (:mod:`crystalloop.campaign.report`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crystalloop.campaign._labels import campaign_rounds, run_label
+from crystalloop.campaign.execute import execute_recipe
+from crystalloop.campaign.lab import as_lab
+from crystalloop.campaign.propose import propose
+from crystalloop.campaign.report import objective_values
+from crystalloop.errors import ConfigError
+from crystalloop.profiles import ThermocycleProfile, feature_names, profiles_to_frame
+
+__all__ = ["CampaignResult", "run_campaign", "DEFAULT_TWIN_OPTIONS"]
+
+#: fast twin fitting for a campaign round (seconds, not minutes); override with ``twin_options``
+DEFAULT_TWIN_OPTIONS: dict[str, Any] = {"grid": "fast", "n_splits": 20, "augment": False, "cv": 3,
+                                        "test_size": 0.15, "n_jobs": 1}
+
+
+@dataclass
+class CampaignResult:
+    """What :func:`run_campaign` did.
+
+    Attributes
+    ----------
+    doe : DataFrame
+        The DoE after the last round (``run_id``, features, measured CQAs), as written to ``doe.csv``.
+    history : DataFrame
+        One row per campaign run (all rounds of this campaign folder, resumed ones included):
+        ``round, run_id, store_run_id, status, seed, batch_time_min``, ``{cqa}_pred`` /
+        ``{cqa}_std`` (twin before the run), ``{cqa}`` (measured), ``D50_image_um``,
+        ``n_particles``, ``plant_{cqa}`` (ground truth on ``sim://``), ``wall_s``.
+    rounds : DataFrame
+        One row per round: hypervolume of the measured runs, best objective under ``limit``,
+        twin error and interval coverage on the round's new runs, image D50 error.
+    hypervolume : list of float
+        Hypervolume of the measured DoE before the first round of this call and after each round.
+    twins : list
+        Twin fitted in each round of this call.
+    profiles : list of list of ThermocycleProfile
+        Recipes run in each round of this call (as run: rounded to settable precision).
+    out_dir : Path or None
+    files : dict
+        Paths written (``doe``, ``history``, ``rounds``, ``summary`` and the PNG plots).
+    """
+
+    doe: pd.DataFrame
+    history: pd.DataFrame
+    rounds: pd.DataFrame
+    hypervolume: list[float] = field(default_factory=list)
+    twins: list[Any] = field(default_factory=list)
+    profiles: list[list[ThermocycleProfile]] = field(default_factory=list)
+    out_dir: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- the campaign
+def _default_learn(options: dict) -> Callable[[pd.DataFrame, list[str], int], Any]:
+    def learn(frame: pd.DataFrame, cqas: list[str], seed: int):
+        from crystalloop.digital_twin.twin import fit_twin
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sparse-CQA and replicate warnings, repeated every round
+            return fit_twin(frame, cqas=cqas, random_state=seed, **options)
+    return learn
+
+
+def run_campaign(
+    doe: pd.DataFrame | str | Path | None = None,
+    objectives: str | Sequence[str] = "max:D50,min:DoA",
+    *,
+    backend: str = "sim://",
+    n_rounds: int = 1,
+    batch_size: int = 2,
+    out_dir: str | Path | None = "campaign",
+    store: Any = None,
+    constraints: Any = None,
+    limit: str | None = "DoA<=10",
+    cycles: str | int | Sequence[int] = "1-4",
+    mixed: bool = True,
+    acquisition: str = "optimistic",
+    kappa: float = 1.0,
+    min_distance: float = 0.05,
+    pop_size: int = 40,
+    n_gen: int = 30,
+    bounds: Any = None,
+    learn: Callable[[pd.DataFrame, list[str], int], Any] | None = None,
+    twin_options: dict | None = None,
+    lab: Any = None,
+    d50_from: str = "image",
+    n_frames: int = 10,
+    frame_interval_s: float = 5.0,
+    vision_settings: Any = None,
+    min_particles: int = 30,
+    controller: str = "track",
+    run_options: dict | None = None,
+    backend_options: dict | None = None,
+    reference: Sequence[float] | None = None,
+    seed: int = 0,
+    progress: Callable[[str, dict], None] | None = None,
+) -> CampaignResult:
+    """Run ``n_rounds`` rounds of the closed loop (see the module docstring).
+
+    Parameters
+    ----------
+    doe : DataFrame or path, optional
+        Starting DoE (``read_doe`` format). Omitted: continue from ``out_dir/doe.csv``.
+        A DoE that already holds campaign runs (``C{r}-{k}``) continues the round count.
+    objectives : str or sequence
+        ``"max:D50,min:DoA"`` (short or full CQA names; ``batch_time`` from the recipe).
+    backend : str
+        ``sim://`` (options such as ``?kinetics=default&n_classes=120``; each run gets its own
+        plant seed) or a hardware URL (then ``lab=`` is required).
+    n_rounds, batch_size : int
+        Rounds to run now (>= 1) and recipes per round (>= 1).
+    out_dir : path or None
+        Campaign folder: ``doe.csv``, ``history.csv``, ``rounds.csv``, ``campaign.json``, plots,
+        ``round_XX/`` (recipes, twin, images). None: a temporary folder.
+    store : ExperimentStore or path, optional
+        Default ``out_dir/campaign.sqlite``.
+    constraints : optional
+        Outcome constraints for the design (e.g. ``"crystallinity>=50"``).
+    limit : str or None
+        Report "best first objective with ``limit``" per round (e.g. ``"DoA<=10"``).
+    cycles, mixed, acquisition, kappa, min_distance, pop_size, n_gen
+        Proposal (:func:`propose`).
+    bounds : ProfileBounds or dict, optional
+        Design bounds (DOMAIN.md §1 by default; a dict overrides single fields, e.g.
+        ``{"cooling_rate_c_min": (0.1, 0.3)}`` for shorter batches).
+    learn : callable(frame, cqas, seed) -> twin, optional
+        Replaces the default :func:`~crystalloop.digital_twin.twin.fit_twin` with
+        ``twin_options`` (default :data:`DEFAULT_TWIN_OPTIONS`: fast grid, 20 MC-CV splits,
+        no augmentation).
+    lab : None, path or callable(LabRequest) -> dict
+        Offline CQAs (:mod:`~crystalloop.campaign.lab`); None = simulated on ``sim://``.
+    d50_from : {"image", "lab"}
+        Source of the D50 written to the DoE.
+    n_frames, frame_interval_s, vision_settings, min_particles
+        Final probe frames per run and the vision pipeline (:func:`measure_images`).
+    controller, run_options, backend_options
+        Passed to the runner (``sample_interval_s``, ``image_interval_s``, ...) and to
+        :func:`~crystalloop.hardware.base.connect` (e.g. ``camera=CameraOptics(...)`` on sim).
+    reference : sequence of float, optional
+        Hypervolume reference (natural units); default: worst measured value of each
+        objective in the starting DoE, 10 % of its range beyond. Kept in ``campaign.json``.
+    seed : int
+    progress : callable(stage, info), optional
+        Stages ``learn``, ``propose``, ``run``, ``measured``, ``round``.
+
+    Raises
+    ------
+    ConfigError, OptimizationError, BackendError, SchemaError
+        Bad rounds/batch size, unknown objective, unknown backend, unreadable DoE — before
+        anything runs.
+    """
+    for nm, v in (("n_rounds", n_rounds), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer, float)) or int(v) != v or v < 1:
+            raise ConfigError(f"{nm} must be a whole number >= 1, got {v!r}")
+    if d50_from not in ("image", "lab"):
+        raise ConfigError(f"d50_from must be 'image' or 'lab', got {d50_from!r}")
+    if int(n_frames) != n_frames or n_frames < (1 if d50_from == "image" else 0):
+        raise ConfigError(f"n_frames must be a whole number >= 1 when D50 comes from the images, got {n_frames!r}")
+    from crystalloop.hardware.base import is_simulated
+
+    simulated = is_simulated(backend)  # also refuses an unknown scheme before anything runs
+    if out_dir is None:
+        import tempfile
+
+        out_dir = tempfile.mkdtemp(prefix="crystalloop-campaign-")
+    out = Path(out_dir)
+    if doe is None:
+        if not (out / "doe.csv").is_file():
+            raise ConfigError(f"no DoE given and {out / 'doe.csv'} does not exist; pass a starting DoE table")
+        doe = out / "doe.csv"
+    # checks above are cheap; the design and twin modules import scikit-learn, pymoo and SDV
+    from crystalloop.campaign.report import plot_campaign, round_summary
+    from crystalloop.digital_twin.design import parse_constraints, parse_objectives
+    from crystalloop.cqa import CQA_NAMES
+    from crystalloop.digital_twin.doe import read_doe
+    from crystalloop.digital_twin.design import hypervolume
+
+    table = read_doe(doe, extra_columns="error")
+    mc = table.max_cycles
+    objs = parse_objectives(objectives, list(CQA_NAMES))
+    cons = parse_constraints(constraints, list(CQA_NAMES)) if constraints else []
+    lim = parse_constraints(limit, list(CQA_NAMES)) if limit else []
+    names = [o.name for o in objs]
+    needed = list(dict.fromkeys([n for n in names + [c.name for c in cons] + [c.name for c in lim]
+                                 if n != "batch_time_min"]))
+    missing = [c for c in needed if c not in table.cqa_names]
+    if missing:
+        raise ConfigError(f"{table.source}: the DoE has no column {missing} needed by the objectives/constraints "
+                          f"{[str(o) for o in objs]}; its CQA columns are {table.cqa_names}")
+    cqa_cols = list(dict.fromkeys([*table.cqa_names, *needed]))
+    lab_fn = as_lab(lab, backend, simulated, [c for c in cqa_cols if not (c == "D50_um" and d50_from == "image")])
+    learn_fn = learn or _default_learn({**DEFAULT_TWIN_OPTIONS, **(twin_options or {})})
+    out.mkdir(parents=True, exist_ok=True)
+    if store is None or isinstance(store, (str, Path)):
+        from crystalloop.store import ExperimentStore
+
+        store = ExperimentStore(store if store is not None else out / "campaign.sqlite")
+    say = progress or (lambda stage, info: None)
+    meta_path = out / "campaign.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    frame = table.to_frame()
+    start_round = campaign_rounds(frame["run_id"]) + 1
+    vals0 = objective_values(frame, objs, mc).dropna()
+    sign = np.array([o.sign for o in objs])
+    if reference is not None:
+        ref = np.asarray(reference, dtype=float)
+        if ref.shape != (len(objs),):
+            raise ConfigError(f"reference needs one value per objective {names}, got {list(np.ravel(ref))}")
+    elif meta.get("objectives") == names and "reference" in meta:
+        ref = np.asarray(meta["reference"], dtype=float)
+    else:
+        if vals0.empty:
+            raise ConfigError(f"the DoE has no row with every objective {names} measured; give reference=")
+        V = vals0.to_numpy(float)
+        nadir = np.where(sign > 0, V.max(axis=0), V.min(axis=0))
+        rng_ = V.max(axis=0) - V.min(axis=0)
+        ref = nadir + sign * 0.1 * np.where(rng_ > 0, rng_, np.maximum(np.abs(nadir), 1.0))
+    meta.update({"objectives": names, "reference": [float(v) for v in ref], "backend": backend,
+                 "acquisition": acquisition, "kappa": kappa, "batch_size": int(batch_size), "seed": int(seed)})
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+
+    hist_path = out / "history.csv"
+    history = pd.read_csv(hist_path) if hist_path.is_file() else pd.DataFrame()
+    rounds_path = out / "rounds.csv"
+    rounds_df = pd.read_csv(rounds_path) if rounds_path.is_file() else pd.DataFrame()
+    hv = [hypervolume(vals0.to_numpy(float), objs, ref)]
+    twins, proposed = [], []
+    for r in range(start_round, start_round + int(n_rounds)):
+        rdir = out / f"round_{r:02d}"
+        measured_rows = frame[cqa_cols].notna().any(axis=1)
+        say("learn", {"round": r, "n_runs": int(measured_rows.sum())})
+        t_learn = time.perf_counter()
+        twin = learn_fn(frame, needed, int(seed) + r)
+        t_learn = time.perf_counter() - t_learn
+        twins.append(twin)
+        if hasattr(twin, "save"):
+            twin_dir = twin.save(rdir / "twin")
+            store.save_model("campaign-twin", twin_dir, {"round": r, "campaign_dir": str(out), "n_runs": len(frame),
+                                                         "cqas": list(twin.cqas)})
+        say("propose", {"round": r})
+        t_prop = time.perf_counter()
+        existing = frame[list(twin.feature_names)].to_numpy(float)
+        profiles, pred = propose(twin, objectives, int(batch_size), existing=existing, cycles=cycles, mixed=mixed,
+                                 constraints=constraints, acquisition=acquisition, kappa=kappa,
+                                 min_distance=min_distance, pop_size=pop_size, n_gen=n_gen, seed=int(seed) + r,
+                                 bounds=bounds)
+        t_prop = time.perf_counter() - t_prop
+        from crystalloop.digital_twin.design import export_recipe
+
+        ran, rows, recs = [], [], []
+        for k, prof in enumerate(profiles, start=1):
+            label = run_label(r, k)
+            paths = export_recipe(prof.with_(name=label), rdir / "recipes", stem=label, predicted=pred.iloc[k - 1])
+            prof = ThermocycleProfile.from_file(paths["recipe"])  # what a thermostat can set
+            ran.append(prof)
+            say("run", {"round": r, "label": label, "k": k, "n": int(batch_size), "profile": prof})
+            rec = execute_recipe(prof, label=label, round_=r, backend=backend, seed=int(seed) * 1000 + r * 100 + k,
+                                 store=store, lab=lab_fn, image_dir=rdir / "images" / label, controller=controller,
+                                 n_frames=n_frames, frame_interval_s=frame_interval_s,
+                                 vision_settings=vision_settings, min_particles=min_particles, d50_from=d50_from,
+                                 run_options=run_options, backend_options=backend_options,
+                                 meta={"campaign_dir": str(out), "acquisition": acquisition})
+            for c in twin.cqas:
+                rec[f"{c}_pred"] = float(pred[f"{c}_mean"].iloc[k - 1])
+                rec[f"{c}_std"] = float(pred[f"{c}_std"].iloc[k - 1])
+            rec["selected_by"] = pred["selected_by"].iloc[k - 1]
+            recs.append(rec)
+            say("measured", rec)
+            row = {"run_id": label, **profiles_to_frame([prof], mc).iloc[0].to_dict()}
+            row.update({c: rec.get(c, np.nan) for c in cqa_cols})
+            rows.append(row)
+        proposed.append(ran)
+        frame = pd.concat([frame, pd.DataFrame(rows)], ignore_index=True)
+        frame = frame[["run_id", *feature_names(mc), *cqa_cols]]
+        frame.to_csv(out / "doe.csv", index=False)
+        table = read_doe(out / "doe.csv")  # the written DoE is what the next round learns from
+        frame = table.to_frame()
+        new = pd.DataFrame(recs)
+        history = pd.concat([history, new], ignore_index=True) if len(history) else new
+        history.to_csv(hist_path, index=False)
+        vals = objective_values(frame, objs, mc).dropna()
+        hv.append(hypervolume(vals.to_numpy(float), objs, ref))
+        summ = round_summary(r, frame, new, objs, lim, ref, mc, twin_cqas=list(twin.cqas))
+        summ.update({"learn_s": t_learn, "propose_s": t_prop, "run_measure_s": float(new["wall_s"].sum())})
+        rounds_df = pd.concat([rounds_df, pd.DataFrame([summ])], ignore_index=True)
+        rounds_df.to_csv(rounds_path, index=False)
+        say("round", summ)
+    files = plot_campaign(out, frame, history, rounds_df, objs, ref, mc, lim)
+    files.update({"doe": out / "doe.csv", "history": hist_path, "rounds": rounds_path, "meta": meta_path})
+    return CampaignResult(doe=frame, history=history, rounds=rounds_df, hypervolume=hv, twins=twins,
+                          profiles=proposed, out_dir=out, files=files)
+

@@ -1,0 +1,216 @@
+"""Propose the next batch: NSGA-II on an acquisition view of the twin, then a spread-out batch.
+
+* :func:`propose` — ``n`` recipes to run next;
+* :func:`select_batch` — the batch rule: extremes of each objective first, then greedily the
+  point farthest from those chosen, never too close to a run already made.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crystalloop.campaign._labels import CampaignWarning
+from crystalloop.errors import ConfigError
+from crystalloop.profiles import ThermocycleProfile, profiles_to_frame
+
+__all__ = ["ACQUISITIONS", "propose", "select_batch"]
+
+ACQUISITIONS = ("mean", "pessimistic", "optimistic")
+
+
+class _AcquisitionTwin:
+    """A twin whose objective means are shifted to the optimistic bound (``mean + κ std`` for
+    maximized, ``mean − κ std`` for minimized CQAs); stds unchanged."""
+
+    def __init__(self, twin: Any, shifts: dict[str, float]) -> None:
+        self.twin, self.shifts = twin, shifts
+        self.cqas, self.max_cycles = list(twin.cqas), int(twin.max_cycles)
+        self.feature_names = list(twin.feature_names)
+
+    def predict(self, X, *, cqas=None, warn=True):
+        import inspect
+
+        params = inspect.signature(self.twin.predict).parameters
+        kw = {k: v for k, v in (("cqas", cqas), ("warn", warn)) if k in params}
+        P = self.twin.predict(X, **kw).copy()
+        for c, s in self.shifts.items():
+            if f"{c}_mean" in P and f"{c}_std" in P:
+                P[f"{c}_mean"] = P[f"{c}_mean"] + s * np.nan_to_num(P[f"{c}_std"].to_numpy(float))
+        return P
+
+
+def _acquire(twin: Any, objectives, acquisition: str, kappa: float) -> tuple[Any, float]:
+    """(twin for the optimizer, pessimistic k for DesignProblem)."""
+    from crystalloop.digital_twin.design import parse_objectives
+
+    if acquisition not in ACQUISITIONS:
+        raise ConfigError(f"acquisition must be one of {ACQUISITIONS}, got {acquisition!r}")
+    if not (np.isfinite(kappa) and kappa >= 0):
+        raise ConfigError(f"kappa must be a number >= 0 (std multiples), got {kappa!r}")
+    if acquisition == "pessimistic":
+        return twin, float(kappa)
+    if acquisition == "optimistic" and kappa > 0:
+        objs = parse_objectives(objectives, list(twin.cqas))
+        return _AcquisitionTwin(twin, {o.name: (kappa if o.direction == "max" else -kappa) for o in objs
+                                       if o.name in twin.cqas}), 0.0
+    return twin, 0.0
+
+
+def _norm_features(A: np.ndarray, lo: np.ndarray, span: np.ndarray) -> np.ndarray:
+    return (A - lo) / span
+
+
+def select_batch(front: pd.DataFrame, F: np.ndarray, Xf: np.ndarray, existing: np.ndarray, n: int, *,
+                 min_distance: float = 0.05) -> list[int]:
+    """Pick ``n`` rows of a predicted front: spread along it and away from runs already made.
+
+    Rows closer than ``min_distance`` (RMS distance of feature vectors scaled to [0, 1] by
+    the range of the DoE and the front) to an existing run or to a row already chosen are
+    skipped; the extremes of each objective come first, then greedily the row farthest (in
+    objectives scaled to [0, 1]) from those chosen — the rule of
+    :func:`~crystalloop.digital_twin.design.spread_points`. If too few rows are far enough,
+    the remaining picks are the rows farthest from everything chosen and run.
+
+    Parameters
+    ----------
+    front : DataFrame
+        Front rows (only its length is used; the order of ``F`` and ``Xf`` follows it).
+    F : ndarray, shape (m, n_obj)
+        Objectives to minimize.
+    Xf : ndarray, shape (m, n_features)
+        Twin feature vectors of the rows.
+    existing : ndarray, shape (k, n_features)
+        Feature vectors of the runs already made.
+    n : int
+    min_distance : float
+
+    Returns
+    -------
+    list of int
+        Positions in ``front`` (at most ``min(n, len(front))``).
+    """
+    m = len(front)
+    if m == 0:
+        return []
+    allX = np.vstack([Xf, existing]) if len(existing) else Xf
+    lo, hi = allX.min(axis=0), allX.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    Zx = _norm_features(Xf, lo, span)
+    Ex = _norm_features(existing, lo, span) if len(existing) else np.zeros((0, Xf.shape[1]))
+    d_exist = (np.sqrt(((Zx[:, None, :] - Ex[None]) ** 2).mean(axis=2)).min(axis=1) if len(Ex)
+               else np.full(m, np.inf))
+    flo, fhi = F.min(axis=0), F.max(axis=0)
+    Zf = (F - flo) / np.where(fhi > flo, fhi - flo, 1.0)
+    chosen: list[int] = []
+
+    def far_enough(i: int) -> bool:
+        if d_exist[i] < min_distance:
+            return False
+        return all(np.sqrt(((Zx[i] - Zx[j]) ** 2).mean()) >= min_distance for j in chosen)
+
+    for j in range(Zf.shape[1]):
+        for i in np.argsort(Zf[:, j], kind="stable"):
+            if far_enough(int(i)):
+                if int(i) not in chosen:
+                    chosen.append(int(i))
+                break
+        if len(chosen) >= n:
+            return chosen[:n]
+    while len(chosen) < min(n, m):
+        cand = [i for i in range(m) if i not in chosen and far_enough(i)]
+        if not cand:
+            break
+        d = np.min(np.linalg.norm(Zf[cand][:, None, :] - Zf[chosen][None], axis=2), axis=1) if chosen \
+            else np.zeros(len(cand))
+        chosen.append(cand[int(np.argmax(d))])
+    while len(chosen) < min(n, m):  # relax: farthest in feature space from runs and picks
+        rest = [i for i in range(m) if i not in chosen]
+        ref = np.vstack([Ex, Zx[chosen]]) if chosen else Ex
+        d = (np.sqrt(((Zx[rest][:, None, :] - ref[None]) ** 2).mean(axis=2)).min(axis=1) if len(ref)
+             else np.zeros(len(rest)))
+        chosen.append(rest[int(np.argmax(d))])
+    return chosen
+
+
+def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.ndarray | None = None,
+            cycles: str | int | Sequence[int] = "1-4", mixed: bool = True, constraints: Any = None,
+            acquisition: str = "optimistic", kappa: float = 1.0, min_distance: float = 0.05,
+            pop_size: int = 40, n_gen: int = 30, seed: int = 0, bounds: Any = None, limits: Any = None,
+            callback: Callable[[str, int, int], None] | None = None) -> tuple[list[ThermocycleProfile], pd.DataFrame]:
+    """``n`` recipes to run next: NSGA-II on the twin, then :func:`select_batch`.
+
+    Parameters
+    ----------
+    twin : DigitalTwin
+        Any object with ``cqas``, ``max_cycles``, ``feature_names``, ``predict``.
+    objectives : str or sequence
+        ``"max:D50,min:DoA"``.
+    n : int
+        Recipes wanted.
+    existing : ndarray (k, n_features), optional
+        Twin feature vectors of the runs already made (kept at a distance).
+    cycles, mixed : see :func:`~crystalloop.digital_twin.design.optimize_design`
+        Default: one instance where 1–4 cycles is itself a variable.
+    constraints : optional
+        Outcome constraints (``"crystallinity>=75"``) judged on the acquisition values.
+    acquisition : {"mean", "pessimistic", "optimistic"}
+        What NSGA-II optimizes: the predicted mean, ``mean ∓ κ std`` (pessimistic) or
+        ``mean ± κ std`` (optimistic: explores where the twin is uncertain).
+    kappa : float
+        κ, in standard deviations.
+    min_distance, pop_size, n_gen, seed, bounds, limits, callback
+        Selection distance (features scaled to [0, 1]) and the NSGA-II settings.
+
+    Returns
+    -------
+    profiles : list of ThermocycleProfile
+    table : DataFrame
+        The chosen front rows with the twin's *unshifted* ``{cqa}_mean``/``{cqa}_std``
+        and ``selected_by`` (``front`` or ``random`` when the front was too short).
+    """
+    from crystalloop.digital_twin.design import optimize_design
+
+    if int(n) != n or n < 1:
+        raise ConfigError(f"batch size must be a whole number >= 1, got {n!r}")
+    acq_twin, pess = _acquire(twin, objectives, acquisition, kappa)
+    res = optimize_design(acq_twin, objectives, cycles=cycles, mixed=mixed, constraints=constraints,
+                          pessimistic=pess, bounds=bounds, limits=limits, pop_size=pop_size, n_gen=n_gen,
+                          seed=seed, n_jobs=1, callback=callback)
+    front = res.front
+    glob = np.flatnonzero(front["pareto_global"].to_numpy(bool))
+    order = np.r_[glob, np.setdiff1d(np.arange(len(front)), glob)]
+    profiles_all = [res.profiles[i] for i in order]
+    sub = front.iloc[order].reset_index(drop=True)
+    Xf = profiles_to_frame(profiles_all, int(twin.max_cycles))[list(twin.feature_names)].to_numpy(float)
+    F = res.objective_matrix(order)
+    ex = np.zeros((0, Xf.shape[1])) if existing is None else np.atleast_2d(np.asarray(existing, float))
+    picks = select_batch(sub.iloc[: len(glob)] if len(glob) >= n else sub, F[: len(glob)] if len(glob) >= n else F,
+                         Xf[: len(glob)] if len(glob) >= n else Xf, ex, int(n), min_distance=min_distance)
+    chosen = [profiles_all[i] for i in picks]
+    how = ["front"] * len(chosen)
+    if len(chosen) < n:  # a front shorter than the batch: fill with random feasible profiles
+        from crystalloop.digital_twin.design import DesignSpace
+        from crystalloop.digital_twin.design import parse_cycles
+
+        ncs = parse_cycles(cycles)
+        from crystalloop.profiles import DEFAULT_BOUNDS, ProfileBounds
+
+        b = (ProfileBounds.from_dict({**DEFAULT_BOUNDS.to_dict(), **bounds}) if isinstance(bounds, dict)
+             else bounds or DEFAULT_BOUNDS)
+        space = DesignSpace((ncs[0], ncs[-1]) if len(ncs) > 1 else ncs[0], bounds=b)
+        extra = space.to_profiles(space.sample(int(n) - len(chosen), np.random.default_rng(seed)))
+        warnings.warn(f"the predicted front has {len(chosen)} usable point(s) for a batch of {n}; "
+                      f"{len(extra)} random feasible recipe(s) complete the batch", CampaignWarning, stacklevel=2)
+        chosen += extra
+        how += ["random"] * len(extra)
+    import inspect
+
+    quiet = {"warn": False} if "warn" in inspect.signature(twin.predict).parameters else {}
+    pred = twin.predict(chosen, **quiet)  # optimize_design already warned about extrapolation once
+    table = pd.concat([pd.DataFrame({"selected_by": how}), pred.reset_index(drop=True)], axis=1)
+    return chosen, table
