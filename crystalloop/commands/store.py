@@ -106,7 +106,11 @@ def export(
 
     try:
         with _open(store) as st:
-            files = st.export(run_id, out, fmt=fmt, plot=plot)
+            files = st.export(run_id, out, fmt=fmt)
+            if plot:
+                from crystalloop.control.plots import plot_stored_run
+
+                files["plot"] = plot_stored_run(st, run_id, files["run"].parent / "samples.png")
     except CrystalloopError as e:
         _fail(e)
     table = Table(title=f"Run {run_id} exported to {files['run'].parent}", title_justify="left")
