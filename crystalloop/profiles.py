@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from crystalloop.errors import ProfileError
+from crystalloop.limits import ThermostatLimits
 
 __all__ = [
     "Segment",
@@ -283,12 +284,12 @@ class ThermocycleProfile:
     def violations(
         self,
         bounds: ProfileBounds | None = DEFAULT_BOUNDS,
-        limits: Any = None,
+        limits: ThermostatLimits | None = None,
     ) -> list[str]:
         """Every violated bound or limit, as readable messages (empty = feasible).
 
-        ``limits`` is any object with ``min_c``, ``max_c`` and ``max_rate_c_min``
-        (e.g. :class:`crystalloop.hardware.base.ThermostatLimits`).
+        ``limits`` (:class:`crystalloop.limits.ThermostatLimits`) adds the thermostat's
+        range and ramp limit.
         """
         out: list[str] = []
         if bounds is not None:
@@ -314,22 +315,10 @@ class ThermocycleProfile:
                 chk(s.rate_c_min, rb, f"segment {i} ({kind}) rate", "°C/min")
                 chk(s.hold_min, bounds.hold_min, f"segment {i} ({kind}) hold", "min")
         if limits is not None:
-            dev = getattr(limits, "name", None) or "thermostat"
-            for i, temp in enumerate([self.t_start_c] + [s.target_c for s in self.segments]):
-                where = "start temperature" if i == 0 else f"segment {i} target"
-                if temp > limits.max_c:
-                    out.append(f"{where} {temp:g} °C exceeds the upper limit {limits.max_c:g} °C of {dev}")
-                if temp < limits.min_c:
-                    out.append(f"{where} {temp:g} °C is below the lower limit {limits.min_c:g} °C of {dev}")
-            for i, s in enumerate(self.segments, start=1):
-                if s.rate_c_min > limits.max_rate_c_min:
-                    out.append(
-                        f"segment {i} rate {s.rate_c_min:g} °C/min exceeds the ramp limit "
-                        f"{limits.max_rate_c_min:g} °C/min of {dev}"
-                    )
+            out.extend(limits.violations(self))
         return out
 
-    def validate(self, bounds: ProfileBounds | None = DEFAULT_BOUNDS, limits: Any = None) -> ThermocycleProfile:
+    def validate(self, bounds: ProfileBounds | None = DEFAULT_BOUNDS, limits: ThermostatLimits | None = None) -> ThermocycleProfile:
         """Raise :class:`ProfileError` listing every violated bound/limit; return self if feasible."""
         v = self.violations(bounds, limits)
         if v:
@@ -337,7 +326,7 @@ class ThermocycleProfile:
             raise ProfileError(f"{label} is infeasible: " + "; ".join(v))
         return self
 
-    def is_feasible(self, bounds: ProfileBounds | None = DEFAULT_BOUNDS, limits: Any = None) -> bool:
+    def is_feasible(self, bounds: ProfileBounds | None = DEFAULT_BOUNDS, limits: ThermostatLimits | None = None) -> bool:
         return not self.violations(bounds, limits)
 
     # ---------------------------------------------------------------- features

@@ -27,7 +27,7 @@ from crystalloop.control.runner import (
     run_status,
     tracking_metrics,
 )
-from crystalloop.control.safety import SAFE_STATES, SafeThermostat, SafetyLimits, Watchdog
+from crystalloop.control.safety import SAFE_STATES, SafeThermostat, Watchdog
 from crystalloop.control.ssc import SupersaturationController
 
 __all__ = [
@@ -35,6 +35,6 @@ __all__ = [
     "NMPCController", "ThermalModel", "thermal_model_from_params",
     "identify_thermal_model", "simulate_thermal_model",
     "DirectNucleationController", "ImageCounter", "dnc_mode", "SupersaturationController",
-    "SafeThermostat", "SafetyLimits", "Watchdog", "SAFE_STATES",
+    "SafeThermostat", "Watchdog", "SAFE_STATES",
     "run", "run_status", "make_controller", "tracking_metrics", "RunResult", "CONTROLLERS",
 ]

@@ -34,9 +34,10 @@ import pandas as pd
 
 from crystalloop.control.dnc import DirectNucleationController, ImageCounter
 from crystalloop.control.pid import CascadePID, Observation, ProfileTracker
-from crystalloop.control.safety import SafeThermostat, SafetyLimits, Watchdog
+from crystalloop.control.safety import SafeThermostat, Watchdog
 from crystalloop.errors import ConfigError, DeviceError, WatchdogError
 from crystalloop.hardware.base import Clock, Crystallizer, connect, parse_backend_url
+from crystalloop.limits import ThermostatLimits
 from crystalloop.profiles import ThermocycleProfile
 
 __all__ = ["CONTROLLERS", "RunResult", "run", "make_controller", "tracking_metrics", "run_status"]
@@ -56,7 +57,7 @@ def _as_profile(recipe: Any) -> ThermocycleProfile | None:
 
 
 def make_controller(kind: str, profile: ThermocycleProfile, *, crystallizer: Crystallizer | None = None,
-                    dt_s: float = 60.0, limits: SafetyLimits | None = None, **options: Any):
+                    dt_s: float = 60.0, limits: ThermostatLimits | None = None, **options: Any):
     """Build a controller by name for ``profile``.
 
     Parameters
@@ -70,7 +71,7 @@ def make_controller(kind: str, profile: ThermocycleProfile, *, crystallizer: Cry
         (``sim://``) unless ``model=`` is given.
     dt_s : float
         Control interval, s.
-    limits : SafetyLimits, optional
+    limits : ThermostatLimits, optional
         Setpoint range and rate for the controller's own constraints.
     **options
         Passed to the controller (e.g. ``kp=``, ``horizon=``, ``counts_setpoint=``,
@@ -365,7 +366,7 @@ def run(
     image_interval_s: float | None = None,
     image_dir: str | Path | None = None,
     clock: Clock | None = None,
-    limits: SafetyLimits | None = None,
+    limits: ThermostatLimits | None = None,
     recipe_margin_c: float = 10.0,
     safe_state: str = "hold",
     watchdog: Watchdog | None = None,
@@ -400,9 +401,9 @@ def run(
     clock : Clock, optional
         Passed to :func:`~crystalloop.hardware.base.connect` (default: virtual for
         ``sim://``, real otherwise).
-    limits : SafetyLimits, optional
+    limits : ThermostatLimits, optional
         Extra software limits; always intersected with the device's limits and with
-        ``SafetyLimits.for_recipe(recipe, margin_c=recipe_margin_c)``.
+        ``ThermostatLimits.for_recipe(recipe, margin_c=recipe_margin_c)``.
     safe_state : {"hold", "stop"}
         Safe state on a watchdog trip or Ctrl-C.
     watchdog : Watchdog, optional
@@ -491,15 +492,15 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
     clock = cz.clock
     eff = limits
     if profile is not None:
-        rl = SafetyLimits.for_recipe(profile, margin_c=recipe_margin_c)
+        rl = ThermostatLimits.for_recipe(profile, margin_c=recipe_margin_c)
         eff = rl if eff is None else eff.intersect(rl)
     safe = SafeThermostat(cz.thermostat, limits=eff, watchdog=watchdog, safe_state=safe_state)
     if profile is not None:  # refuse a recipe the device cannot follow before sending anything
-        safe.safety_limits.check_profile(profile, safe.name)
+        safe.check_profile(profile)
     ctrl = controller
     if isinstance(controller, str):
         ctrl = make_controller(controller, profile, crystallizer=cz, dt_s=control_interval_s,
-                               limits=safe.safety_limits, **controller_options)
+                               limits=safe.limits, **controller_options)
     end_s = duration_s if duration_s is not None else float(getattr(ctrl, "duration_s", math.inf))
     if not np.isfinite(end_s):
         raise ConfigError(f"controller {kind!r} has no natural end: pass duration_s")
@@ -527,8 +528,8 @@ def _execute(cz: Crystallizer, profile, controller, kind, db, store_path, offset
                     "sample_interval_s": sample_interval_s,
                     "control_interval_s": control_interval_s, "image_interval_s": image_interval_s,
                     "safe_state": safe_state,
-                    "limits": {"min_c": safe.safety_limits.min_c, "max_c": safe.safety_limits.max_c,
-                               "max_rate_c_min": safe.safety_limits.max_rate_c_min}, **meta}
+                    "limits": {"min_c": safe.limits.min_c, "max_c": safe.limits.max_c,
+                               "max_rate_c_min": safe.limits.max_rate_c_min}, **meta}
         if resume_run_id is not None:
             run_meta.update(resumed_from=resume_run_id, resumed_at_s=offset_s)
         seed = parse_backend_url(backend).options.get("seed")

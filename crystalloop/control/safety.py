@@ -4,8 +4,8 @@
 by which controllers and the runner touch it:
 
 * **Limits**: every setpoint is checked against the intersection of the device's limits
-  and the run's limits (:class:`SafetyLimits`, e.g. from the recipe plus a margin). A
-  refused command raises :class:`~crystalloop.errors.SafetyError` naming the value, the
+  and the run's limits (both :class:`~crystalloop.limits.ThermostatLimits`, the run's e.g.
+  from the recipe plus a margin). A refused command raises :class:`~crystalloop.errors.SafetyError` naming the value, the
   limit, the unit and the device; nothing is sent.
 * **Software ramping**: in ramp mode (the default) a new setpoint becomes a *target* the
   commanded setpoint approaches at no more than ``max_rate_c_min``; call
@@ -25,117 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import numpy as np
-
-from crystalloop.errors import ConfigError, DeviceError, SafetyError, WatchdogError
-from crystalloop.hardware.base import Reading, Thermostat, ThermostatLimits, ThermostatStatus
+from crystalloop.errors import ConfigError, DeviceError, LimitError, SafetyError, WatchdogError
+from crystalloop.hardware.base import Reading, Thermostat, ThermostatStatus
+from crystalloop.limits import ThermostatLimits
 from crystalloop.profiles import ThermocycleProfile
 
-__all__ = ["SafetyLimits", "Watchdog", "SafeThermostat", "SAFE_STATES"]
+__all__ = ["Watchdog", "SafeThermostat", "SAFE_STATES"]
 
 SAFE_STATES = ("hold", "stop")
 _T = TypeVar("_T")
-_TOL = 1e-9
-
-
-@dataclass(frozen=True)
-class SafetyLimits:
-    """Software limits on the thermostat setpoint.
-
-    Attributes
-    ----------
-    min_c, max_c : float
-        Allowed setpoint range in °C.
-    max_rate_c_min : float
-        Largest setpoint change rate in °C/min (``inf`` for none).
-    source : str
-        Where the limits come from (``"device"``, ``"recipe"``, ``"user"``), named in errors.
-    """
-
-    min_c: float = -math.inf
-    max_c: float = math.inf
-    max_rate_c_min: float = math.inf
-    source: str = "user"
-
-    def __post_init__(self) -> None:
-        for name in ("min_c", "max_c", "max_rate_c_min"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or np.isnan(v):
-                raise ConfigError(f"SafetyLimits.{name} must be a number, got {v!r}")
-        if not self.min_c < self.max_c:
-            raise ConfigError(
-                f"SafetyLimits need min_c < max_c, got min_c={self.min_c} °C, max_c={self.max_c} °C"
-            )
-        if not self.max_rate_c_min > 0:
-            raise ConfigError(f"SafetyLimits.max_rate_c_min must be > 0 °C/min, got {self.max_rate_c_min}")
-
-    @classmethod
-    def from_device(cls, limits: ThermostatLimits) -> SafetyLimits:
-        """The limits a thermostat declares."""
-        return cls(limits.min_c, limits.max_c, limits.max_rate_c_min, source="device")
-
-    @classmethod
-    def for_recipe(cls, profile: ThermocycleProfile, *, margin_c: float = 10.0,
-                   rate_factor: float = 3.0) -> SafetyLimits:
-        """Limits derived from a recipe: its temperature span widened by ``margin_c`` on each
-        side (room for a cascade or NMPC controller to overdrive the jacket) and
-        ``rate_factor`` times its fastest ramp."""
-        if margin_c < 0 or not rate_factor >= 1:
-            raise ConfigError(f"for_recipe needs margin_c >= 0 °C and rate_factor >= 1, got {margin_c}, {rate_factor}")
-        temps = [profile.t_start_c] + [s.target_c for s in profile.segments]
-        rate = max(s.rate_c_min for s in profile.segments) * rate_factor
-        return cls(min(temps) - margin_c, max(temps) + margin_c, rate, source="recipe")
-
-    def intersect(self, other: SafetyLimits) -> SafetyLimits:
-        """The tighter of two sets of limits (sources joined with ``+``)."""
-        lo, hi = max(self.min_c, other.min_c), min(self.max_c, other.max_c)
-        if not lo < hi:
-            raise SafetyError(
-                f"{self.source} limits [{self.min_c:g}, {self.max_c:g}] °C and {other.source} limits "
-                f"[{other.min_c:g}, {other.max_c:g}] °C do not overlap"
-            )
-        return SafetyLimits(lo, hi, min(self.max_rate_c_min, other.max_rate_c_min),
-                            source=f"{self.source}+{other.source}")
-
-    def check_setpoint(self, value_c: float, device: str = "thermostat") -> float:
-        """Return ``value_c`` or raise :class:`SafetyError` naming value, limit, unit and device."""
-        try:
-            v = float(value_c)
-        except (TypeError, ValueError):
-            raise SafetyError(f"Setpoint {value_c!r} for thermostat '{device}' is not a number") from None
-        if not np.isfinite(v):
-            raise SafetyError(f"Setpoint {v} °C for thermostat '{device}' is not a finite number")
-        if v > self.max_c + _TOL:
-            raise SafetyError(f"Setpoint {v:.2f} °C exceeds the upper limit {self.max_c:.2f} °C "
-                              f"({self.source} limits) of thermostat '{device}'")
-        if v < self.min_c - _TOL:
-            raise SafetyError(f"Setpoint {v:.2f} °C is below the lower limit {self.min_c:.2f} °C "
-                              f"({self.source} limits) of thermostat '{device}'")
-        return v
-
-    def check_rate(self, rate_c_min: float, device: str = "thermostat") -> float:
-        """Return ``|rate_c_min|`` or raise :class:`SafetyError` if it exceeds the ramp limit."""
-        r = abs(float(rate_c_min))
-        if not np.isfinite(r) or r > self.max_rate_c_min * (1 + 1e-6) + _TOL:
-            raise SafetyError(f"Setpoint ramp {r:.3g} °C/min exceeds the ramp limit "
-                              f"{self.max_rate_c_min:.3g} °C/min ({self.source} limits) of thermostat '{device}'")
-        return r
-
-    def check_profile(self, profile: ThermocycleProfile, device: str = "thermostat") -> None:
-        """Raise :class:`SafetyError` listing every temperature or ramp of ``profile`` outside the limits."""
-        limits = _NamedLimits(self.min_c, self.max_c, self.max_rate_c_min, f"thermostat '{device}' ({self.source} limits)")
-        problems = profile.violations(bounds=None, limits=limits)
-        if problems:
-            label = f"recipe {profile.name!r}" if profile.name else "recipe"
-            raise SafetyError(f"{label} is incompatible with the limits: " + "; ".join(problems))
-
-
-@dataclass(frozen=True)
-class _NamedLimits:
-    min_c: float
-    max_c: float
-    max_rate_c_min: float
-    name: str
 
 
 @dataclass(frozen=True)
@@ -176,6 +74,16 @@ class Watchdog:
 EventSink = Callable[[float, str, str], None]
 
 
+def _safety(check: Callable[..., _T], *args: Any) -> _T:
+    """Run a limits check; a refusal becomes :class:`SafetyError` (the safety layer refused it)."""
+    try:
+        return check(*args)
+    except SafetyError:
+        raise
+    except LimitError as e:
+        raise SafetyError(str(e)) from None
+
+
 class SafeThermostat:
     """Safety front end over a thermostat: limits, software ramping and a watchdog.
 
@@ -186,8 +94,9 @@ class SafeThermostat:
     ----------
     thermostat : Thermostat
         The driver (real or virtual).
-    limits : SafetyLimits, optional
-        Run/recipe limits; intersected with the device's own limits.
+    limits : ThermostatLimits, optional
+        Run/recipe limits (labelled ``"user"`` when they carry no source); intersected
+        with the device's own limits (labelled ``"device"``).
     ramp : bool
         Ramp mode (default): setpoints become targets approached at the rate limit.
         Step mode: a change faster than the rate limit raises :class:`SafetyError`.
@@ -218,7 +127,7 @@ class SafeThermostat:
         self,
         thermostat: Thermostat,
         *,
-        limits: SafetyLimits | None = None,
+        limits: ThermostatLimits | None = None,
         ramp: bool = True,
         watchdog: Watchdog | None = None,
         safe_state: str = "hold",
@@ -231,11 +140,12 @@ class SafeThermostat:
         self.device = thermostat
         self.name = thermostat.name
         self.clock = thermostat.clock
-        eff = SafetyLimits.from_device(thermostat.limits)
+        if limits is not None and not isinstance(limits, ThermostatLimits):
+            raise ConfigError(f"SafeThermostat limits must be ThermostatLimits, got {type(limits).__name__}")
+        eff = thermostat.limits if thermostat.limits.source else thermostat.limits.with_source("device")
         if limits is not None:
-            eff = eff.intersect(limits)
-        self.safety_limits = eff
-        self.limits = ThermostatLimits(eff.min_c, eff.max_c, eff.max_rate_c_min)
+            eff = _safety(eff.intersect, limits if limits.source else limits.with_source("user"))
+        self.limits = eff
         self.ramp = bool(ramp)
         self.watchdog = watchdog or Watchdog()
         self.safe_state = safe_state
@@ -315,6 +225,17 @@ class SafeThermostat:
         self._event("error", f"{done}; reason: {reason}")
         return done
 
+    def check_profile(self, profile: ThermocycleProfile) -> None:
+        """Refuse a recipe this thermostat cannot follow before anything is sent.
+
+        Raises
+        ------
+        SafetyError
+            Lists every temperature outside the range and every segment faster than the
+            ramp limit (the device's ramp capability included).
+        """
+        _safety(self.limits.check_profile, profile, self.name)
+
     # ------------------------------------------------------------------ setpoints
     def _init_ramp(self) -> None:
         if self.commanded_c is None:
@@ -325,7 +246,7 @@ class SafeThermostat:
             self._t_cmd = float(self.clock.now())
 
     def _send(self, value_c: float) -> None:
-        value_c = self.safety_limits.check_setpoint(value_c, self.name)
+        value_c = _safety(self.limits.check_setpoint, value_c, self.name)
         self.call("set_setpoint", self.device.set_setpoint, value_c)
         self.commanded_c = value_c
         self.last_safe_setpoint_c = value_c
@@ -340,20 +261,20 @@ class SafeThermostat:
             The value is outside the limits, or (step mode) the change since the last
             command is faster than the ramp limit. Nothing is sent.
         """
-        value_c = self.safety_limits.check_setpoint(value_c, self.name)
+        value_c = _safety(self.limits.check_setpoint, value_c, self.name)
         self._init_ramp()
         if ramp if ramp is not None else self.ramp:
             self.target_c = value_c
-            self.ramp_rate_c_min = self.safety_limits.max_rate_c_min
+            self.ramp_rate_c_min = self.limits.max_rate_c_min
             return self.update()
         dt_min = (float(self.clock.now()) - self._t_cmd) / 60.0
         change = abs(value_c - self.commanded_c)
-        if change > self.safety_limits.max_rate_c_min * dt_min + 1e-6:
+        if change > self.limits.max_rate_c_min * dt_min + 1e-6:
             rate = math.inf if dt_min <= 0 else change / dt_min
             raise SafetyError(
                 f"Setpoint change {self.commanded_c:.2f} → {value_c:.2f} °C in {dt_min * 60:.1f} s "
-                f"({rate:.3g} °C/min) exceeds the ramp limit {self.safety_limits.max_rate_c_min:.3g} °C/min "
-                f"({self.safety_limits.source} limits) of thermostat '{self.name}'"
+                f"({rate:.3g} °C/min) exceeds the ramp limit {self.limits.max_rate_c_min:.3g} °C/min "
+                f"({self.limits.source} limits) of thermostat '{self.name}'"
             )
         self.target_c = value_c
         self._send(value_c)
@@ -361,8 +282,8 @@ class SafeThermostat:
 
     def ramp_to(self, target_c: float, rate_c_min: float) -> float:
         """Start a software ramp to ``target_c`` at ``rate_c_min`` (°C/min); returns the value sent now."""
-        target_c = self.safety_limits.check_setpoint(target_c, self.name)
-        rate = self.safety_limits.check_rate(rate_c_min, self.name)
+        target_c = _safety(self.limits.check_setpoint, target_c, self.name)
+        rate = _safety(self.limits.check_rate, rate_c_min, self.name)
         if rate <= 0:
             raise SafetyError(f"ramp rate must be > 0 °C/min, got {rate_c_min}")
         self._init_ramp()
@@ -411,6 +332,6 @@ class SafeThermostat:
         self.device.close()
 
     def __repr__(self) -> str:
-        lim = self.safety_limits
+        lim = self.limits
         return (f"SafeThermostat({self.name!r}, limits=[{lim.min_c:g}, {lim.max_c:g}] °C, "
                 f"max_rate={lim.max_rate_c_min:g} °C/min, safe_state={self.safe_state!r})")

@@ -128,11 +128,12 @@ class SerialThermostat:
         self._user_min_c = None if min_c is None else float(min_c)
         self._user_max_c = None if max_c is None else float(max_c)
         self._max_rate = float(max_rate_c_min)
-        defaults = ThermostatLimits()
+        given = self._user_min_c is not None or self._user_max_c is not None or math.isfinite(self._max_rate)
         self.limits = ThermostatLimits(
-            min_c=self._user_min_c if self._user_min_c is not None else defaults.min_c,
-            max_c=self._user_max_c if self._user_max_c is not None else defaults.max_c,
+            min_c=self._user_min_c if self._user_min_c is not None else -math.inf,
+            max_c=self._user_max_c if self._user_max_c is not None else math.inf,
             max_rate_c_min=self._max_rate,
+            source="url" if given else "",
         )
         self.device_limits: ThermostatLimits | None = None
         self.info = DeviceInfo(self.vendor, model="", version="")
@@ -203,7 +204,9 @@ class SerialThermostat:
                     f"upper limit {device.max_c:.2f} °C"
                 )
             hi = self._user_max_c
-        return ThermostatLimits(min_c=lo, max_c=hi, max_rate_c_min=self._max_rate)
+        given = self._user_min_c is not None or self._user_max_c is not None or math.isfinite(self._max_rate)
+        return ThermostatLimits(min_c=lo, max_c=hi, max_rate_c_min=min(self._max_rate, device.max_rate_c_min),
+                                source="device+url" if given else "device")
 
     def reconnect(self) -> SerialThermostat:
         """Reopen the port after :class:`~crystalloop.errors.DeviceDisconnected` and identify again.

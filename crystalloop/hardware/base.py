@@ -22,7 +22,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
-from crystalloop.errors import BackendError, LimitError
+from crystalloop.errors import BackendError
+from crystalloop.limits import ThermostatLimits
 
 __all__ = [
     "Clock",
@@ -169,50 +170,6 @@ class Frame:
     pixel_size_um: float
     truth: Any = None
     meta: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ThermostatLimits:
-    """Working range of a thermostat.
-
-    Attributes
-    ----------
-    min_c, max_c : float
-        Lowest and highest allowed setpoint in °C.
-    max_rate_c_min : float
-        Largest setpoint change rate in °C/min the front end may command
-        (``inf`` = unlimited).
-    """
-
-    min_c: float = -20.0
-    max_c: float = 80.0
-    max_rate_c_min: float = float("inf")
-
-    def __post_init__(self) -> None:
-        if not (np.isfinite(self.min_c) and np.isfinite(self.max_c)) or self.min_c >= self.max_c:
-            raise LimitError(
-                f"Thermostat limits need finite min_c < max_c, got min_c={self.min_c} °C, "
-                f"max_c={self.max_c} °C"
-            )
-        if not self.max_rate_c_min > 0:
-            raise LimitError(f"max_rate_c_min must be > 0 °C/min, got {self.max_rate_c_min}")
-
-    def check_setpoint(self, value_c: float, device: str = "thermostat") -> float:
-        """Return ``value_c`` as float or raise :class:`LimitError` naming the device."""
-        value_c = float(value_c)
-        if not np.isfinite(value_c):
-            raise LimitError(f"Setpoint {value_c} °C for thermostat '{device}' is not a finite number")
-        if value_c > self.max_c:
-            raise LimitError(
-                f"Setpoint {value_c:.2f} °C exceeds the upper limit {self.max_c:.2f} °C "
-                f"of thermostat '{device}'"
-            )
-        if value_c < self.min_c:
-            raise LimitError(
-                f"Setpoint {value_c:.2f} °C is below the lower limit {self.min_c:.2f} °C "
-                f"of thermostat '{device}'"
-            )
-        return value_c
 
 
 @dataclass(frozen=True)

@@ -241,7 +241,7 @@ class HuberThermostat(SerialThermostat):
                 f"{self.where}: setpoint minimum {lo / 100:.2f} °C (register 30) is not below the "
                 f"maximum {hi / 100:.2f} °C (register 31)"
             )
-        return ThermostatLimits(min_c=lo / 100.0, max_c=hi / 100.0)
+        return ThermostatLimits(min_c=lo / 100.0, max_c=hi / 100.0, source="device")
 
     # -- Thermostat interface ------------------------------------------------------------
 

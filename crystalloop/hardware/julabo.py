@@ -210,7 +210,7 @@ class JulaboThermostat(SerialThermostat):
                 f"{self.where}: low warning limit {low} °C (in_sp_04) is not below the high "
                 f"warning limit {high} °C (in_sp_03)"
             )
-        return ThermostatLimits(min_c=low, max_c=high)
+        return ThermostatLimits(min_c=low, max_c=high, source="device")
 
     def _explain_refusal(self, action: str, reported: str) -> Exception:
         status = parse_status(self.transport.query("status"), where=self.where)

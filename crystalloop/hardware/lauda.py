@@ -201,7 +201,7 @@ class LaudaThermostat(SerialThermostat):
             raise ProtocolError(
                 f"{self.where}: outflow limit TiL {low} °C (IN_SP_05) is not below TiH {high} °C (IN_SP_04)"
             )
-        return ThermostatLimits(min_c=low, max_c=high)
+        return ThermostatLimits(min_c=low, max_c=high, source="device")
 
     def read_bath(self) -> Reading:
         """Outflow temperature (``IN_PV_00``), channel ``T_jacket_c``."""

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from crystalloop.control.runner import run, run_status, tracking_metrics
-from crystalloop.control.safety import SafetyLimits, Watchdog
+from crystalloop.control.safety import Watchdog
 from crystalloop.errors import BackendError, ConfigError, SafetyError
 from crystalloop.hardware.base import ThermostatLimits
 from crystalloop.profiles import Segment, ThermocycleProfile
@@ -53,7 +53,7 @@ def test_commands_stay_within_device_and_recipe_limits(clock, make_thermostat, s
     res = run(short_recipe, crystallizer=cz, controller="pid", store=store, recipe_margin_c=3.0,
               controller_options={"kp": 8.0, "max_correction_c": 30.0})
     assert res.status == "completed"
-    lim = SafetyLimits(27.0, 63.0, 2.0)  # recipe 30..60 ± 3, device rate 2 °C/min
+    lim = ThermostatLimits(27.0, 63.0, 2.0)  # recipe 30..60 ± 3, device rate 2 °C/min
     _writes_ok([(0.0, 60.0)] + th.writes, lim)
     sp = np.array([w[1] for w in th.writes])
     assert sp.min() < 29.0  # the PID overdrives the jacket below the recipe, yet stays inside 27 °C

@@ -2,14 +2,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crystalloop.control.safety import SafeThermostat, SafetyLimits, Watchdog
+from crystalloop.control.safety import SafeThermostat, Watchdog
 from crystalloop.errors import ConfigError, LimitError, SafetyError, WatchdogError
 from crystalloop.hardware.base import VirtualClock
+from crystalloop.limits import ThermostatLimits
 from crystalloop.profiles import Segment, ThermocycleProfile
 
 
 def test_out_of_range_setpoint_is_refused_and_not_sent(thermostat):
-    safe = SafeThermostat(thermostat, limits=SafetyLimits(10.0, 50.0))
+    safe = SafeThermostat(thermostat, limits=ThermostatLimits(10.0, 50.0))
     with pytest.raises(SafetyError, match=r"Setpoint 55.00 °C exceeds the upper limit 50.00 °C \(device\+user limits\) of thermostat 'fake'"):
         safe.set_setpoint(55.0)
     with pytest.raises(SafetyError, match=r"below the lower limit 10.00 °C"):
@@ -21,18 +22,16 @@ def test_out_of_range_setpoint_is_refused_and_not_sent(thermostat):
 
 
 def test_limits_are_the_intersection_of_device_and_run(clock, make_thermostat):
-    from crystalloop.hardware.base import ThermostatLimits
-
     th = make_thermostat(clock, limits=ThermostatLimits(0.0, 40.0, 2.0))
-    safe = SafeThermostat(th, limits=SafetyLimits(-10.0, 60.0, 1.0))
+    safe = SafeThermostat(th, limits=ThermostatLimits(-10.0, 60.0, 1.0))
     assert (safe.limits.min_c, safe.limits.max_c, safe.limits.max_rate_c_min) == (0.0, 40.0, 1.0)
     with pytest.raises(SafetyError, match="do not overlap"):
-        SafeThermostat(th, limits=SafetyLimits(50.0, 60.0))
+        SafeThermostat(th, limits=ThermostatLimits(50.0, 60.0))
 
 
 def test_ramp_mode_approaches_target_at_the_rate_limit(clock, make_thermostat):
     th = make_thermostat(clock, t0_c=20.0)
-    safe = SafeThermostat(th, limits=SafetyLimits(0.0, 60.0, 2.0))
+    safe = SafeThermostat(th, limits=ThermostatLimits(0.0, 60.0, 2.0))
     assert safe.set_setpoint(30.0) == pytest.approx(20.0)  # nothing moves in zero time
     clock.sleep(60.0)
     assert safe.update() == pytest.approx(22.0)
@@ -45,7 +44,7 @@ def test_ramp_mode_approaches_target_at_the_rate_limit(clock, make_thermostat):
 
 def test_step_mode_refuses_a_jump_faster_than_the_ramp_limit(clock, make_thermostat):
     th = make_thermostat(clock, t0_c=20.0)
-    safe = SafeThermostat(th, limits=SafetyLimits(0.0, 60.0, 1.0), ramp=False)
+    safe = SafeThermostat(th, limits=ThermostatLimits(0.0, 60.0, 1.0), ramp=False)
     safe.set_setpoint(20.0)  # the first command starts the rate clock
     clock.sleep(60.0)
     safe.set_setpoint(20.9)  # 0.9 °C in 1 min: allowed
@@ -56,7 +55,7 @@ def test_step_mode_refuses_a_jump_faster_than_the_ramp_limit(clock, make_thermos
 
 
 def test_ramp_to_refuses_too_fast_rate(thermostat):
-    safe = SafeThermostat(thermostat, limits=SafetyLimits(0.0, 70.0, 1.0))
+    safe = SafeThermostat(thermostat, limits=ThermostatLimits(0.0, 70.0, 1.0))
     with pytest.raises(SafetyError, match=r"ramp 3 °C/min exceeds the ramp limit 1 °C/min"):
         safe.ramp_to(30.0, 3.0)
 
@@ -66,7 +65,7 @@ def test_ramp_to_refuses_too_fast_rate(thermostat):
 def test_commands_never_cross_range_or_rate(make_thermostat, cmds):
     clock = VirtualClock()
     th = make_thermostat(clock, t0_c=25.0)
-    lim = SafetyLimits(5.0, 45.0, 0.5)
+    lim = ThermostatLimits(5.0, 45.0, 0.5)
     safe = SafeThermostat(th, limits=lim)
     for value, dt in cmds:
         clock.sleep(dt)
@@ -95,7 +94,7 @@ def test_watchdog_retries_with_backoff_and_recovers(clock, thermostat):
 
 def test_watchdog_trips_to_hold_last_safe_setpoint(clock, thermostat):
     events = []
-    safe = SafeThermostat(thermostat, limits=SafetyLimits(0.0, 70.0, 10.0), safe_state="hold",
+    safe = SafeThermostat(thermostat, limits=ThermostatLimits(0.0, 70.0, 10.0), safe_state="hold",
                           watchdog=Watchdog(max_failures=3, backoff_s=1.0),
                           on_event=lambda t, lvl, m: events.append((t, lvl, m)))
     safe.set_setpoint(55.0)
@@ -132,15 +131,16 @@ def test_safe_state_when_the_device_is_gone_is_reported(clock, thermostat):
 
 
 def test_recipe_incompatible_with_device_limits(short_recipe):
-    lim = SafetyLimits(35.0, 80.0, 0.5, source="device")
-    with pytest.raises(SafetyError, match=r"segment 3 target 30 °C is below the lower limit 35 °C.*"
-                                          r"segment 2 rate 0.8 °C/min exceeds the ramp limit 0.5 °C/min"):
+    lim = ThermostatLimits(35.0, 80.0, 0.5, source="device")
+    with pytest.raises(LimitError, match=r"segment 3 target 30 °C is below the lower limit 35 °C of thermostat "
+                                         r"'julabo' \(device limits\).*segment 2 rate 0.8 °C/min exceeds the "
+                                         r"ramp limit 0.5 °C/min"):
         lim.check_profile(short_recipe, "julabo")
 
 
 def test_for_recipe_limits():
     p = ThermocycleProfile(40, 0.1, 60, [Segment(20, 0.2), Segment(50, 0.8)])
-    lim = SafetyLimits.for_recipe(p, margin_c=5.0, rate_factor=2.0)
+    lim = ThermostatLimits.for_recipe(p, margin_c=5.0, rate_factor=2.0)
     assert (lim.min_c, lim.max_c, lim.max_rate_c_min, lim.source) == (15.0, 65.0, 1.6, "recipe")
 
 
@@ -151,7 +151,7 @@ def test_for_recipe_limits():
 ])
 def test_bad_limits(kw, match):
     with pytest.raises(ConfigError, match=match):
-        SafetyLimits(**kw)
+        ThermostatLimits(**kw)
 
 
 def test_bad_safe_state_and_watchdog(thermostat):

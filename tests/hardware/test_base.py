@@ -2,7 +2,7 @@
 
 import pytest
 
-from crystalloop.errors import BackendError, LimitError
+from crystalloop.errors import BackendError
 from crystalloop.hardware.base import (
     RealClock,
     ThermostatLimits,
@@ -32,17 +32,10 @@ def test_real_clock_monotonic():
     assert c.now() >= a + 0.009
 
 
-def test_limits_check_setpoint_messages():
-    lim = ThermostatLimits(-10, 80, 2.0)
-    assert lim.check_setpoint(25) == 25.0
-    with pytest.raises(LimitError, match=r"Setpoint 95.00 °C exceeds the upper limit 80.00 °C of thermostat 'julabo'"):
-        lim.check_setpoint(95, "julabo")
-    with pytest.raises(LimitError, match="below the lower limit -10.00"):
-        lim.check_setpoint(-20)
-    with pytest.raises(LimitError, match="not a finite number"):
-        lim.check_setpoint(float("nan"))
-    with pytest.raises(LimitError, match="min_c < max_c"):
-        ThermostatLimits(50, 10)
+def test_base_reexports_the_one_limits_type():
+    from crystalloop.limits import ThermostatLimits as Limits
+
+    assert ThermostatLimits is Limits
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
 """Huber PB driver: exact byte exchanges (DOMAIN.md §5), two's complement, sentinels, refusals."""
 
+import math
+
 import pytest
 
 from crystalloop.errors import ConfigError, DeviceAlarm, LimitError, ProtocolError
@@ -53,11 +55,11 @@ def test_initialize_reads_setpoint_limits_30_31():
         assert dev.info.model == "Unistat 425" and dev.info.raw == "setpoint 12.42 °C"
 
 
-def test_limits_not_available_fall_back_to_defaults():
+def test_limits_not_available_leave_the_range_open():
     with huber([(b"{M00****\r\n", b"{S0004DA\r\n"), (b"{M30****\r\n", b"{S307FFF\r\n"),
                 (b"{M31****\r\n", b"{S317FFF\r\n")]) as dev:
         dev.initialize()
-        assert dev.device_limits is None and (dev.limits.min_c, dev.limits.max_c) == (-20.0, 80.0)
+        assert dev.device_limits is None and (dev.limits.min_c, dev.limits.max_c) == (-math.inf, math.inf)
 
 
 def test_read_setpoint_domain_example():

@@ -82,7 +82,7 @@ def test_setpoint_formatting_keeps_two_decimals_and_negative_values():
 
 def test_setpoint_outside_limits_sends_nothing():
     with julabo([], initialize=True) as dev:
-        with pytest.raises(LimitError, match=r"Setpoint 95.00 °C exceeds the upper limit 80.00 °C of thermostat 'julabo'"):
+        with pytest.raises(LimitError, match=r"Setpoint 95.00 °C exceeds the upper limit 80.00 °C \(device limits\) of thermostat 'julabo'"):
             dev.set_setpoint(95.0)
 
 

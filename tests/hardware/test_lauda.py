@@ -64,7 +64,7 @@ def test_setpoint_refused_with_err_6_is_device_alarm():
 
 def test_setpoint_outside_limits_sends_nothing():
     with lauda([], initialize=True) as dev:
-        with pytest.raises(LimitError, match="below the lower limit -45.00 °C of thermostat 'lauda'"):
+        with pytest.raises(LimitError, match=r"below the lower limit -45.00 °C \(device limits\) of thermostat 'lauda'"):
             dev.set_setpoint(-50)
 
 

@@ -237,7 +237,7 @@ def test_bad_urls_and_options(clock):
         with connect(f"julabo://{fake.url}?{FAST}&min_c=5&max_c=60&name=jacket", clock=clock) as cryst:
             dev = cryst.thermostat
             assert (dev.name, dev.limits.min_c, dev.limits.max_c) == ("jacket", 5.0, 60.0)
-            with pytest.raises(LimitError, match="Setpoint 70.00 °C exceeds the upper limit 60.00 °C of thermostat 'jacket'"):
+            with pytest.raises(LimitError, match=r"Setpoint 70.00 °C exceeds the upper limit 60.00 °C \(device\+url limits\) of thermostat 'jacket'"):
                 dev.set_setpoint(70)
 
 
