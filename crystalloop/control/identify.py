@@ -7,9 +7,22 @@ by output-error least squares: the model is simulated from the first measured st
 the logged setpoint (held between samples) and ``tau_s``, ``k_jacket_per_s`` and
 ``k_ambient_per_s`` are chosen to minimise the squared error of both simulated temperatures.
 
->>> # model = identify_thermal_model(store.samples(run_id, wide=True))      # doctest: +SKIP
->>> # run(recipe, backend="julabo:///dev/ttyUSB0", controller="nmpc",
->>> #     controller_options={"model": model})                               # doctest: +SKIP
+On a real reactor ``data`` is ``store.samples(run_id, wide=True)`` of a logged run, and the
+model goes to the controller with ``run(recipe, backend="julabo:///dev/ttyUSB0",
+controller="nmpc", controller_options={"model": model})``. Here a known model is simulated
+through three setpoint steps and recovered from its own trajectory:
+
+>>> import numpy as np, pandas as pd
+>>> from crystalloop.control.nmpc import ThermalModel
+>>> true = ThermalModel(tau_s=90.0, k_jacket_per_s=1 / 400, max_bath_rate_c_min=5.0,
+...                     k_ambient_per_s=2e-5, t_ambient_c=21.0)
+>>> t = np.arange(0.0, 4 * 3600.0, 60.0)
+>>> setpoint = np.where(t < 3600, 40.0, np.where(t < 7200, 25.0, 45.0))
+>>> x = simulate_thermal_model(true, t, setpoint, (40.0, 40.0))
+>>> data = pd.DataFrame({"time_s": t, "T_set_c": setpoint, "T_jacket_c": x[:, 0], "T_reactor_c": x[:, 1]})
+>>> model = identify_thermal_model(data, t_ambient_c=21.0, max_bath_rate_c_min=5.0)
+>>> round(model.tau_s), round(1 / model.k_jacket_per_s)
+(90, 400)
 """
 
 from __future__ import annotations
