@@ -5,11 +5,22 @@ and limits, e.g. ``Setpoint 95.0 °C exceeds the upper limit 80.0 °C of thermos
 
 Input problems subclass :class:`ValueError` (or :class:`TypeError`), hardware problems
 subclass :class:`OSError`, so callers that already catch the builtin types keep working.
+
+Each error class carries the exit code the command line reports for it (``exit_code``):
+:data:`EXIT_INPUT` (2) for usage and input errors -- the user can fix the command or a
+file -- and :data:`EXIT_RUNTIME` (1) for runtime and device failures.
+
+Every warning crystalloop issues derives from :class:`CrystalloopWarning`, so
+``warnings.simplefilter("ignore", CrystalloopWarning)`` silences all of them and
+``"error"`` turns all of them into exceptions (as the test suite does for some checks).
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_INPUT",
+    "EXIT_RUNTIME",
+    "exit_code",
     "CrystalloopError",
     "ConfigError",
     "ProfileError",
@@ -19,21 +30,44 @@ __all__ = [
     "SchemaError",
     "ImageError",
     "ModelError",
+    "InsufficientDataError",
     "OptimizationError",
     "InfeasibleError",
+    "SimulationError",
     "DeviceError",
     "DeviceTimeout",
     "ProtocolError",
     "DeviceAlarm",
     "DeviceDisconnected",
+    "CommandNotSupported",
     "StoreError",
+    "StoreNotFoundError",
     "SafetyError",
     "WatchdogError",
+    "CrystalloopWarning",
+    "DoEWarning",
+    "TwinWarning",
+    "CampaignWarning",
+    "CapabilityWarning",
 ]
+
+#: Exit code of the command line for usage and input errors (a flag, a file, a value).
+EXIT_INPUT = 2
+#: Exit code of the command line for runtime and device failures.
+EXIT_RUNTIME = 1
 
 
 class CrystalloopError(Exception):
-    """Base class of every error raised by crystalloop."""
+    """Base class of every error raised by crystalloop.
+
+    Attributes
+    ----------
+    exit_code : int
+        Exit status of the ``crystalloop`` command line for this error: :data:`EXIT_INPUT`
+        for input errors, :data:`EXIT_RUNTIME` for runtime and device failures.
+    """
+
+    exit_code: int = EXIT_RUNTIME
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -41,6 +75,8 @@ class CrystalloopError(Exception):
 
 class ConfigError(CrystalloopError, ValueError):
     """A parameter, file or value given by the user is invalid."""
+
+    exit_code = EXIT_INPUT
 
 
 class ProfileError(ConfigError):
@@ -75,6 +111,10 @@ class OptimizationError(ConfigError):
     """An optimization problem is ill-posed (unknown objective, lower bound > upper bound)."""
 
 
+class InsufficientDataError(ModelError):
+    """Too few samples or rows to fit or validate a model (the message gives the count needed)."""
+
+
 class InfeasibleError(OptimizationError):
     """No feasible solution was found; the message says which constraint binds."""
 
@@ -83,7 +123,12 @@ class SafetyError(LimitError):
     """A command was refused by the software safety layer (value, limit and unit in message)."""
 
 
-# --- hardware and storage -----------------------------------------------------------------
+# --- runtime, hardware and storage ------------------------------------------------------------
+
+
+class SimulationError(CrystalloopError, RuntimeError):
+    """The virtual crystallizer's integration could not proceed (e.g. a step cannot be made
+    small enough); the message names the time and the quantity that failed."""
 
 
 class DeviceError(CrystalloopError, OSError):
@@ -106,10 +151,78 @@ class DeviceDisconnected(DeviceError, ConnectionError):
     """A device or its port went away."""
 
 
+class CommandNotSupported(DeviceAlarm):
+    """The device answered a command with its "unknown command / not available" reply
+    (JULABO ``-08``, Huber ``7FFF``, LAUDA ``ERR_3``/``ERR_8``): this model or its
+    configuration lacks the function. Drivers mark the capability absent and fall back."""
+
+
 class StoreError(CrystalloopError, OSError):
     """The experiment store cannot be opened or written."""
+
+
+class StoreNotFoundError(StoreError, ConfigError):
+    """What must already exist is not there: the store file (opened for reading), or a run
+    or model asked for by id or name; an input error."""
+
+    exit_code = EXIT_INPUT
 
 
 class WatchdogError(DeviceError):
     """The safety watchdog gave up after repeated failed exchanges and put the plant in its
     safe state (the message names the device, the number of failures and the last error)."""
+
+
+# --- warnings -------------------------------------------------------------------------------
+
+
+class CrystalloopWarning(UserWarning):
+    """Base class of every warning issued by crystalloop."""
+
+
+class DoEWarning(CrystalloopWarning):
+    """A DoE table is usable but suspicious (replicates, constant columns, sparse CQAs)."""
+
+
+class TwinWarning(CrystalloopWarning):
+    """The twin is asked to predict outside what it was trained on, or was saved with other
+    library versions."""
+
+
+class CampaignWarning(CrystalloopWarning):
+    """Something in a campaign round did not go as planned (too few particles, a failed run,
+    a short front)."""
+
+
+class CapabilityWarning(CrystalloopWarning):
+    """A device lacks an optional function (limits, status word, external sensor, ...); the
+    driver uses the fallback the message names and the run goes on."""
+
+
+def exit_code(exc: BaseException) -> int:
+    """Exit status of the command line for ``exc``.
+
+    Parameters
+    ----------
+    exc : BaseException
+        Any exception.
+
+    Returns
+    -------
+    int
+        ``exc.exit_code`` for crystalloop errors; for file-system errors about a path the
+        user gave (missing, not a directory, permission denied, read-only file system, ...)
+        :data:`EXIT_INPUT`; :data:`EXIT_RUNTIME` for anything else.
+    """
+    import errno
+
+    if isinstance(exc, CrystalloopError):
+        return int(exc.exit_code)
+    if isinstance(exc, UnicodeDecodeError):  # a text file in another encoding, or a binary file
+        return EXIT_INPUT
+    if isinstance(exc, OSError) and exc.errno in {
+        errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM,
+        errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP,
+    }:
+        return EXIT_INPUT
+    return EXIT_RUNTIME

@@ -18,13 +18,6 @@ def _open(store: Path | None):
     return ExperimentStore(store or default_store_path(), create=False)
 
 
-def _fail(e: Exception) -> None:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[bold red]Error:[/] {e}", highlight=False)
-    raise typer.Exit(1)
-
-
 def _duration(start, end) -> str:
     import pandas as pd
 
@@ -46,20 +39,17 @@ def runs(
     """List the runs in the experiment store as a table (status, duration, counts, CQAs)."""
     import pandas as pd
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
-    from crystalloop.errors import CrystalloopError
+    from crystalloop.commands import console as _console
+    from crystalloop.commands import print_table
 
-    try:
-        with _open(store) as st:
-            df = st.runs(status=status, kind=kind, with_counts=True, with_cqas=True)
-            path = st.path
-    except CrystalloopError as e:
-        _fail(e)
+    with _open(store) as st:
+        df = st.runs(status=status, kind=kind, with_counts=True, with_cqas=True)
+        path = st.path
     if last > 0:
         df = df.tail(last)
-    console = Console()
+    console = _console()
     colour = {"running": "cyan", "completed": "green", "failed": "red", "aborted": "yellow", "interrupted": "magenta"}
     cqa_cols = [c for c in _CQA_SHORT if c in df.columns] + [
         c for c in df.columns[df.columns.get_loc("n_cqas") + 1:] if c not in _CQA_SHORT]
@@ -86,7 +76,7 @@ def runs(
         elif row["reason"]:
             reasons.append(f"  run {row['run_id']} ({row['status']}): {row['reason']}")
         table.add_row(*cells)
-    console.print(table)
+    print_table(console, table)
     for line in reasons:
         console.print(line, highlight=False)
 
@@ -99,27 +89,23 @@ def export(
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Also write samples.png (every channel against time).")] = True,
 ) -> None:
     """Export one run (record, samples long and wide, images, CQAs, events) to CSV or Parquet."""
-    from rich.console import Console
     from rich.table import Table
 
-    from crystalloop.errors import CrystalloopError
+    from crystalloop.commands import console, print_table
 
-    try:
-        with _open(store) as st:
-            files = st.export(run_id, out, fmt=fmt)
-            if plot:
-                from crystalloop.control.plots import plot_stored_run
+    with _open(store) as st:
+        files = st.export(run_id, out, fmt=fmt)
+        if plot:
+            from crystalloop.control.plots import plot_stored_run
 
-                files["plot"] = plot_stored_run(st, run_id, files["run"].parent / "samples.png")
-    except CrystalloopError as e:
-        _fail(e)
+            files["plot"] = plot_stored_run(st, run_id, files["run"].parent / "samples.png")
     table = Table(title=f"Run {run_id} exported to {files['run'].parent}", title_justify="left")
     table.add_column("table")
     table.add_column("file")
     table.add_column("size", justify="right")
     for name, p in files.items():
         table.add_row(name, str(p), f"{p.stat().st_size / 1024:.1f} KiB")
-    Console().print(table)
+    print_table(console(), table)
 
 
 def register(app: typer.Typer) -> None:

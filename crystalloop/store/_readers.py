@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from crystalloop.errors import ConfigError, StoreError
+from crystalloop.errors import ConfigError, StoreNotFoundError
 from crystalloop.profiles import ThermocycleProfile
 from crystalloop.store._schema import _RUN_COLUMNS, RUN_STATUSES, _Connections
 from crystalloop.store._values import _from_json, _name, _number, _run_id
@@ -201,7 +201,7 @@ class _Readers(_Connections):
         df = self.models(name)
         if df.empty:
             known = sorted(set(self.models()["name"]))
-            raise StoreError(f"No model named {name!r} in experiment store {self.path} (models: {known})")
+            raise StoreNotFoundError(f"No model named {name!r} in experiment store {self.path} (models: {known})")
         return df.iloc[-1].to_dict()
 
     def _abs(self, stored: str) -> str:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from crystalloop.errors import StoreError
+from crystalloop.errors import StoreError, StoreNotFoundError
 from crystalloop.store._values import _iso, _now
 
 SCHEMA_VERSION = 1
@@ -271,4 +271,4 @@ class _Connections:
     def _no_run(self, run_id: int) -> StoreError:
         n = self._conn().execute("SELECT count(*), min(id), max(id) FROM runs").fetchone()
         have = f"it has runs {n[1]}..{n[2]}" if n[0] else "it has no runs"
-        return StoreError(f"Run {run_id} not found in experiment store {self.path} ({have})")
+        return StoreNotFoundError(f"Run {run_id} not found in experiment store {self.path} ({have})")

@@ -6,7 +6,7 @@ import os
 import threading
 from pathlib import Path
 
-from crystalloop.errors import ConfigError, StoreError
+from crystalloop.errors import ConfigError, StoreError, StoreNotFoundError
 from crystalloop.store._export import _Export
 from crystalloop.store._schema import _SYNCHRONOUS, DEFAULT_STORE_NAME
 from crystalloop.store._values import _number
@@ -82,7 +82,7 @@ class ExperimentStore(_Export, _Writers):
 
         if not p.exists():
             if not create:
-                raise StoreError(f"No experiment store at {p} (create=False)")
+                raise StoreNotFoundError(f"No experiment store at {p}: the file does not exist")
             try:
                 p.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:

@@ -118,7 +118,7 @@ def test_unwritable_or_missing_locations(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StoreError, match=r"Cannot create the directory .*a_file/sub for experiment store"):
         ExperimentStore(blocker / "sub" / "p.db")
-    with pytest.raises(StoreError, match=r"No experiment store at .*missing\.db \(create=False\)"):
+    with pytest.raises(StoreError, match=r"No experiment store at .*missing\.db: the file does not exist"):
         ExperimentStore(tmp_path / "missing.db", create=False)
     assert not (tmp_path / "missing.db").exists()
 
