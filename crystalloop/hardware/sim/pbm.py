@@ -33,14 +33,26 @@ agglomeration/breakage probability per step ≤ 0.2. Agglomeration (an O(m²) fi
 sum over the occupied classes) is operator-split: its kernel is integrated over steps and
 applied at most every ``agg_interval_s``. The convergence study in
 ``docs/virtual_crystallizer.md`` justifies the defaults.
+
+Heavy seeding makes the solute coupling stiff: with a seed charge near or above the dissolved
+solute, the crystal surface relaxes the solution onto saturation within seconds and the explicit
+mass-transfer limit would cut the step to a fraction of a second. When that limit falls below a
+tenth of what the Courant number, the event limits and the caller allow, the step is taken
+implicitly in the concentration instead (backward Euler: the end concentration ``c`` solves
+``c = c_after(rates(T_end, c))`` through the discrete update itself, by Brent's method). Its root
+lies between ``c*(T_end)`` and the current concentration, so growing crystals never take the
+solution below saturation, at any seed load; an explicit growth step that would end below
+``c*(T_end)`` is rejected and retried implicitly.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
+from scipy.optimize import brentq
 
 from crystalloop.errors import ConfigError, CrystalloopError
 from crystalloop.hardware.sim.kinetics import KineticParams
@@ -48,6 +60,9 @@ from crystalloop.hardware.sim.kinetics import KineticParams
 __all__ = ["Grid", "PopulationBalance", "SimulationError", "LIMITERS"]
 
 LIMITERS = ("vanleer", "koren", "upwind")
+# take a step implicitly in the solute when the explicit mass-transfer limit is below this fraction
+# of the step the Courant number, the event limits and the caller allow (see PopulationBalance._stiff)
+_STIFF_RATIO = 0.1
 
 
 class SimulationError(CrystalloopError, RuntimeError):
@@ -116,6 +131,7 @@ class _Ledger:
     breakage_events: float = 0.0
     steps: int = 0
     rejected_steps: int = 0
+    implicit_steps: int = 0
 
 
 @dataclass
@@ -131,6 +147,21 @@ class _Rates:
     amorph_sat: float
     dMdt_cryst: float = 0.0
     dMdt_am: float = 0.0
+
+
+class _Proposal(NamedTuple):
+    """The state after a tentative step (committed by :meth:`PopulationBalance._commit`)."""
+
+    P: np.ndarray
+    top: int
+    M_cryst: float
+    M_am: float
+    M_sol: float
+    born: float
+    out_n: float
+    broken_n: float
+    formed: float
+    dissolved: float
 
 
 @dataclass
@@ -365,8 +396,7 @@ class PopulationBalance:
     # ------------------------------------------------------------------ stepping
     def max_dt(self, r: _Rates, dt_max: float) -> float:
         """Largest stable/accurate step for the current rates (see module docstring)."""
-        dt = dt_max
-        dt = min(dt, self._cfl_dt(r.G))
+        dt = self._event_dt(r, min(dt_max, self._cfl_dt(r.G)))
         dM = abs(r.dMdt_cryst) + abs(r.dMdt_am)
         if dM > 0:
             drive = max(abs(r.c - r.csat), 0.01 * r.csat) * self.basis_amount
@@ -375,6 +405,10 @@ class PopulationBalance:
             tol = self.rel_tol if r.G >= 0 else min(5.0 * self.rel_tol, 1.0)
             if tol * drive < dM * dt:
                 dt = tol * drive / dM
+        return dt
+
+    def _event_dt(self, r: _Rates, dt: float) -> float:
+        """``dt`` cut so that breakage and agglomeration stay below 0.2 events per particle."""
         if r.S_break > 0:
             dt = min(dt, 0.2 / r.S_break)
         if r.beta > 0:
@@ -442,7 +476,12 @@ class PopulationBalance:
         r0 = self.rates(T_K)
         self._mass_rates(r0, mom2)
         dt = self.max_dt(r0, dt_max)
+        if self._stiff(r0, dt, dt_max):
+            taken = self._implicit_step(T_K, r0, dt_max, dTdt)
+            if taken is not None:
+                return taken
         dM0 = r0.dMdt_cryst + r0.dMdt_am
+        implicit_tried = False
         for _ in range(40):
             c_half = r0.c - 0.5 * dt * dM0 / self.basis_amount
             rh = self.rates(T_K + 0.5 * dt * dTdt, c_half)
@@ -450,15 +489,92 @@ class PopulationBalance:
             if dt > cfl_dt:  # the mid-step rate is faster (e.g. growth turned into dissolution)
                 dt = cfl_dt
                 continue
-            if self._try(rh, dt, r0):
+            if self._try(rh, dt, r0, T_K + dt * dTdt):
                 self.ledger.steps += 1
                 return dt
             self.ledger.rejected_steps += 1
+            if r0.G > 0 and self._M_cryst > 0 and not implicit_tried:
+                # the explicit step overshot saturation: the coupling is stiff here
+                implicit_tried = True
+                taken = self._implicit_step(T_K, r0, dt, dTdt)
+                if taken is not None:
+                    return taken
             dt *= 0.5
         raise SimulationError(f"no acceptable step at T = {T_K - 273.15:.2f} °C, σ = {r0.sigma:.3g}")
 
-    def _try(self, r: _Rates, dt: float, r0: _Rates) -> bool:
+    def _try(self, r: _Rates, dt: float, r0: _Rates, T_end: float) -> bool:
         """Compute one step with rates ``r``; commit and return True if acceptable."""
+        prop = self._propose(r, dt)
+        if prop is None:
+            return False
+        if r0.G > 0 or r.G > 0:
+            # crystals that grow never take the solution below saturation (at the step's end)
+            cs_end = self.kinetics.solubility(T_end)
+            if prop.M_sol / self.basis_amount < cs_end * (1.0 - 1e-12):
+                return False
+        self._commit(prop, r, dt)
+        return True
+
+    def _stiff(self, r0: _Rates, dt: float, dt_max: float) -> bool:
+        """True when the solute coupling, not the advection or the caller, limits the explicit step.
+
+        That is the heavily seeded regime: so much crystal surface that the solution relaxes onto
+        saturation in seconds. The explicit step would crawl (and its acceptance tolerance would
+        let c fall below c*), so such steps are taken implicitly in the concentration.
+        """
+        if r0.sigma == 0.0 or self._M_cryst <= 0.0 or r0.G == 0.0:
+            return False
+        am = self.kinetics.amorphous
+        if am is not None and (self.M_am > 0.0 or r0.c >= r0.amorph_sat):
+            return False
+        free = self._event_dt(r0, dt_max if r0.G > 0 else min(dt_max, self._cfl_dt(r0.G)))
+        return dt < _STIFF_RATIO * free
+
+    def _implicit_step(self, T_K: float, r0: _Rates, dt_max: float, dTdt: float) -> float | None:
+        """One backward-Euler step in the solute concentration (see :meth:`_stiff`).
+
+        The end-of-step concentration ``c`` solves ``c = c_after(rates(T_end, c))``, where
+        ``c_after`` is the concentration left by the *discrete* growth/dissolution, nucleation and
+        breakage update driven by those rates. Its root lies strictly between ``c*(T_end)`` and
+        the current concentration, so a growing population never takes the solution below
+        saturation and a dissolving one never above it, whatever the seed load; the step is limited
+        only by the Courant number, the event limits and ``dt_max``. Returns the step taken, or
+        None to fall back to the explicit step.
+        """
+        B = self.basis_amount
+        c0 = self.M_solute / B
+        dt = self._event_dt(r0, dt_max)
+        for _ in range(12):
+            T1 = T_K + dt * dTdt
+            cs = self.kinetics.solubility(T1)
+            if not cs > 0 or c0 == cs:
+                return None
+
+            def resid(c: float, dt: float = dt, T1: float = T1) -> float:
+                prop = self._propose(self.rates(T1, c), dt)
+                return c - (prop.M_sol / B if prop is not None else -np.inf)
+
+            lo, hi = (cs, c0) if c0 > cs else (c0, cs)
+            try:
+                c = brentq(resid, lo, hi, xtol=1e-13 * max(abs(c0), 1e-30), rtol=1e-15, maxiter=200)
+            except ValueError:  # no sign change (e.g. a proposal drove the solute negative)
+                return None
+            r = self.rates(T1, c)
+            cfl_dt = self._cfl_dt(r.G)
+            if dt > cfl_dt:
+                dt = 0.9 * cfl_dt
+                continue
+            prop = self._propose(r, dt)
+            if prop is None:
+                return None
+            self._commit(prop, r, dt)
+            self.ledger.steps += 1
+            self.ledger.implicit_steps += 1
+            return dt
+        return None
+
+    def _propose(self, r: _Rates, dt: float) -> _Proposal | None:
+        """The state after one step of ``dt`` s with rates ``r`` (None if the solute would go negative)."""
         k = self.kinetics
         P = self.P.copy()
         out_n = 0.0
@@ -525,13 +641,12 @@ class PopulationBalance:
         # 5. solute closes the balance
         M_sol = self.M_total - M_cryst - M_am
         if M_sol < 0.0:
-            return False
-        if r0.G > 0 or r.G > 0:
-            # a growth step must not push the solution below saturation by more than rel_tol
-            tol = 2 * self.rel_tol * max(abs(r0.c - r0.csat), 0.01 * r0.csat)
-            if M_sol / self.basis_amount < min(r0.csat, r.csat) - tol:
-                return False
-        # commit
+            return None
+        return _Proposal(P, top, M_cryst, M_am, M_sol, born, out_n, broken_n, formed, dissolved)
+
+    def _commit(self, prop: _Proposal, r: _Rates, dt: float) -> None:
+        """Make a proposed step the state and book its transfers."""
+        P, top, M_cryst, M_am, M_sol, born, out_n, broken_n, formed, dissolved = prop
         self.P = P
         self._top = top
         self._M_cryst = M_cryst
@@ -557,7 +672,6 @@ class PopulationBalance:
                 self._agglomerate(self._beta_acc / self.V_m3)
                 self._beta_acc = 0.0
                 self._t_acc = 0.0
-        return True
 
     def flush_agglomeration(self) -> None:
         """Apply the agglomeration accumulated since the last split step (call before reading the PSD)."""
