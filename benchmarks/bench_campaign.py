@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 
 from crystalloop.campaign import SimulatedLab, execute_recipe, objective_values, run_campaign
-from crystalloop.digital_twin.design_space import DesignSpace
-from crystalloop.digital_twin.design_spec import parse_objectives
+from crystalloop.digital_twin.design import DesignSpace
+from crystalloop.digital_twin.design import parse_objectives
 from crystalloop.digital_twin.doe import read_doe
-from crystalloop.digital_twin.optimize import hypervolume
+from crystalloop.digital_twin.design import hypervolume
 from crystalloop.profiles import feature_names, profiles_to_frame
 from crystalloop.store import ExperimentStore
 

@@ -86,7 +86,7 @@ def load_example_twin(path: str | None):
 
 
 def bench_speed(twin, pop: int, gens: int, seed: int) -> dict:
-    from crystalloop.digital_twin.optimize import DesignProblem, optimize_design
+    from crystalloop.digital_twin.design import DesignProblem, optimize_design
 
     timed = _TimedTwin(twin)
     t0 = time.perf_counter()
@@ -133,16 +133,20 @@ def _sim_cqas(profiles, seeds, kinetics: str) -> pd.DataFrame:
 
 
 def _measured_hv(cqas: pd.DataFrame) -> float:
-    from crystalloop.digital_twin.design_spec import parse_objectives
-    from crystalloop.digital_twin.optimize import hypervolume
+    from crystalloop.digital_twin.design import hypervolume, parse_objectives
 
     objs = parse_objectives(OBJECTIVES, ["D50_um", "DoA_pct"])
     return hypervolume(cqas[["D50_um", "DoA_pct"]].to_numpy(float), objs, REFERENCE)
 
 
 def bench_validation(twin, result, n_valid: int, seed: int, kinetics: str) -> dict:
-    from crystalloop.digital_twin.optimize import DesignProblem, make_algorithm, tell_measured
-    from crystalloop.digital_twin.selection import knee_point, spread_points
+    from crystalloop.digital_twin.design import (
+        DesignProblem,
+        knee_point,
+        make_algorithm,
+        spread_points,
+        tell_measured,
+    )
 
     # validation runs: the knee of every instance + points spread along the global front
     chosen = [knee_point(result, n_cycles=n) for n in sorted(set(result.front["n_cycles"]))]
@@ -251,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\n### Fronts\n")
     print(_md(r.summary()))
     if a.out:
-        from crystalloop.digital_twin.design_report import write_design
+        from crystalloop.digital_twin.design import write_design
 
         write_design(r, a.out)
         print(f"\nwrote {a.out}/")

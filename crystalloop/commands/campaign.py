@@ -43,8 +43,8 @@ def campaign(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from crystalloop.commands.design import _bounds_file
     from crystalloop.campaign import TableLab, run_campaign
+    from crystalloop.digital_twin.design import read_bounds
 
     console = Console()
     run_opts = {"sample_interval_s": sample_interval}
@@ -76,7 +76,7 @@ def campaign(
             constraints=constraint or None, limit=limit or None,
             lab=TableLab(lab, timeout_s=lab_wait) if lab is not None else None,
             acquisition=acquisition, kappa=kappa, cycles=cycles, pop_size=pop, n_gen=gens,
-            bounds=_bounds_file(bounds),
+            bounds=read_bounds(bounds),
             twin_options={"grid": grid, "n_splits": splits, "augment": augment},
             n_frames=frames, run_options=run_opts, seed=seed, progress=on,
         )

@@ -8,24 +8,6 @@ from typing import Annotated
 import typer
 
 
-def _bounds_file(path: Path | None) -> dict | None:
-    if path is None:
-        return None
-    import json
-
-    import yaml
-
-    from crystalloop.errors import ConfigError
-
-    if not path.is_file():
-        raise ConfigError(f"bounds file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    d = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    if not isinstance(d, dict):
-        raise ConfigError(f"bounds file {path}: expected a mapping such as 'c0_mg_g: [30, 50]', got {d!r}")
-    return d
-
-
 def design(
     twin: Annotated[Path, typer.Argument(help="Folder of a fitted twin (crystalloop twin fit ... --out TWIN).")],
     objectives: Annotated[str, typer.Option(
@@ -59,19 +41,23 @@ def design(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from crystalloop.digital_twin.design_report import _load_twin, write_design
-    from crystalloop.digital_twin.design_spec import parse_cycles
-    from crystalloop.digital_twin.optimize import optimize_design
+    from crystalloop.digital_twin.design import (
+        knee_point,
+        load_twin,
+        optimize_design,
+        parse_cycles,
+        read_bounds,
+        write_design,
+    )
+    from crystalloop.limits import ThermostatLimits
 
     limits = None
     if t_min is not None or t_max is not None or max_rate is not None:
-        from crystalloop.hardware.base import ThermostatLimits
-
-        d = ThermostatLimits()
-        limits = ThermostatLimits(d.min_c if t_min is None else t_min, d.max_c if t_max is None else t_max,
-                                  d.max_rate_c_min if max_rate is None else max_rate)
+        inf = float("inf")
+        limits = ThermostatLimits(-inf if t_min is None else t_min, inf if t_max is None else t_max,
+                                  inf if max_rate is None else max_rate, source="user")
     console = Console()
-    tw = _load_twin(twin)
+    tw = load_twin(twin)
     n_inst = 1 if mixed else len(parse_cycles(cycles))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
@@ -82,7 +68,7 @@ def design(
 
         result = optimize_design(
             tw, objectives, cycles=cycles, mixed=mixed, constraints=constraint or None,
-            pessimistic=pessimistic, bounds=_bounds_file(bounds), limits=limits,
+            pessimistic=pessimistic, bounds=read_bounds(bounds), limits=limits,
             max_batch_time_min=max_batch_time, holds=holds, pop_size=pop, n_gen=gens, seed=seed, n_jobs=jobs, callback=_cb,
         )
     paths = write_design(result, out, color=color)
@@ -95,7 +81,7 @@ def design(
     console.print(table)
     for label, msg in result.infeasible.items():
         console.print(f"[yellow]{label}: {msg}[/yellow]")
-    knee = result.knee_point()
+    knee = knee_point(result)
     console.print(f"knee point: {knee.name}")
     console.print(f"{result.n_evaluations} twin evaluations in {result.wall_time_s:.1f} s; wrote "
                   f"{len(result.front)} Pareto profiles, plots and recipes to {out}/ "

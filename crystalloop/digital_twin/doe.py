@@ -25,7 +25,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from crystalloop.errors import ProfileError, SchemaError
+from crystalloop.cqa import CQA_NAMES
+from crystalloop.errors import DoEWarning, ProfileError, SchemaError
 from crystalloop.profiles import DEFAULT_BOUNDS, ProfileBounds, ThermocycleProfile, feature_names
 
 __all__ = [
@@ -38,25 +39,11 @@ __all__ = [
     "infer_max_cycles",
 ]
 
-#: CQA column names shared by the simulator, the DoE tables and the twin.
-CQA_NAMES: tuple[str, ...] = (
-    "D10_um",
-    "D50_um",
-    "D90_um",
-    "DoA_pct",
-    "crystallinity_pct",
-    "yield_pct",
-    "batch_time_min",
-)
 
 #: Non-feature, non-CQA columns a DoE table may carry.
 META_COLUMNS: tuple[str, ...] = ("run_id", "recipe", "name", "notes")
 
 _UNIT_SUFFIXES = ("_um", "_pct", "_min", "_c", "_s", "_kg_kg", "_c_min")
-
-
-class DoEWarning(UserWarning):
-    """A DoE table is usable but suspicious (replicates, constant columns, sparse CQAs)."""
 
 
 def resolve_cqa(name: str, available: tuple[str, ...] | list[str] = CQA_NAMES) -> str:

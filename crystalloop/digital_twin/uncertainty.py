@@ -34,7 +34,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from crystalloop.errors import ConfigError
+from crystalloop.errors import ConfigError, InsufficientDataError
 
 __all__ = [
     "MonteCarloCVRegressor",
@@ -333,7 +333,7 @@ class MonteCarloCVRegressor(_EnsembleBase):
         if not 0 < self.validation_size < 1:
             raise ConfigError(f"validation_size must be in (0, 1), got {self.validation_size!r}")
         if n < 2:
-            raise ValueError(f"Monte Carlo CV needs at least 2 samples, got n_samples={n}")
+            raise InsufficientDataError(f"Monte Carlo CV needs at least 2 samples, got n_samples={n}")
         w = None if sample_weight is None else _check_sample_weight(sample_weight, X)
         n_val = min(n - 1, max(1, int(round(self.validation_size * n))))
         rng = check_random_state(self.random_state)
@@ -380,7 +380,7 @@ class BootstrapRegressor(_EnsembleBase):
         if int(self.n_estimators) != self.n_estimators or self.n_estimators < 1:
             raise ConfigError(f"n_estimators must be a whole number >= 1, got {self.n_estimators!r}")
         if n < 2:
-            raise ValueError(f"bootstrap needs at least 2 samples, got n_samples={n}")
+            raise InsufficientDataError(f"bootstrap needs at least 2 samples, got n_samples={n}")
         w = None if sample_weight is None else _check_sample_weight(sample_weight, X)
         rng = check_random_state(self.random_state)
         draws = [rng.randint(0, n, size=n) for _ in range(int(self.n_estimators))]

@@ -21,15 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crystalloop.digital_twin.design_result import DesignResult, _nondominated
-from crystalloop.digital_twin.design_spec import (
-    BATCH_TIME,
-    OutcomeConstraint,
-    parse_constraints,
-    parse_objectives,
-)
 from crystalloop.errors import InfeasibleError, OptimizationError
 from crystalloop.profiles import Segment, ThermocycleProfile
+
+from .pareto import nondominated
+from .result import DesignResult
+from .spec import BATCH_TIME, OutcomeConstraint, parse_constraints, parse_objectives
 
 __all__ = ["knee_point", "best_under", "shortest_batch", "spread_points", "export_recipe"]
 
@@ -86,7 +83,7 @@ def knee_point(result: DesignResult, *, n_cycles: int | None = None, return_row:
     """
     idx = _rows(result, n_cycles)
     F = result.objective_matrix(idx)
-    keep = _nondominated(F)
+    keep = nondominated(F)
     idx, F = idx[keep], F[keep]
     lo, hi = F.min(axis=0), F.max(axis=0)
     norm = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
@@ -171,7 +168,7 @@ def spread_points(result: DesignResult, n: int, *, n_cycles: int | None = None) 
         raise OptimizationError(f"n must be a whole number >= 1, got {n!r}")
     idx = _rows(result, n_cycles)
     F = result.objective_matrix(idx)
-    keep = _nondominated(F)
+    keep = nondominated(F)
     idx, F = idx[keep], F[keep]
     lo, hi = F.min(axis=0), F.max(axis=0)
     Z = (F - lo) / np.where(hi > lo, hi - lo, 1.0)

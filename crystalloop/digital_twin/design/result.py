@@ -11,21 +11,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crystalloop.digital_twin.design_spec import BATCH_TIME, Objective, OutcomeConstraint
 from crystalloop.errors import OptimizationError
 from crystalloop.profiles import ThermocycleProfile, feature_names
 
+from .pareto import hypervolume, nondominated
+from .spec import BATCH_TIME, Objective, OutcomeConstraint
+
 __all__ = ["DesignResult"]
-
-
-def _nondominated(F: np.ndarray) -> np.ndarray:
-    """Boolean mask of the rows of ``F`` (minimization) that no other row dominates."""
-    if len(F) == 0:
-        return np.zeros(0, dtype=bool)
-    le = np.all(F[:, None, :] <= F[None, :, :], axis=2)
-    lt = np.any(F[:, None, :] < F[None, :, :], axis=2)
-    dominated = np.any(le & lt, axis=0)
-    return ~dominated
 
 
 @dataclass
@@ -107,7 +99,7 @@ class DesignResult:
         n_tab = len(tables)  # one twin call each to tabulate the final fronts
         front = pd.concat(tables, ignore_index=True)
         Fall = front[[f"{o.name}_objective" for o in objectives]].to_numpy() * sign
-        front.insert(2, "pareto_global", _nondominated(Fall))
+        front.insert(2, "pareto_global", nondominated(Fall))
 
         # shared hypervolume reference: nadir of everything seen + 10 % of the range
         seen = [f for *_, fronts, _ in runs for f in fronts if len(f)]
@@ -153,30 +145,9 @@ class DesignResult:
 
     def hypervolume(self, instance: str | None = None) -> float:
         """Final hypervolume of one instance (or of the union of all fronts)."""
-        from crystalloop.digital_twin.optimize import hypervolume
-
         tab = self.front if instance is None else self.front[self.front["instance"] == instance]
         vals = tab[[f"{o.name}_objective" for o in self.objectives]].to_numpy(dtype=float)
         return hypervolume(vals, self.objectives, self.reference_point)
-
-    # ------------------------------------------------------------------ selection
-    def knee_point(self, **kw: Any) -> ThermocycleProfile:
-        """See :func:`crystalloop.digital_twin.selection.knee_point`."""
-        from crystalloop.digital_twin.selection import knee_point
-
-        return knee_point(self, **kw)
-
-    def best_under(self, objective: str, limits: Any, **kw: Any) -> ThermocycleProfile:
-        """See :func:`crystalloop.digital_twin.selection.best_under`."""
-        from crystalloop.digital_twin.selection import best_under
-
-        return best_under(self, objective, limits, **kw)
-
-    def shortest_batch(self, targets: Any, **kw: Any) -> ThermocycleProfile:
-        """See :func:`crystalloop.digital_twin.selection.shortest_batch`."""
-        from crystalloop.digital_twin.selection import shortest_batch
-
-        return shortest_batch(self, targets, **kw)
 
     # ------------------------------------------------------------------ reporting
     def summary(self) -> pd.DataFrame:

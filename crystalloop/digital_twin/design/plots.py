@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from crystalloop.digital_twin.design_result import DesignResult
-from crystalloop.digital_twin.design_spec import BATCH_TIME, resolve_quantity
 from crystalloop.errors import OptimizationError
+
+from .result import DesignResult
+from .selection import knee_point
+from .spec import BATCH_TIME, resolve_quantity
 
 __all__ = ["plot_fronts", "plot_convergence"]
 
@@ -96,8 +98,6 @@ def plot_fronts(
             sc = ax.scatter(xv, yv, c=cvals[m][o], cmap="viridis", norm=norm, marker=mk,
                             s=28, edgecolors="k", linewidths=0.3, label=inst, zorder=2)
     if mark_knee and len(result.objectives) >= 2:
-        from crystalloop.digital_twin.selection import knee_point
-
         _, row = knee_point(result, return_row=True)
         ax.scatter([row[xc]], [row[yc]], s=220, facecolors="none", edgecolors="red", linewidths=1.5,
                    zorder=3, label="knee point")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crystalloop.cqa import BATCH_TIME, CQA_NAMES
 from crystalloop.errors import InfeasibleError, ModelError, OptimizationError
 
 __all__ = [
@@ -26,10 +27,6 @@ __all__ = [
     "resolve_quantity",
 ]
 
-#: name of the quantity computed from the profile rather than predicted
-BATCH_TIME = "batch_time_min"
-#: CQA names of the shared contract (used to tell "unknown name" from "the twin lacks it")
-KNOWN_CQAS = ("D10_um", "D50_um", "D90_um", "DoA_pct", "crystallinity_pct", "yield_pct", BATCH_TIME)
 _SUFFIX = re.compile(r"_(um|pct|min|s|c|c_min|kg_kg|mg_g)$")
 
 
@@ -49,13 +46,13 @@ def resolve_quantity(name: str, available: Sequence[str], *, what: str = "object
     """
     key = str(name).strip()
     pool = list(dict.fromkeys([*available, BATCH_TIME]))
-    for cands in (pool, KNOWN_CQAS):
+    for cands in (pool, CQA_NAMES):
         exact = [c for c in cands if c == key or c.lower() == key.lower()]
         hits = exact or [c for c in cands if _short(c) == _short(key)]
         if len(hits) > 1:
             raise OptimizationError(f"{what} name {key!r} is ambiguous: matches {hits}")
         if hits:
-            if cands is KNOWN_CQAS:
+            if cands is CQA_NAMES:
                 raise ModelError(
                     f"{what} {key!r} needs the CQA {hits[0]!r}, but the twin predicts only "
                     f"{list(available)}; fit the twin with {hits[0]} in the DoE table"

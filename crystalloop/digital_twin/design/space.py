@@ -26,11 +26,11 @@ satisfy them, so every candidate the default algorithm evaluates is a valid prof
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from crystalloop.errors import InfeasibleError, OptimizationError
+from crystalloop.limits import ThermostatLimits
 from crystalloop.profiles import (
     DEFAULT_BOUNDS,
     ProfileBounds,
@@ -40,6 +40,8 @@ from crystalloop.profiles import (
 )
 
 __all__ = ["DesignSpace"]
+
+
 
 #: numerical slack on the alternation constraints (°C), so that a repaired step of exactly
 #: ``min_step_c`` is feasible despite rounding
@@ -58,9 +60,9 @@ class DesignSpace:
     bounds : ProfileBounds
         Bounds on concentration, seed loading, temperatures, rates and holds
         (DOMAIN.md §1 by default).
-    limits : object, optional
-        Thermostat limits (``min_c``, ``max_c``, ``max_rate_c_min``, e.g.
-        :class:`crystalloop.hardware.base.ThermostatLimits`); they tighten the bounds.
+    limits : ThermostatLimits, optional
+        Thermostat setpoint range (°C) and ramp capability (°C/min)
+        (:class:`crystalloop.limits.ThermostatLimits`); they tighten the bounds.
     holds : bool
         Whether each segment's hold time is a decision variable (within
         ``bounds.hold_min``); otherwise every hold is 0 min.
@@ -80,7 +82,7 @@ class DesignSpace:
 
     n_cycles: int | tuple[int, int]
     bounds: ProfileBounds = DEFAULT_BOUNDS
-    limits: Any = None
+    limits: ThermostatLimits | None = None
     holds: bool = False
     final_cooling: bool = True
     min_step_c: float = 1.0
@@ -107,6 +109,11 @@ class DesignSpace:
             )
         if not (np.isfinite(self.min_step_c) and self.min_step_c > 0):
             raise OptimizationError(f"min_step_c must be > 0 °C, got {self.min_step_c}")
+        if self.limits is not None and not isinstance(self.limits, ThermostatLimits):
+            raise OptimizationError(
+                f"limits must be a crystalloop.limits.ThermostatLimits (setpoint range °C, ramp °C/min), "
+                f"got {type(self.limits).__name__}"
+            )
         self._check_box()
 
     # ------------------------------------------------------------------ structure
@@ -172,11 +179,11 @@ class DesignSpace:
         return lo, hi
 
     def _check_box(self) -> None:
-        dev = getattr(self.limits, "name", None) or "thermostat"
+        dev = f"the {self.limits.source} limits" if self.limits is not None and self.limits.source else "the thermostat limits"
         tlo, thi = self._temperature_range()
         if thi - tlo < self.min_step_c:
             b = self.bounds.temperature_c
-            lim = (f" and the {dev} limits [{self.limits.min_c:g}, {self.limits.max_c:g}] °C"
+            lim = (f" and {dev} [{self.limits.min_c:g}, {self.limits.max_c:g}] °C"
                    if self.limits is not None else "")
             raise InfeasibleError(
                 f"no feasible profile: the temperature bounds [{b[0]:g}, {b[1]:g}] °C{lim} leave "
