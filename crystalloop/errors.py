@@ -47,6 +47,7 @@ __all__ = [
     "CrystalloopWarning",
     "DoEWarning",
     "TwinWarning",
+    "DesignWarning",
     "CampaignWarning",
     "CapabilityWarning",
 ]
@@ -187,6 +188,11 @@ class DoEWarning(CrystalloopWarning):
 class TwinWarning(CrystalloopWarning):
     """The twin is asked to predict outside what it was trained on, or was saved with other
     library versions."""
+
+
+class DesignWarning(CrystalloopWarning):
+    """A design instance found no feasible profile while others did (the message names the
+    instance and the binding constraint)."""
 
 
 class CampaignWarning(CrystalloopWarning):

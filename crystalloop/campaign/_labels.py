@@ -8,13 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from crystalloop.errors import CampaignWarning
+
 __all__ = ["CampaignWarning", "run_label", "round_of", "campaign_rounds"]
 
 _LABEL = re.compile(r"^C(\d+)-(\d+)$")
-
-
-class CampaignWarning(UserWarning):
-    """Something in a round did not go as planned (too few particles, a failed run, a short front)."""
 
 
 def run_label(round_: int, k: int) -> str:

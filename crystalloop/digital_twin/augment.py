@@ -29,7 +29,7 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from crystalloop.errors import ConfigError, ModelError
+from crystalloop.errors import ConfigError, ModelError, TwinWarning
 from crystalloop.profiles import feature_names
 
 from .synthetic import GENERATORS, SyntheticGenerator
@@ -144,7 +144,7 @@ class WeightedERMRegressor(RegressorMixin, BaseEstimator):
             Xs, ys = np.empty((0, X.shape[1])), np.empty(0)
         if len(ys) == 0 and alpha > 0:
             warnings.warn(f"alpha={alpha} has no effect: no synthetic rows were given (X_synthetic) or generated "
-                          f"(generator); fitting on the real rows only", UserWarning, stacklevel=2)
+                          f"(generator); fitting on the real rows only", TwinWarning, stacklevel=2)
             alpha = 0.0
         w_real, w_syn = erm_weights(len(y), len(ys), alpha)
         if sample_weight is not None:

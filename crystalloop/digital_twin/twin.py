@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from crystalloop.errors import ConfigError, ModelError, SchemaError
+from crystalloop.errors import ConfigError, ModelError, SchemaError, TwinWarning
 from crystalloop.profiles import ThermocycleProfile, feature_names, profiles_to_frame
 
 from .augment import DEFAULT_ALPHAS, DEFAULT_M, WeightedERMRegressor, search_augmentation_many
@@ -46,10 +46,6 @@ from .uncertainty import BootstrapRegressor, MonteCarloCVRegressor, calibration_
 __all__ = ["DigitalTwin", "TwinWarning", "fit_twin", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
-
-
-class TwinWarning(UserWarning):
-    """The twin is asked to predict outside what it was trained on."""
 
 
 def _versions() -> dict[str, str]:
