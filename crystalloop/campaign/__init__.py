@@ -17,7 +17,12 @@ from crystalloop.campaign.lab import DEFAULT_LAB_NOISE, LabRequest, SimulatedLab
 from crystalloop.campaign.loop import DEFAULT_TWIN_OPTIONS, CampaignResult, run_campaign
 from crystalloop.campaign.measure import measure_images
 from crystalloop.campaign.propose import ACQUISITIONS, propose, select_batch
-from crystalloop.campaign.report import measured_front, objective_values, plot_campaign, round_summary
+from crystalloop.campaign.report import (
+    measured_front,
+    objective_values,
+    plot_campaign,
+    round_summary,
+)
 
 __all__ = [
     "run_campaign", "CampaignResult", "DEFAULT_TWIN_OPTIONS", "CampaignWarning",

@@ -24,22 +24,6 @@ from crystalloop.profiles import ThermocycleProfile
 __all__ = ["execute_recipe"]
 
 
-class _CampaignStore:
-    """The store as the runner sees it during a campaign: every run is started with
-    ``kind="campaign"`` (the controller's name stays in the run's meta)."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-        self.path = store.path
-
-    def start_run(self, recipe=None, backend="sim://", seed=None, kind="campaign", meta=None):
-        return self._store.start_run(recipe=recipe, backend=backend, seed=seed, kind="campaign",
-                                     meta={**(meta or {}), "controller": (meta or {}).get("controller", kind)})
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
 def _save_png(path: Path, image: np.ndarray) -> None:
     import cv2
 
@@ -58,23 +42,23 @@ def execute_recipe(profile: ThermocycleProfile, *, label: str, round_: int, back
                    backend_options: dict | None = None, meta: dict | None = None) -> dict[str, Any]:
     """Run one recipe on the backend, grab the final frames, measure, log; return the record.
 
-    The run goes through :func:`~crystalloop.control.runner.run` with an open crystallizer
+    The run goes through :func:`~crystalloop.control.run` with an open crystallizer
     (so the final frames come from the same plant); it is stored with ``kind="campaign"``.
     The measured CQAs are logged in the store under the standard names (``D50_um``, ...);
     on a simulated backend (``seed`` is its batch seed) the true CQAs (logged by the runner
     from the backend's ground truth) are kept as ``plant_{cqa}``,
     and the image figures as ``image_D50_um``, ``image_n_particles``.
     """
-    from crystalloop.control.runner import run
+    from crystalloop.control import RunOptions, run
     from crystalloop.hardware.base import connect
 
     t0 = time.perf_counter()
     cz = connect(backend, recipe=profile, seed=int(seed), **dict(backend_options or {}))
     frames: list = []
     try:
-        res = run(profile, crystallizer=cz, controller=controller, store=_CampaignStore(store),
-                  meta={"campaign_round": int(round_), "campaign_run": label, **(meta or {})},
-                  **(run_options or {}))
+        opts = RunOptions(controller=controller, kind="campaign",
+                          meta={"campaign_round": int(round_), "campaign_run": label, **(meta or {})})
+        res = run(profile, crystallizer=cz, store=store, options=opts, **(run_options or {}))
         run_id = res.run_id
         if res.status == "completed" and cz.camera is not None and n_frames > 0:
             t_end = float(res.timeseries["time_s"].max()) if len(res.timeseries) else 0.0

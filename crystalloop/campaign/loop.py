@@ -201,10 +201,9 @@ def run_campaign(
         doe = out / "doe.csv"
     # checks above are cheap; the design and twin modules import scikit-learn, pymoo and SDV
     from crystalloop.campaign.report import plot_campaign, round_summary
-    from crystalloop.digital_twin.design import parse_constraints, parse_objectives
     from crystalloop.cqa import CQA_NAMES
+    from crystalloop.digital_twin.design import hypervolume, parse_constraints, parse_objectives
     from crystalloop.digital_twin.doe import read_doe
-    from crystalloop.digital_twin.design import hypervolume
 
     table = read_doe(doe, extra_columns="error")
     mc = table.max_cycles

@@ -194,8 +194,7 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
     chosen = [profiles_all[i] for i in picks]
     how = ["front"] * len(chosen)
     if len(chosen) < n:  # a front shorter than the batch: fill with random feasible profiles
-        from crystalloop.digital_twin.design import DesignSpace
-        from crystalloop.digital_twin.design import parse_cycles
+        from crystalloop.digital_twin.design import DesignSpace, parse_cycles
 
         ncs = parse_cycles(cycles)
         from crystalloop.profiles import DEFAULT_BOUNDS, ProfileBounds

@@ -50,27 +50,32 @@ def campaign(
     run_opts = {"sample_interval_s": sample_interval}
     if image_interval is not None:
         run_opts["image_interval_s"] = image_interval
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
-        task = progress.add_task("campaign", total=max(rounds, 0) * max(batch, 0))
+    bar: dict = {}  # the progress bar appears with the first stage, after every argument was checked
 
-        def on(stage: str, info: dict) -> None:
-            if stage == "learn":
-                progress.update(task, description=f"round {info['round']}: fitting the twin on {info['n_runs']} runs")
-            elif stage == "propose":
-                progress.update(task, description=f"round {info['round']}: NSGA-II proposes {batch} recipes")
-            elif stage == "run":
-                progress.update(task, description=f"round {info['round']}: running {info['label']} on {backend}")
-            elif stage == "measured":
-                progress.advance(task)
-                d50, truth = info.get("D50_image_um", math.nan), info.get("plant_D50_um", math.nan)
-                extra = f" (plant {truth:.1f} µm)" if truth == truth else ""
-                console.print(f"  {info['run_id']}: {info['status']}, D50 from {info.get('n_particles', 0)} particles "
-                              f"{d50:.1f} µm{extra}, DoA {info.get('DoA_pct', math.nan):.1f} %")
-            elif stage == "round":
-                console.print(f"round {info['round']}: hypervolume {info['hypervolume_before']:.4g} → "
-                              f"{info['hypervolume']:.4g}")
+    def on(stage: str, info: dict) -> None:
+        if not bar:
+            bar["p"] = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=console, transient=False)
+            bar["p"].start()
+            bar["task"] = bar["p"].add_task("campaign", total=max(rounds, 0) * max(batch, 0))
+        progress, task = bar["p"], bar["task"]
+        if stage == "learn":
+            progress.update(task, description=f"round {info['round']}: fitting the twin on {info['n_runs']} runs")
+        elif stage == "propose":
+            progress.update(task, description=f"round {info['round']}: NSGA-II proposes {batch} recipes")
+        elif stage == "run":
+            progress.update(task, description=f"round {info['round']}: running {info['label']} on {backend}")
+        elif stage == "measured":
+            progress.advance(task)
+            d50, truth = info.get("D50_image_um", math.nan), info.get("plant_D50_um", math.nan)
+            extra = f" (plant {truth:.1f} µm)" if truth == truth else ""
+            console.print(f"  {info['run_id']}: {info['status']}, D50 from {info.get('n_particles', 0)} particles "
+                          f"{d50:.1f} µm{extra}, DoA {info.get('DoA_pct', math.nan):.1f} %")
+        elif stage == "round":
+            console.print(f"round {info['round']}: hypervolume {info['hypervolume_before']:.4g} → "
+                          f"{info['hypervolume']:.4g}")
 
+    try:
         res = run_campaign(
             doe, objectives, backend=backend, n_rounds=rounds, batch_size=batch, out_dir=out, store=store,
             constraints=constraint or None, limit=limit or None,
@@ -80,6 +85,9 @@ def campaign(
             twin_options={"grid": grid, "n_splits": splits, "augment": augment},
             n_frames=frames, run_options=run_opts, seed=seed, progress=on,
         )
+    finally:
+        if bar:
+            bar["p"].stop()
     r = res.rounds
     table = Table(title=f"campaign rounds ({objectives}; best under {r['limit'].iloc[-1]})")
     table.add_column("per round")

@@ -9,19 +9,26 @@
   :mod:`~crystalloop.control.identify`: fit its thermal model to logged data.
 * :mod:`~crystalloop.control.dnc`: :class:`DirectNucleationController` from particle counts;
   :mod:`~crystalloop.control.ssc`: :class:`SupersaturationController` from concentration.
-* :mod:`~crystalloop.control.runner`: :func:`run` a recipe or controller on a backend URL,
-  logging everything to the experiment store.
+* :mod:`~crystalloop.control.controller`: the :class:`Controller` protocol the runner talks
+  to, implemented by every controller above; :func:`make_controller` by name.
+* :mod:`~crystalloop.control.runner`: :func:`run` a recipe or controller on a backend URL
+  with :class:`RunOptions`, logging everything to the experiment store; the loop itself is
+  :class:`~crystalloop.control.loop.RunLoop`, step by step.
 
 Single-batch execution only: the closed loop over many batches is :mod:`crystalloop.campaign`.
 """
 
+from crystalloop.control.controller import Controller, ControllerBase
 from crystalloop.control.dnc import DirectNucleationController, ImageCounter, dnc_mode
 from crystalloop.control.identify import identify_thermal_model, simulate_thermal_model
+from crystalloop.control.loop import RunLoop
 from crystalloop.control.nmpc import NMPCController, ThermalModel, thermal_model_from_params
+from crystalloop.control.options import RunOptions
 from crystalloop.control.pid import PID, CascadePID, Observation, ProfileTracker
 from crystalloop.control.runner import (
     CONTROLLERS,
     RunResult,
+    continuation_of,
     make_controller,
     run,
     run_status,
@@ -36,5 +43,6 @@ __all__ = [
     "identify_thermal_model", "simulate_thermal_model",
     "DirectNucleationController", "ImageCounter", "dnc_mode", "SupersaturationController",
     "SafeThermostat", "Watchdog", "SAFE_STATES",
-    "run", "run_status", "make_controller", "tracking_metrics", "RunResult", "CONTROLLERS",
+    "Controller", "ControllerBase", "RunOptions", "RunLoop",
+    "run", "run_status", "continuation_of", "make_controller", "tracking_metrics", "RunResult", "CONTROLLERS",
 ]

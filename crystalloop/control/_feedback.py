@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from crystalloop.control.controller import ControllerBase
 from crystalloop.control.pid import Observation
 from crystalloop.errors import ConfigError
 
 
-class FeedbackLaw:
-    """Mixin: the subclass sets ``name``, ``t_min_c``, ``t_max_c``, ``final_hold_min`` and
+class FeedbackLaw(ControllerBase):
+    """Mixin implementing :class:`~crystalloop.control.controller.Controller` for a feedback
+    law on a measurement: the subclass sets ``name``, ``t_min_c``, ``t_max_c``, ``final_hold_min`` and
     ``max_duration_min``, calls :meth:`_start` from ``reset``, :meth:`_tick` at the top of
     ``setpoint`` and :meth:`_track_end_hold` after moving the setpoint."""
 
@@ -29,9 +31,11 @@ class FeedbackLaw:
 
     @property
     def duration_s(self) -> float:
+        """Longest run time, s (``max_duration_min``)."""
         return self.max_duration_min * 60.0
 
     def reference(self, t_s: float) -> float:
+        """The feedback law's current setpoint, °C (it has no recipe trajectory to follow)."""
         return self.setpoint_
 
     def _start(self, obs: Observation) -> None:

@@ -287,10 +287,14 @@ class NMPCController(ProfileTracker):
         self._reset_state()
         self._u_prev = obs.T_set_c if np.isfinite(obs.T_set_c) else self.reference(obs.time_s)
 
+    @property
+    def solve_times_s(self) -> list[float]:
+        """Wall time of each NMPC solve, s (:class:`~crystalloop.control.controller.Controller`)."""
+        return list(self.solve_times_s_)
+
     def _event(self, t: float, level: str, msg: str) -> None:
         self.events_.append((t, level, msg))
-        if self.on_event is not None:
-            self.on_event(t, level, msg)
+        self._emit(t, level, msg)
 
     # ------------------------------------------------------------------ step
     def _state(self, obs: Observation) -> np.ndarray:

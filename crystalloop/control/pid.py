@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crystalloop.control.controller import ControllerBase
 from crystalloop.errors import ConfigError
 from crystalloop.profiles import ThermocycleProfile
 
@@ -223,8 +224,10 @@ class PID:
                 f"rate_limit_per_s={self.rate_limit_per_s:g})")
 
 
-class ProfileTracker:
+class ProfileTracker(ControllerBase):
     """Plain profile tracking: the thermostat setpoint follows the recipe.
+
+    Implements :class:`~crystalloop.control.controller.Controller`.
 
     Parameters
     ----------

@@ -8,7 +8,6 @@ import pytest
 from typer.testing import CliRunner
 
 from crystalloop.cli import app
-from crystalloop.errors import BackendError, ConfigError
 from crystalloop.hardware.sim import simulate
 from crystalloop.profiles import Segment, ThermocycleProfile, profiles_to_frame
 from crystalloop.store import ExperimentStore
@@ -29,13 +28,14 @@ def doe(tmp_path_factory):
 
 
 def test_campaign_command_refuses_bad_input(doe, tmp_path):
+    """Input errors: one line, exit code 2, nothing run and no progress bar drawn first."""
     r = CliRunner().invoke(app, ["campaign", str(doe), "--batch", "0", "--out", str(tmp_path)])
-    assert r.exit_code != 0 and isinstance(r.exception, ConfigError)
-    assert "batch_size must be a whole number >= 1, got 0" in str(r.exception)
+    assert r.exit_code == 2 and r.output == "error: batch_size must be a whole number >= 1, got 0\n", r.output
     r = CliRunner().invoke(app, ["campaign", str(doe), "--backend", "nope://", "--out", str(tmp_path)])
-    assert isinstance(r.exception, BackendError) and "Unknown backend URL scheme 'nope'" in str(r.exception)
+    assert r.exit_code == 2 and "Unknown backend URL scheme 'nope'" in r.output and "campaign" not in r.output
     r = CliRunner().invoke(app, ["campaign", "--out", str(tmp_path / "none")])
-    assert isinstance(r.exception, ConfigError) and "no DoE given" in str(r.exception)
+    assert r.exit_code == 2 and "no DoE given" in r.output
+    assert not (tmp_path / "campaign.sqlite").exists()
 
 
 @pytest.mark.slow
