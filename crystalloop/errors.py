@@ -31,6 +31,7 @@ __all__ = [
     "ImageError",
     "ModelError",
     "InsufficientDataError",
+    "UntrustedModelError",
     "OptimizationError",
     "InfeasibleError",
     "SimulationError",
@@ -114,6 +115,11 @@ class OptimizationError(ConfigError):
 
 class InsufficientDataError(ModelError):
     """Too few samples or rows to fit or validate a model (the message gives the count needed)."""
+
+
+class UntrustedModelError(ModelError):
+    """A model file was modified, replaced or holds types outside the trusted list; it is not
+    loaded (the message names the file)."""
 
 
 class InfeasibleError(OptimizationError):
