@@ -11,6 +11,8 @@ continuous shape). Solidity uses the pixel count of the convex hull (as scikit-i
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -31,7 +33,7 @@ __all__ = ["measure_particles", "PARTICLE_COLUMNS", "focus_map", "empty_particle
 PARTICLE_COLUMNS = (
     "label", "area_px", "area_um2", "ecd_um", "perimeter_um", "feret_max_um", "feret_min_um",
     "feret_angle_deg", "ellipse_major_um", "ellipse_minor_um", "aspect_ratio", "circularity",
-    "solidity", "convexity", "edge", "focus", "centroid_row_px", "centroid_col_px",
+    "solidity", "convexity", "length_um", "width_um", "length_width_ratio", "edge", "focus", "centroid_row_px", "centroid_col_px",
     "bbox_row0_px", "bbox_col0_px", "bbox_row1_px", "bbox_col1_px",
 )
 
@@ -95,6 +97,7 @@ def measure_particles(
     focus: bool = True,
     focus_image: np.ndarray | None = None,
     focus_background: float | None = None,
+    skeleton_min_aspect: float | None = 2.0,
 ) -> pd.DataFrame:
     """Descriptors of every labelled particle.
 
@@ -114,6 +117,11 @@ def measure_particles(
     focus_background : float, optional
         Known background level of the focus image (0 for a background-subtracted signal): the
         contrast is then the particle's peak deviation from it, robust to wide blur halos.
+    skeleton_min_aspect : float or None
+        Particles whose moment-ellipse aspect ratio reaches this value are measured along their
+        skeleton (:func:`~crystalloop.vision.skeleton.skeleton_length`); the length of more
+        compact ones is their max Feret diameter (their skeleton degenerates to a point or a
+        short stub). 0: every particle along its skeleton; None: none.
 
     Returns
     -------
@@ -123,7 +131,9 @@ def measure_particles(
         ``feret_angle_deg`` (direction of the max Feret, counter-clockwise from the column
         axis, [0, 180)), ``ellipse_major_um``/``ellipse_minor_um`` (moment ellipse of equal
         area), ``aspect_ratio`` (major/minor), ``circularity`` (4πA/P², ≤ 1), ``solidity``
-        (A / convex area), ``convexity`` (convex perimeter / P), ``edge`` (touches the frame),
+        (A / convex area), ``convexity`` (convex perimeter / P), ``length_um`` (along the
+        skeleton for elongated particles, see ``skeleton_min_aspect``), ``width_um`` (mean
+        width: area / length), ``length_width_ratio``, ``edge`` (touches the frame),
         ``focus``, ``centroid_row_px``, ``centroid_col_px`` and the bounding box.
 
     Examples
@@ -152,11 +162,15 @@ def measure_particles(
         fimg = image if focus_image is None else check_image(focus_image, "focus_image")
         check_same_shape(lab, fimg, "labels", "focus_image")
         fimg = to_gray_float(fimg)
-    return _measure(lab, px, focus_gray=fimg, focus_background=focus_background)
+    if skeleton_min_aspect is not None and not skeleton_min_aspect >= 0:
+        raise ConfigError(f"skeleton_min_aspect must be ≥ 0 or None, got {skeleton_min_aspect!r}")
+    return _measure(lab, px, focus_gray=fimg, focus_background=focus_background,
+                    skeleton_min_aspect=skeleton_min_aspect)
 
 
 def _measure(lab: np.ndarray, px: float, *, focus_gray: np.ndarray | None = None,
-             focus_background: float | None = None, slices=None) -> pd.DataFrame:
+             focus_background: float | None = None, slices=None,
+             skeleton_min_aspect: float | None = 2.0) -> pd.DataFrame:
     """:func:`measure_particles` on validated input (int32 labels, float focus image or None).
 
     ``slices`` (``ndi.find_objects`` of ``lab``, e.g. kept from the segmentation) saves a pass
@@ -175,7 +189,7 @@ def _measure(lab: np.ndarray, px: float, *, focus_gray: np.ndarray | None = None
         bg = float(np.float32(focus_background))
     h, w = lab.shape
     k3 = np.ones((3, 3), np.uint8)
-    ids, boxes, moms, contours, hulls = [], [], [], [], []
+    ids, boxes, moms, contours, hulls, crops = [], [], [], [], [], []
     for i, sl in enumerate(slices, start=1):
         if sl is None:
             continue
@@ -193,7 +207,10 @@ def _measure(lab: np.ndarray, px: float, *, focus_gray: np.ndarray | None = None
             if peak > 0 and cv2.countNonZero(bnd):
                 gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE)
                 gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE)
-                focus_scores[i] = cv2.mean(cv2.magnitude(gx, gy), mask=bnd)[0] / 8.0 / peak
+                # exact sum (math.fsum): cv2.mean's SIMD order depends on memory alignment, so
+                # its last bit differed between worker processes
+                mag = cv2.magnitude(gx, gy)[bnd > 0]
+                focus_scores[i] = math.fsum(mag.tolist()) / mag.size / 8.0 / peak
         m = cv2.moments(crop, binaryImage=True)
         cnts, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         pts = cnts[0] if len(cnts) == 1 else np.vstack(cnts)
@@ -201,6 +218,7 @@ def _measure(lab: np.ndarray, px: float, *, focus_gray: np.ndarray | None = None
         boxes.append((r0, c0, r1, c1))
         moms.append((m["m00"], m["m10"], m["m01"], m["mu20"], m["mu02"], m["mu11"]))
         contours.append(cnts)
+        crops.append(crop)
         hulls.append(geo.convex_hull(pts))
     if not ids:
         return empty_particle_table()
@@ -222,6 +240,15 @@ def _measure(lab: np.ndarray, px: float, *, focus_gray: np.ndarray | None = None
         aspect = np.where(minor > 0, major / minor, np.inf)
         circ = np.where(per > 0, np.minimum(4 * np.pi * area / per**2, 1.0), 0.0)
         convex = np.where(per > 0, np.minimum(hull_per / per, 1.0), 1.0)
+    length = fmax.copy()
+    if skeleton_min_aspect is not None:
+        from crystalloop.vision.skeleton import skeleton_length
+
+        for k in np.flatnonzero(aspect >= skeleton_min_aspect).tolist():
+            length[k] = skeleton_length(crops[k] > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        width = np.where(length > 0, area / length, 0.0)
+        lw = np.where(width > 0, length / width, np.inf)
     b = np.array(boxes, dtype=np.int64)
     idx = np.array(ids, dtype=np.int64)
     out = pd.DataFrame({
@@ -230,6 +257,7 @@ def _measure(lab: np.ndarray, px: float, *, focus_gray: np.ndarray | None = None
         "feret_max_um": fmax * px, "feret_min_um": fmin * px, "feret_angle_deg": ang,
         "ellipse_major_um": major * px, "ellipse_minor_um": minor * px, "aspect_ratio": aspect,
         "circularity": circ, "solidity": np.minimum(area / hull_area, 1.0), "convexity": convex,
+        "length_um": length * px, "width_um": width * px, "length_width_ratio": lw,
         "edge": (b[:, 0] == 0) | (b[:, 1] == 0) | (b[:, 2] == h) | (b[:, 3] == w),
         "focus": focus_scores[idx] if focus_scores is not None else np.full(n, np.nan),
         "centroid_row_px": mo[:, 2] / area - 1 + b[:, 0], "centroid_col_px": mo[:, 1] / area - 1 + b[:, 1],
@@ -318,7 +346,8 @@ def _focus_scores(lab: np.ndarray, gray: np.ndarray, ring_px: int = 4, backgroun
             boundary = (own > 0) & (cv2.erode(own, k3, borderType=cv2.BORDER_CONSTANT, borderValue=0) == 0)
             peak = float(np.abs(g[own > 0] - np.float32(background)).max())
             if peak > 0 and boundary.any():
-                score[i] = float(cv2.magnitude(gx, gy)[boundary].mean()) / 8.0 / peak
+                mag = cv2.magnitude(gx, gy)[boundary]
+                score[i] = math.fsum(mag.tolist()) / mag.size / 8.0 / peak
         return score
     grad = focus_map(gray)
     labf = lab.astype(np.float32)

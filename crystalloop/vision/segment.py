@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 
 from crystalloop.errors import ConfigError, ImageError
 from crystalloop.vision._validate import check_image, to_gray_float
+from crystalloop.vision.skeleton import split_elongated
 
 __all__ = [
     "threshold_value",
@@ -284,13 +285,17 @@ def watershed_split(
     strength: float = 0.7,
     max_solidity: float = 0.92,
     min_size_px: float = 20,
+    split_needles: bool = True,
     _sequential: bool = False,
 ) -> np.ndarray:
     """Split touching particles with a distance-transform watershed.
 
-    Only non-convex objects (solidity below ``max_solidity``) are considered; each is flooded
-    from the h-maxima of its distance map with ``h = (1 - strength) × max distance`` (at least
-    0.5 px): ``strength`` 0 never splits, 1 splits at every dent.
+    Only non-convex objects (solidity below ``max_solidity``) are considered. Blobs of touching
+    or crossing elongated crystals (``split_needles``) are separated along their skeleton
+    (:func:`~crystalloop.vision.skeleton.split_elongated`: branches paired straight through the
+    junctions); the others are flooded from the h-maxima of their distance map with
+    ``h = (1 - strength) × max distance`` (at least 0.5 px): ``strength`` 0 never splits, 1
+    splits at every dent.
 
     Parameters
     ----------
@@ -301,6 +306,8 @@ def watershed_split(
         Objects at least this convex are left whole.
     min_size_px : float
         Objects smaller than this are left whole.
+    split_needles : bool
+        Separate touching and crossing needles along their skeleton.
 
     Returns
     -------
@@ -322,11 +329,12 @@ def watershed_split(
     candidates = _nonconvex_labels(out, max_solidity, max(min_size_px, 8), contours=contours)
     if not candidates:
         return out
-    _split_candidates(out, candidates, ndi.find_objects(out), strength)
+    _split_candidates(out, candidates, ndi.find_objects(out), strength, needles=split_needles)
     return out
 
 
-def _split_candidates(out: np.ndarray, candidates, slices: list, strength: float) -> None:
+def _split_candidates(out: np.ndarray, candidates, slices: list, strength: float,
+                      needles: bool = False) -> None:
     """Split the candidate labels of ``out`` in place; ``slices`` (index = label - 1) is updated
     (the first part keeps the id with its new box, the others get new ids after the last one,
     so ids stay sequential without another pass over the image)."""
@@ -337,7 +345,11 @@ def _split_candidates(out: np.ndarray, candidates, slices: list, strength: float
             continue
         own = out[sl] == i
         crop = cv2.copyMakeBorder(own.view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-        sub, n = _split_one(crop, strength)
+        sub = split_elongated(crop > 0) if needles else None
+        if sub is not None:
+            n = int(sub.max())
+        else:
+            sub, n = _split_one(crop, strength)
         if n < 2:
             continue
         sub = sub[1:-1, 1:-1]
@@ -426,6 +438,7 @@ def mask_to_labels(
     watershed: bool = True,
     watershed_strength: float = 0.7,
     circularity_range: tuple[float, float] | None = None,
+    split_needles: bool = True,
     _return_slices: bool = False,
 ) -> np.ndarray:
     """Instance labels from a binary or probability mask (seed-002 post-processing).
@@ -453,6 +466,9 @@ def mask_to_labels(
         Split touching particles (see :func:`watershed_split`).
     watershed_strength : float in [0, 1]
     circularity_range : (low, high), optional
+    split_needles : bool
+        With ``watershed``: separate touching and crossing elongated crystals along their
+        skeleton instead of the distance watershed (see :func:`watershed_split`).
 
     Returns
     -------
@@ -496,7 +512,7 @@ def mask_to_labels(
         if watershed and watershed_strength > 0:
             cand = _nonconvex_labels(lab, 0.92, max(min_size_px, 8), contours=contours)
             if cand:
-                _split_candidates(lab, cand, slices, watershed_strength)
+                _split_candidates(lab, cand, slices, watershed_strength, needles=split_needles)
         lab = _circularity(lab, circularity_range)
         if circularity_range is not None:
             slices = None
@@ -506,7 +522,7 @@ def mask_to_labels(
     if watershed:
         # labels straight from connectedComponents are already 1..n (no relabelling pass)
         lab = watershed_split(lab, strength=watershed_strength, min_size_px=max(min_size_px, 8),
-                              _sequential=not remove_border)
+                              split_needles=split_needles, _sequential=not remove_border)
     else:
         lab = _relabel(lab)
     lab = _circularity(lab, circularity_range)
