@@ -3,17 +3,17 @@
 Commands are thin: each calls one library function that a notebook could call too.
 Heavy libraries are imported inside the command functions so ``crystalloop --help`` stays fast.
 Commands raise errors and let :mod:`crystalloop.cli` report them (one line, documented exit
-code); they print through :func:`console`, whose lines never wrap at the terminal width.
+code); they print through :func:`make_console`, whose lines never wrap at the terminal width.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["console", "print_table"]
+__all__ = ["make_console", "print_table"]
 
 
-def console(*, stderr: bool = False) -> Any:
+def make_console(*, stderr: bool = False) -> Any:
     """A :class:`rich.console.Console` for command output.
 
     Text is not wrapped at the terminal width (``soft_wrap``), so paths and messages stay

@@ -37,10 +37,10 @@ def design(
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Instances run in parallel processes (-1: all cores).")] = 1,
 ) -> None:
     """Find Pareto-optimal thermocycle profiles on a twin; write the front, plots and knee-point recipes."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from crystalloop.commands import make_console
     from crystalloop.digital_twin.design import (
         knee_point,
         load_twin,
@@ -56,7 +56,7 @@ def design(
         inf = float("inf")
         limits = ThermostatLimits(-inf if t_min is None else t_min, inf if t_max is None else t_max,
                                   inf if max_rate is None else max_rate, source="user")
-    console = Console()
+    console = make_console()
     tw = load_twin(twin)
     n_inst = 1 if mixed else len(parse_cycles(cycles))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -16,16 +16,6 @@ _Seed = Annotated[int, typer.Option("--seed", help="Random seed (reproducible on
 _Device = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")]
 
 
-def _run(fn, console):
-    from crystalloop.errors import CrystalloopError
-
-    try:
-        return fn()
-    except CrystalloopError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
-
-
 def _extra(epochs, device) -> dict:
     d = {"device": device}
     if epochs is not None:
@@ -48,14 +38,13 @@ def train_seg(
     device: _Device = "auto",
 ) -> None:
     """Train a U-Net pixel classifier; report pixel accuracy, IoU, instance F1 and PSD error on held-out images."""
-    from rich.console import Console
-
+    from crystalloop.commands import make_console
     from crystalloop.vision.learn.workflows import train_segmenter
 
-    console = Console()
-    m = _run(lambda: train_segmenter(out, coco=coco, image_dir=images, mask_dir=masks, synthetic=synthetic, targets=targets,
-                                     pixel_size_um=pixel_size_um, random_state=seed, progress=True, tile_size=tile_size,
-                                     **_extra(epochs, device)), console)
+    console = make_console()
+    m = train_segmenter(out, coco=coco, image_dir=images, mask_dir=masks, synthetic=synthetic, targets=targets,
+                        pixel_size_um=pixel_size_um, random_state=seed, progress=True, tile_size=tile_size,
+                        **_extra(epochs, device))
     console.print(f"trained on {m['n_train']} images in {m['train_time_s']:.0f} s; tested on {m['n_test']}")
     if "pixel_accuracy" in m:
         console.print(f"pixel accuracy {m['pixel_accuracy']:.3f}; IoU " + ", ".join(f"{k} {v:.3f}" for k, v in m["iou_per_class"].items()))
@@ -76,13 +65,12 @@ def train_classifier_cmd(
     device: _Device = "auto",
 ) -> None:
     """Train the multi-label crystal classifier; print the per-label precision/recall/F1 table."""
-    from rich.console import Console
-
+    from crystalloop.commands import make_console
     from crystalloop.vision.learn.workflows import train_classifier
 
-    console = Console()
-    rep = _run(lambda: train_classifier(out, labels_csv=labels, synthetic=synthetic, random_state=seed, progress=True,
-                                        input_size=input_size, **_extra(epochs, device)), console)
+    console = make_console()
+    rep = train_classifier(out, labels_csv=labels, synthetic=synthetic, random_state=seed, progress=True,
+                           input_size=input_size, **_extra(epochs, device))
     if len(rep):
         console.print((rep[["precision", "recall", "f1"]] * 100).round(1).astype(str).add("%").assign(support=rep["support"]).to_string())
     console.print(f"wrote model/, training.png, report.csv, thresholds.json, metrics.json to {out}/")
@@ -103,14 +91,13 @@ def train_regressor_cmd(
     device: _Device = "auto",
 ) -> None:
     """Train the seed-004 CNN regressor (rolling ball + equalization, 4/8/16 filters)."""
-    from rich.console import Console
-
+    from crystalloop.commands import make_console
     from crystalloop.vision.learn.workflows import train_regressor
 
-    console = Console()
-    m = _run(lambda: train_regressor(out, table_csv=table, target=target, group=group, synthetic=synthetic,
-                                     cross_validate=cv, compare_augmentation=compare_augmentation, random_state=seed,
-                                     progress=True, input_size=input_size, **_extra(epochs, device)), console)
+    console = make_console()
+    m = train_regressor(out, table_csv=table, target=target, group=group, synthetic=synthetic,
+                        cross_validate=cv, compare_augmentation=compare_augmentation, random_state=seed,
+                        progress=True, input_size=input_size, **_extra(epochs, device))
     console.print(f"{m['n_images']} images in {m['n_groups']} groups; training R² {m['train_r2']:.3f}")
     for k, v in m.get("cv_mean_rel_error", {}).items():
         console.print(f"leave-one-group-out mean {k}: {v:.3g}")
@@ -125,16 +112,16 @@ def predict_cmd(
     pixel_size_um: Annotated[float | None, typer.Option("--pixel-size-um", help="Segmenters: also measure particles (µm).")] = None,
 ) -> None:
     """Apply any saved vision model to images; write predictions.csv (+ label images/particles for segmenters)."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from crystalloop.commands import make_console
     from crystalloop.vision.learn.workflows import predict_images
 
-    console = Console()
+    console = make_console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console) as progress:
         task = progress.add_task("images", total=None)
-        table = _run(lambda: predict_images(model, images, out, pixel_size_um=pixel_size_um,
-                                            progress=lambda d, t: progress.update(task, completed=d, total=t)), console)
+        table = predict_images(model, images, out, pixel_size_um=pixel_size_um,
+                               progress=lambda d, t: progress.update(task, completed=d, total=t))
     console.print(f"predicted {len(table)} images; wrote predictions.csv to {out}/")
 
 

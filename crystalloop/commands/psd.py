@@ -64,42 +64,38 @@ def psd(
     Images come from paths, or from a stored run (--run N, e.g. one written by crystalloop
     simulate) at the pixel size recorded with them.
     """
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from crystalloop.errors import CrystalloopError
+    from crystalloop.commands import make_console
+    from crystalloop.errors import ConfigError
     from crystalloop.vision.pipeline import PipelineSettings
     from crystalloop.vision.report import measure_psd
 
-    console = Console()
-    try:
-        if run is not None:
-            if images:
-                raise CrystalloopError(f"give image paths or --run, not both (got {len(images)} path(s) and --run {run})")
-            images, pixel_size_um = _run_images(store, run, last, pixel_size_um)
-            console.print(f"run {run}: {len(images)} image(s) at {pixel_size_um:g} µm/px", highlight=False)
-        elif last is not None:
-            raise CrystalloopError("--last selects images of a stored run: use it with --run")
-        if not images:
-            raise CrystalloopError("no images: give image files, folders or glob patterns, or --run N")
-        if pixel_size_um is None:
-            raise CrystalloopError("--pixel-size-um is required: the size of one pixel in µm (e.g. --pixel-size-um 1.5)")
-        s = PipelineSettings.load(settings) if settings is not None else PipelineSettings()
-        changes = {k: v for k, v in (("polarity", polarity), ("min_size_px", min_size_px),
-                                     ("min_focus", min_focus), ("size", size)) if v is not None}
-        s = s.replace(**changes) if changes else s
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as progress:
-            task = progress.add_task("images", total=None)
+    console = make_console()
+    if run is not None:
+        if images:
+            raise ConfigError(f"give image paths or --run, not both (got {len(images)} path(s) and --run {run})")
+        images, pixel_size_um = _run_images(store, run, last, pixel_size_um)
+        console.print(f"run {run}: {len(images)} image(s) at {pixel_size_um:g} µm/px", highlight=False)
+    elif last is not None:
+        raise ConfigError("--last selects images of a stored run: use it with --run")
+    if not images:
+        raise ConfigError("no images: give image files, folders or glob patterns, or --run N")
+    if pixel_size_um is None:
+        raise ConfigError("--pixel-size-um is required: the size of one pixel in µm (e.g. --pixel-size-um 1.5)")
+    s = PipelineSettings.load(settings) if settings is not None else PipelineSettings()
+    changes = {k: v for k, v in (("polarity", polarity), ("min_size_px", min_size_px),
+                                 ("min_focus", min_focus), ("size", size)) if v is not None}
+    s = s.replace(**changes) if changes else s
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("images", total=None)
 
-            def _cb(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
+        def _cb(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
 
-            batch = measure_psd(images, pixel_size_um=pixel_size_um, out_dir=out, settings=s, workers=workers,
-                                overlays=not no_overlays, fmt=fmt, progress=_cb)
-    except CrystalloopError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+        batch = measure_psd(images, pixel_size_um=pixel_size_um, out_dir=out, settings=s, workers=workers,
+                            overlays=not no_overlays, fmt=fmt, progress=_cb)
     sm = batch.summary
     console.print(f"images read: {sm['images_read']}, skipped: {sm['images_skipped']}")
     for f, why in batch.skipped:
@@ -127,25 +123,21 @@ def psd_calibrate(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
 ) -> None:
     """Fit threshold offset, minimum size, watershed strength and focus cut-off to an offline PSD."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from crystalloop.errors import CrystalloopError
+    from crystalloop.commands import make_console
+    from crystalloop.errors import ConfigError
     from crystalloop.vision.calibrate import calibrate, read_reference
 
-    console = Console()
-    try:
-        if pixel_size_um is None:
-            raise CrystalloopError("--pixel-size-um is required: the size of one pixel in µm (e.g. --pixel-size-um 1.5)")
-        ref = read_reference(reference)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as progress:
-            task = progress.add_task("calibrating", total=trials)
-            res = calibrate(images, ref, pixel_size_um=pixel_size_um, n_trials=trials, r=0 if number else 3,
-                            seed=seed, progress=lambda k, n: progress.update(task, completed=k))
-    except CrystalloopError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+    console = make_console()
+    if pixel_size_um is None:
+        raise ConfigError("--pixel-size-um is required: the size of one pixel in µm (e.g. --pixel-size-um 1.5)")
+    ref = read_reference(reference)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("calibrating", total=trials)
+        res = calibrate(images, ref, pixel_size_um=pixel_size_um, n_trials=trials, r=0 if number else 3,
+                        seed=seed, progress=lambda k, n: progress.update(task, completed=k))
     res.save(out)
     c = res.comparison
     s = res.settings

@@ -62,15 +62,15 @@ def run_command(
     """Run a recipe or controller with live display; log everything to the store; save a plot."""
     import math
 
-    from rich.console import Console
     from rich.live import Live
 
+    from crystalloop.commands import make_console
     from crystalloop.control.runner import run
-    from crystalloop.errors import CrystalloopError
+    from crystalloop.errors import ConfigError
     from crystalloop.hardware.base import RealClock
     from crystalloop.store import ExperimentStore, default_store_path
 
-    console = Console()
+    console = make_console()
     opts = {}
     if counts_setpoint is not None:
         opts["counts_setpoint"] = counts_setpoint
@@ -79,24 +79,19 @@ def run_command(
     if delta_c is not None:
         opts["delta_c_setpoint"] = delta_c
     if recipe is None and resume is None:
-        console.print("[bold red]Error:[/] give a RECIPE file (or --resume RUN_ID)")
-        raise typer.Exit(2)
-    try:
-        db = ExperimentStore(store or default_store_path())
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
-            def on_tick(tick: dict) -> None:
-                live.update(_table(tick, controller))
+        raise ConfigError("give a RECIPE file (or --resume RUN_ID)")
+    db = ExperimentStore(store or default_store_path())
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        def on_tick(tick: dict) -> None:
+            live.update(_table(tick, controller))
 
-            res = run(recipe, backend=backend, controller=controller, store=db,
-                      sample_interval_s=sample_interval_s, control_interval_s=control_interval_s,
-                      image_interval_s=image_interval_s,
-                      image_dir=(out / "images") if image_interval_s else None,
-                      clock=RealClock() if real_time else None, safe_state=safe_state,
-                      duration_s=duration_s, controller_options=opts, resume_run_id=resume,
-                      counts_from=counts_from, on_tick=on_tick)
-    except CrystalloopError as e:
-        console.print(f"[bold red]Error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+        res = run(recipe, backend=backend, controller=controller, store=db,
+                  sample_interval_s=sample_interval_s, control_interval_s=control_interval_s,
+                  image_interval_s=image_interval_s,
+                  image_dir=(out / "images") if image_interval_s else None,
+                  clock=RealClock() if real_time else None, safe_state=safe_state,
+                  duration_s=duration_s, controller_options=opts, resume_run_id=resume,
+                  counts_from=counts_from, on_tick=on_tick)
     console.print()
     png = res.plot(out / f"run_{res.run_id}.png")
     colour = {"completed": "green", "failed": "red", "aborted": "yellow"}.get(res.status, "white")

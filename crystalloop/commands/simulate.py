@@ -22,32 +22,27 @@ def simulate_command(
     n_classes: Annotated[int | None, typer.Option(help="Size classes of the PBM grid (default from the kinetic set).")] = None,
 ) -> None:
     """Run RECIPE on the virtual crystallizer: store the run, print the CQAs, save a PNG summary."""
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from crystalloop.errors import CrystalloopError
+    from crystalloop.commands import make_console
     from crystalloop.hardware.sim.record import default_recipe_path, simulate_to_store
     from crystalloop.store import ExperimentStore, default_store_path
 
-    console = Console()
+    console = make_console()
     path = recipe if recipe is not None else default_recipe_path()
-    try:
-        db = ExperimentStore(store or default_store_path())
-        with Progress(TextColumn("[bold]simulating[/] {task.description}"), BarColumn(),
-                      TextColumn("{task.completed:.1f}/{task.total:.1f} h"), TimeRemainingColumn(),
-                      console=console, transient=True) as bar:
-            task = bar.add_task(path.name, total=1.0)
+    db = ExperimentStore(store or default_store_path())
+    with Progress(TextColumn("[bold]simulating[/] {task.description}"), BarColumn(),
+                  TextColumn("{task.completed:.1f}/{task.total:.1f} h"), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(path.name, total=1.0)
 
-            def progress(t_s: float, end_s: float) -> None:
-                bar.update(task, completed=t_s / 3600, total=end_s / 3600)
+        def progress(t_s: float, end_s: float) -> None:
+            bar.update(task, completed=t_s / 3600, total=end_s / 3600)
 
-            rec = simulate_to_store(path, store=db, out_dir=out, kinetics=kinetics, seed=seed,
-                                    image_interval_s=image_interval_min * 60 if images else None,
-                                    n_classes=n_classes, progress=progress)
-    except CrystalloopError as e:
-        console.print(f"[bold red]Error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+        rec = simulate_to_store(path, store=db, out_dir=out, kinetics=kinetics, seed=seed,
+                                image_interval_s=image_interval_min * 60 if images else None,
+                                n_classes=n_classes, progress=progress)
     res = rec.result
     t = Table(title=f"CQAs — {res.profile.name or path.name} on '{res.kinetics.name}' (seed {seed})",
               show_header=True, header_style="bold")

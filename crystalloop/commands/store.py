@@ -41,15 +41,14 @@ def runs(
     from rich import box
     from rich.table import Table
 
-    from crystalloop.commands import console as _console
-    from crystalloop.commands import print_table
+    from crystalloop.commands import make_console, print_table
 
     with _open(store) as st:
         df = st.runs(status=status, kind=kind, with_counts=True, with_cqas=True)
         path = st.path
     if last > 0:
         df = df.tail(last)
-    console = _console()
+    console = make_console()
     colour = {"running": "cyan", "completed": "green", "failed": "red", "aborted": "yellow", "interrupted": "magenta"}
     cqa_cols = [c for c in _CQA_SHORT if c in df.columns] + [
         c for c in df.columns[df.columns.get_loc("n_cqas") + 1:] if c not in _CQA_SHORT]
@@ -91,7 +90,7 @@ def export(
     """Export one run (record, samples long and wide, images, CQAs, events) to CSV or Parquet."""
     from rich.table import Table
 
-    from crystalloop.commands import console, print_table
+    from crystalloop.commands import make_console, print_table
 
     with _open(store) as st:
         files = st.export(run_id, out, fmt=fmt)
@@ -105,7 +104,7 @@ def export(
     table.add_column("size", justify="right")
     for name, p in files.items():
         table.add_row(name, str(p), f"{p.stat().st_size / 1024:.1f} KiB")
-    print_table(console(), table)
+    print_table(make_console(), table)
 
 
 def register(app: typer.Typer) -> None:

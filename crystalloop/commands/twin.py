@@ -43,41 +43,37 @@ def fit_command(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Fit a twin from DOE: model selection, augmentation search, MC-CV uncertainty; save it and its report."""
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from crystalloop.commands import make_console
     from crystalloop.digital_twin.doe import read_doe
     from crystalloop.digital_twin.models import MIN_ROWS, MODEL_FAMILIES
     from crystalloop.digital_twin.report import fit_and_save
-    from crystalloop.errors import ConfigError, CrystalloopError
+    from crystalloop.errors import ConfigError
 
-    console = Console()
-    try:
-        table = read_doe(doe)
-        n_cqa = len(cqa) if cqa else int((table.n_measured() >= MIN_ROWS).sum())
-        fams = [f.strip() for f in families.split(",") if f.strip()]
-        unknown = [f for f in fams if f not in MODEL_FAMILIES]
-        if unknown or not fams:
-            raise ConfigError(f"--families: unknown {unknown or families!r}; expected some of {list(MODEL_FAMILIES)}")
-        total = n_cqa * (len(fams) + 2)
-        with Progress(TextColumn("[bold]twin fit[/] {task.description}"), BarColumn(),
-                      TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:
-            task = bar.add_task("selecting models", total=total)
+    console = make_console()
+    table = read_doe(doe)
+    n_cqa = len(cqa) if cqa else int((table.n_measured() >= MIN_ROWS).sum())
+    fams = [f.strip() for f in families.split(",") if f.strip()]
+    unknown = [f for f in fams if f not in MODEL_FAMILIES]
+    if unknown or not fams:
+        raise ConfigError(f"--families: unknown {unknown or families!r}; expected some of {list(MODEL_FAMILIES)}")
+    total = n_cqa * (len(fams) + 2)
+    with Progress(TextColumn("[bold]twin fit[/] {task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("selecting models", total=total)
 
-            def progress(stage: str, msg: str) -> None:
-                bar.update(task, advance=1, description=msg)
+        def progress(stage: str, msg: str) -> None:
+            bar.update(task, advance=1, description=msg)
 
-            twin, written = fit_and_save(
-                table, out, holdout=holdout, progress=progress, cqas=cqa or None, families=fams, grid=grid, cv=cv,
-                test_size=test_size, n_splits=splits, uncertainty=uncertainty, augment=augment,
-                generators=[g.strip() for g in generators.split(",") if g.strip()],
-                n_synthetic=[int(v) for v in _floats(m, "m")], alphas=_floats(alphas, "alphas"),
-                epochs=epochs, prune=prune if prune > 0 else None, n_jobs=jobs, random_state=seed)
-    except CrystalloopError as e:
-        console.print(f"[bold red]Error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+        twin, written = fit_and_save(
+            table, out, holdout=holdout, progress=progress, cqas=cqa or None, families=fams, grid=grid, cv=cv,
+            test_size=test_size, n_splits=splits, uncertainty=uncertainty, augment=augment,
+            generators=[g.strip() for g in generators.split(",") if g.strip()],
+            n_synthetic=[int(v) for v in _floats(m, "m")], alphas=_floats(alphas, "alphas"),
+            epochs=epochs, prune=prune if prune > 0 else None, n_jobs=jobs, random_state=seed)
     t = Table(title=f"Digital twin from {doe.name} ({table.n_runs} runs)", header_style="bold")
     summ = twin.summary()
     for c in ["cqa", "model", "n_train", "n_test", "test_r2", "test_mae", "augmentation", "coverage_68", "coverage_95"]:
@@ -102,18 +98,13 @@ def predict_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV for the predictions (default: print only).")] = None,
 ) -> None:
     """Predict mean ± std of every CQA for each profile in PROFILES."""
-    from rich.console import Console
     from rich.table import Table
 
+    from crystalloop.commands import make_console
     from crystalloop.digital_twin.report import predict_profiles
-    from crystalloop.errors import CrystalloopError
 
-    console = Console()
-    try:
-        pred = predict_profiles(twin_dir, profiles, out=out)
-    except CrystalloopError as e:
-        console.print(f"[bold red]Error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+    console = make_console()
+    pred = predict_profiles(twin_dir, profiles, out=out)
     cqas = [c[:-5] for c in pred.columns if c.endswith("_mean")]
     t = Table(title=f"{len(pred)} profile(s) from {profiles.name}", header_style="bold")
     t.add_column("run_id")
@@ -135,17 +126,11 @@ def report_command(
     holdout: Annotated[Path | None, typer.Option(help="Hold-out runs to add to parity plots and the model card.")] = None,
 ) -> None:
     """Write the twin's parity/α/importance plots and its model card (JSON + Markdown)."""
-    from rich.console import Console
-
+    from crystalloop.commands import make_console
     from crystalloop.digital_twin.report import report_twin
-    from crystalloop.errors import CrystalloopError
 
-    console = Console()
-    try:
-        written = report_twin(twin_dir, out, holdout=holdout)
-    except CrystalloopError as e:
-        console.print(f"[bold red]Error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
+    console = make_console()
+    written = report_twin(twin_dir, out, holdout=holdout)
     for k, p in written.items():
         console.print(f"{k:>22}: {p}", highlight=False)
 

@@ -49,7 +49,7 @@ class _Export(_Readers):
         """
         fmt = str(fmt).lower()
         if fmt not in ("csv", "parquet"):
-            raise ConfigError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
+            raise ConfigError(f"export format must be 'csv' or 'parquet', got {fmt!r}")
         run_id = self._require_run(run_id)
         dest = Path(out_dir) / f"run_{run_id}"
         try:

@@ -6,19 +6,17 @@ import json
 
 import pandas as pd
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from crystalloop.commands.store import register
 from crystalloop.profiles import Segment, ThermocycleProfile
 from crystalloop.store import ExperimentStore
 
 
 @pytest.fixture
 def app():
-    a = typer.Typer()
-    register(a)
-    return a
+    from crystalloop.cli import app as crystalloop_app
+
+    return crystalloop_app
 
 
 @pytest.fixture
@@ -53,8 +51,9 @@ def test_runs_default_store_from_environment(app, project):
 
 def test_runs_missing_store_is_a_clean_error(app, tmp_path):
     res = CliRunner().invoke(app, ["runs", "--store", str(tmp_path / "nope.db")])
-    assert res.exit_code == 1
-    assert "Error: No experiment store at" in res.output and "nope.db" in res.output
+    assert res.exit_code == 2  # an input error: the path the user gave
+    assert "error: No experiment store at" in res.output and "nope.db: the file does not exist" in res.output
+    assert "create=False" not in res.output
     assert not (tmp_path / "nope.db").exists()
 
 
@@ -73,9 +72,9 @@ def test_export_writes_tables_and_plot(app, project, tmp_path, fmt):
 
 def test_export_errors(app, project, tmp_path):
     res = CliRunner().invoke(app, ["export", "7", "--store", str(project), "--out", str(tmp_path)])
-    assert res.exit_code == 1 and "Run 7 not found in experiment store" in res.output
+    assert res.exit_code == 2 and "error: Run 7 not found in experiment store" in res.output
     res = CliRunner().invoke(app, ["export", "1", "--store", str(project), "-f", "xlsx", "--out", str(tmp_path)])
-    assert res.exit_code == 1 and "fmt must be 'csv' or 'parquet', got 'xlsx'" in res.output
+    assert res.exit_code == 2 and "export format must be 'csv' or 'parquet', got 'xlsx'" in res.output
 
 
 def test_commands_are_registered_in_the_main_cli():

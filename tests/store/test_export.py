@@ -57,7 +57,7 @@ def test_export_and_read_back(store, tmp_path, fmt):
 
 def test_export_errors(store, tmp_path):
     run = store.start_run()
-    with pytest.raises(ConfigError, match=r"fmt must be 'csv' or 'parquet', got 'xlsx'"):
+    with pytest.raises(ConfigError, match=r"export format must be 'csv' or 'parquet', got 'xlsx'"):
         store.export(run, tmp_path, fmt="xlsx")
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match=r"Cannot create export directory .*file/run_1"):
