@@ -419,9 +419,15 @@ class ThermocycleProfile:
     def from_file(cls, path: str | Path) -> ThermocycleProfile:
         """Load a YAML or JSON recipe; errors name the file and the field."""
         path = Path(path)
+        if path.is_dir():
+            raise ProfileError(f"recipe file {path} is a directory; give a YAML or JSON recipe file")
         if not path.is_file():
             raise ProfileError(f"recipe file {path} does not exist")
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ProfileError(f"recipe file {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at position "
+                               f"{e.start}); save it as a UTF-8 YAML or JSON file") from None
         try:
             if path.suffix.lower() == ".json":
                 d = json.loads(text)
