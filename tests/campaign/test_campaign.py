@@ -14,12 +14,14 @@ import pandas as pd
 import pytest
 
 from crystalloop.campaign import (
+    LabRequest,
+    SimulatedLab,
+    TableLab,
     campaign_rounds,
     propose,
     run_campaign,
     select_batch,
 )
-from crystalloop.campaign import LabRequest, SimulatedLab, TableLab
 from crystalloop.digital_twin.doe import read_doe
 from crystalloop.errors import BackendError, ConfigError, OptimizationError, SchemaError
 from crystalloop.hardware.sim import CameraOptics, simulate
@@ -53,7 +55,7 @@ class RidgeTwin:
             self.coef[c] = np.linalg.solve(A.T @ A + np.eye(A.shape[1]), A.T @ y[m])
             self.std[c] = float(np.std(y[m] - A @ self.coef[c])) + 1e-6
 
-    def predict(self, X, **kw):
+    def predict_frame(self, X, **kw):
         if isinstance(X, list):
             X = profiles_to_frame(X, self.max_cycles)
         X = X[self.feature_names].to_numpy(float) if isinstance(X, pd.DataFrame) else np.atleast_2d(X)
@@ -242,7 +244,7 @@ def test_propose_with_uncertainty_aware_acquisition(tiny_doe):
                         n_gen=5, seed=1, bounds=BOUNDS)
     assert len(ps) == 3 and all(p.n_cycles == 1 for p in ps)
     assert list(table["selected_by"]) == ["front"] * 3
-    assert np.allclose(table["D50_um_mean"], twin.predict(ps)["D50_um_mean"])  # unshifted predictions
+    assert np.allclose(table["D50_um_mean"], twin.predict_frame(ps)["D50_um_mean"])  # unshifted predictions
     with pytest.raises(ConfigError, match="acquisition must be one of"):
         propose(twin, "max:D50,min:DoA", 2, acquisition="greedy")
 
