@@ -45,6 +45,7 @@ __all__ = [
     "StoreNotFoundError",
     "SafetyError",
     "WatchdogError",
+    "SchedulerError",
     "CrystalloopWarning",
     "DoEWarning",
     "TwinWarning",
@@ -178,6 +179,11 @@ class StoreNotFoundError(StoreError, ConfigError):
 class WatchdogError(DeviceError):
     """The safety watchdog gave up after repeated failed exchanges and put the plant in its
     safe state (the message names the device, the number of failures and the last error)."""
+
+
+class SchedulerError(CrystalloopError, ConnectionError):
+    """The Dask scheduler named by ``--scheduler`` cannot be reached, or was lost while tasks
+    were outstanding (the message names the address and how many results had arrived)."""
 
 
 # --- warnings -------------------------------------------------------------------------------
