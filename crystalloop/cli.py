@@ -254,6 +254,7 @@ COMMAND_MODULES: list[str] = [
     "twin",
     "campaign",
     "learn",
+    "dashboard",
 ]
 
 for _name in COMMAND_MODULES:
