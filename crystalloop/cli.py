@@ -133,7 +133,12 @@ def format_error(exc: BaseException) -> str:
         where = os.fsdecode(exc.filename)
         if exc.filename2 is not None:
             where += f" -> {os.fsdecode(exc.filename2)}"
-        return f"{exc.strerror or type(exc).__name__}: {where}"
+        if not os.path.isabs(where):
+            try:
+                where += f" (in {os.getcwd()})"
+            except OSError:  # the working directory itself is gone
+                pass
+        return f"{where}: {exc.strerror or type(exc).__name__}"
     if isinstance(exc, UnicodeDecodeError):
         bad = exc.object[exc.start:exc.start + 1]
         return (f"input is not {exc.encoding} text: byte {bad.hex() if bad else '?'} at position {exc.start} "

@@ -43,6 +43,7 @@ __all__ = [
     "CommandNotSupported",
     "StoreError",
     "StoreNotFoundError",
+    "StoreAccessError",
     "SafetyError",
     "WatchdogError",
     "SchedulerError",
@@ -167,6 +168,13 @@ class CommandNotSupported(DeviceAlarm):
 
 class StoreError(CrystalloopError, OSError):
     """The experiment store cannot be opened or written."""
+
+
+class StoreAccessError(StoreError):
+    """The store path cannot be used: it is not a crystalloop store, or the file or its folder
+    cannot be opened or written (permissions, a read-only file system); an input error."""
+
+    exit_code = EXIT_INPUT
 
 
 class StoreNotFoundError(StoreError, ConfigError):

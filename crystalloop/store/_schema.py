@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from crystalloop.errors import StoreError, StoreNotFoundError
+from crystalloop.errors import StoreAccessError, StoreError, StoreNotFoundError
 from crystalloop.store._values import _iso, _now
 
 SCHEMA_VERSION = 1
@@ -173,6 +173,8 @@ class _Connections:
         except sqlite3.Error as e:
             msg = str(e)
             p = self.path
+            cls = StoreAccessError if any(k in msg for k in ("not a database", "unable to open", "readonly",
+                                                               "read-only")) else StoreError
             if "not a database" in msg:
                 text = f"{p} is not a crystalloop experiment store (not an SQLite database)"
             elif "malformed" in msg or "corrupt" in msg:
@@ -185,10 +187,10 @@ class _Connections:
                 text = f"Cannot {action} in experiment store {p}: the file or its directory is read-only"
             elif "locked" in msg or "busy" in msg:
                 text = (f"Experiment store {p} stayed locked by another writer for more than "
-                        f"timeout_s={self.timeout_s:g} s while trying to {action}")
+                        f"{self.timeout_s:g} s while trying to {action}")
             else:
                 text = f"Experiment store {p}: cannot {action}: {msg}"
-            raise StoreError(text) from e
+            raise cls(text) from e
 
     @contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:
