@@ -65,12 +65,11 @@ def run_command(
     from rich.live import Live
 
     from crystalloop.commands import make_console
-    from crystalloop.control.runner import run
+    from crystalloop.control import RunOptions, run
     from crystalloop.errors import ConfigError
     from crystalloop.hardware.base import RealClock
     from crystalloop.store import ExperimentStore, default_store_path
 
-    console = make_console()
     opts = {}
     if counts_setpoint is not None:
         opts["counts_setpoint"] = counts_setpoint
@@ -80,26 +79,34 @@ def run_command(
         opts["delta_c_setpoint"] = delta_c
     if recipe is None and resume is None:
         raise ConfigError("give a RECIPE file (or --resume RUN_ID)")
+    # every option is checked before the store is opened; the recipe, backend, limits and the
+    # sensors the controller needs are checked by run() before it creates the run
+    options = RunOptions(controller=controller, controller_options=opts, sample_interval_s=sample_interval_s,
+                         control_interval_s=control_interval_s, image_interval_s=image_interval_s,
+                         safe_state=safe_state, duration_s=duration_s, counts_from=counts_from)
+    console = make_console()
     db = ExperimentStore(store or default_store_path())
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         def on_tick(tick: dict) -> None:
-            live.update(_table(tick, controller))
+            live.update(_table(tick, options.controller_name))
 
-        res = run(recipe, backend=backend, controller=controller, store=db,
-                  sample_interval_s=sample_interval_s, control_interval_s=control_interval_s,
-                  image_interval_s=image_interval_s,
-                  image_dir=(out / "images") if image_interval_s else None,
-                  clock=RealClock() if real_time else None, safe_state=safe_state,
-                  duration_s=duration_s, controller_options=opts, resume_run_id=resume,
-                  counts_from=counts_from, on_tick=on_tick)
+        res = run(recipe, backend=backend, store=db, options=options, image_root=out / "images",
+                  clock=RealClock() if real_time else None, resume_run_id=resume, on_tick=on_tick)
     console.print()
-    png = res.plot(out / f"run_{res.run_id}.png")
     colour = {"completed": "green", "failed": "red", "aborted": "yellow"}.get(res.status, "white")
     console.print(f"run [bold]{res.run_id}[/] ({res.controller} on {backend}): [{colour}]{res.status}[/]"
                   + (f" — {res.reason}" if res.reason else ""), highlight=False)
-    ts = res.timeseries
-    console.print(f"  {len(res.samples)} samples over {ts['time_s'].max() / 3600:.2f} h, {len(res.images)} images, "
+    if res.n_samples == 0:
+        console.print(f"  the run ended before its first sample (no plot); events stored in {db.path}:",
+                      highlight=False)
+        for t_s, level, message in res.events.itertuples(index=False):
+            if level != "info":
+                console.print(f"    t={t_s:.0f} s {level}: {message}", highlight=False)
+        raise typer.Exit(1)
+    png = res.plot(out / f"run_{res.run_id}.png")
+    console.print(f"  {res.n_samples} samples over {res.duration_h:.2f} h, {len(res.images)} images, "
                   f"{len(res.events)} events → {db.path}", highlight=False)
+    ts = res.timeseries
     if res.profile is not None and res.controller in ("track", "pid", "nmpc") and "T_reactor_c" in ts:
         m = res.metrics()
         console.print(f"  reactor tracking: RMS {m['rms_error_c']:.3f} °C, max |error| {m['max_abs_error_c']:.3f} °C, "

@@ -1,11 +1,22 @@
-"""``crystalloop simulate``: run a recipe on the virtual crystallizer and store the run."""
+"""``crystalloop simulate``: a recipe on the virtual crystallizer, through the same runner as ``crystalloop run``."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+
+def sim_backend_url(*, kinetics: str = "default", seed: int = 0, n_classes: int | None = None) -> str:
+    """The ``sim://`` URL of ``crystalloop simulate``'s options (what ``crystalloop run --backend`` takes)."""
+    from urllib.parse import urlencode
+
+    opts: dict[str, str] = {"seed": str(int(seed)), "kinetics": str(kinetics)}
+    if n_classes is not None:
+        opts["n_classes"] = str(int(n_classes))
+    return "sim://?" + urlencode(opts)
 
 
 def simulate_command(
@@ -19,44 +30,58 @@ def simulate_command(
         "--store", "-s", help="Experiment store file (default: $CRYSTALLOOP_STORE or ./crystalloop.db).")] = None,
     images: Annotated[bool, typer.Option("--images/--no-images", help="Render probe images during the batch.")] = True,
     image_interval_min: Annotated[float, typer.Option(help="Minutes between probe images.")] = 30.0,
+    sample_interval_s: Annotated[float, typer.Option(help="Sampling period of every sensor, s.")] = 60.0,
     n_classes: Annotated[int | None, typer.Option(help="Size classes of the PBM grid (default from the kinetic set).")] = None,
 ) -> None:
-    """Run RECIPE on the virtual crystallizer: store the run, print the CQAs, save a PNG summary."""
+    """Run RECIPE on the virtual crystallizer (the runner on sim://): store the run, print the CQAs, save a PNG."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from crystalloop.commands import make_console
-    from crystalloop.hardware.sim.record import default_recipe_path, simulate_to_store
+    from crystalloop.commands import make_console, print_table
+    from crystalloop.control import RunOptions, run
+    from crystalloop.errors import ConfigError
+    from crystalloop.hardware.sim import default_recipe_path
+    from crystalloop.profiles import ThermocycleProfile
     from crystalloop.store import ExperimentStore, default_store_path
 
-    console = make_console()
+    if images and not (math.isfinite(image_interval_min) and image_interval_min > 0):
+        raise ConfigError(f"--image-interval-min must be a number of minutes > 0, got {image_interval_min!r} "
+                          f"(use --no-images for none)")
+    if n_classes is not None and n_classes < 10:
+        raise ConfigError(f"--n-classes must be at least 10 size classes, got {n_classes}")
+    options = RunOptions(kind="simulation", sample_interval_s=sample_interval_s,
+                         image_interval_s=image_interval_min * 60.0 if images else None,
+                         meta={"kinetics": str(kinetics)})
     path = recipe if recipe is not None else default_recipe_path()
+    profile = ThermocycleProfile.from_file(path)
+    backend = sim_backend_url(kinetics=kinetics, seed=seed, n_classes=n_classes)
+    console = make_console()
     db = ExperimentStore(store or default_store_path())
     with Progress(TextColumn("[bold]simulating[/] {task.description}"), BarColumn(),
                   TextColumn("{task.completed:.1f}/{task.total:.1f} h"), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
-        task = bar.add_task(path.name, total=1.0)
+        task = bar.add_task(path.name, total=profile.batch_time_s / 3600)
 
-        def progress(t_s: float, end_s: float) -> None:
-            bar.update(task, completed=t_s / 3600, total=end_s / 3600)
+        def on_tick(tick: dict) -> None:
+            bar.update(task, completed=tick["time_s"] / 3600, total=tick["end_s"] / 3600)
 
-        rec = simulate_to_store(path, store=db, out_dir=out, kinetics=kinetics, seed=seed,
-                                image_interval_s=image_interval_min * 60 if images else None,
-                                n_classes=n_classes, progress=progress)
-    res = rec.result
-    t = Table(title=f"CQAs — {res.profile.name or path.name} on '{res.kinetics.name}' (seed {seed})",
+        res = run(profile, backend=backend, store=db, options=options, image_root=out / "images", on_tick=on_tick)
+    if res.status != "completed" or res.n_samples == 0:
+        console.print(res.summary(), highlight=False)
+        raise typer.Exit(1)
+    t = Table(title=f"CQAs — {profile.name or path.name} on '{kinetics}' (seed {seed})",
               show_header=True, header_style="bold")
     t.add_column("CQA")
     t.add_column("value", justify="right")
     for k, v in res.cqas.items():
         t.add_row(k, f"{v:.2f}")
-    console.print(t)
-    console.print(f"run [bold]{rec.run_id}[/] stored in {rec.store_path}: {len(res.timeseries)} samples, "
-                  f"{len(rec.image_paths)} images, mass-balance error {res.mass_balance_error:.1e}",
-                  highlight=False)
-    if rec.image_paths:
-        console.print(f"  images: {rec.image_paths[0].parent}", highlight=False)
-    console.print(f"  plot: {rec.plot_path}", highlight=False)
+    print_table(console, t)
+    png = res.plot(out / f"sim_{res.run_id}.png")
+    console.print(f"run {res.run_id} stored in {db.path}: {res.n_samples} samples over {res.duration_h:.2f} h, "
+                  f"{len(res.images)} images (backend {backend})", highlight=False)
+    if res.images:
+        console.print(f"  images: {res.image_dir}", highlight=False)
+    console.print(f"  plot: {png}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,10 @@
-"""``crystalloop simulate``: runs a recipe, stores the run, prints CQAs, writes the PNG."""
+"""``crystalloop simulate``: the runner on sim:// — stores the run, prints CQAs, writes the PNG."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -32,7 +35,24 @@ def test_simulate_stores_run_prints_cqas_and_writes_png(tmp_path, recipe):
     s = store.samples(rid, channels=["T_reactor_c"])
     assert len(s) > 10
     assert len(store.images(rid)) == 3
+    assert all(p.parent == tmp_path / "o" / "images" / f"run_{rid}" for p in store.images(rid)["path"].map(Path))
     assert (tmp_path / "o" / f"sim_{rid}.png").stat().st_size > 10_000
+    assert runs["backend"].iloc[0] == "sim://?seed=2&kinetics=default"
+
+
+def test_simulate_is_crystalloop_run_on_sim(tmp_path, recipe):
+    """Same recipe, same sim:// URL: simulate and run give identical samples and CQAs."""
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    r = CliRunner().invoke(app, ["simulate", str(recipe), "--store", str(a), "--out", str(tmp_path / "o"),
+                                 "--seed", "4", "--no-images"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["run", str(recipe), "--backend", "sim://?seed=4&kinetics=default", "--store", str(b),
+                                 "--out", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    sa, sb = ExperimentStore(a).samples(1), ExperimentStore(b).samples(1)
+    pd.testing.assert_frame_equal(sa.drop(columns="run_id", errors="ignore"), sb.drop(columns="run_id", errors="ignore"))
+    ca, cb = ExperimentStore(a).cqas(1), ExperimentStore(b).cqas(1)
+    assert dict(zip(ca["name"], ca["value"], strict=True)) == dict(zip(cb["name"], cb["value"], strict=True))
 
 
 def test_simulate_without_images_and_bad_recipe(tmp_path, recipe):
@@ -47,10 +67,14 @@ def test_simulate_without_images_and_bad_recipe(tmp_path, recipe):
     assert "must cool" in res.output
     res = CliRunner().invoke(app, ["simulate", str(recipe), "--kinetics", "nosuch", "--store", str(tmp_path / "s.db")])
     assert res.exit_code == 2 and "Unknown kinetic set 'nosuch'" in res.output
+    res = CliRunner().invoke(app, ["simulate", str(recipe), "--image-interval-min", "0", "--store", str(tmp_path / "s.db")])
+    assert res.exit_code == 2 and "--image-interval-min must be a number of minutes > 0, got 0.0" in res.output
+    # argument errors leave no run behind (only the one good simulation above)
+    assert list(ExperimentStore(tmp_path / "s.db").runs()["status"]) == ["completed"]
 
 
 def test_bare_simulate_uses_the_shipped_three_cycle_recipe():
-    from crystalloop.hardware.sim.record import default_recipe_path
+    from crystalloop.hardware.sim import default_recipe_path
 
     p = ThermocycleProfile.from_file(default_recipe_path())
     assert p.n_cycles == 3 and p.name == "three-cycle"

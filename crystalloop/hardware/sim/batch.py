@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,17 @@ from crystalloop.hardware.sim.plant import CameraOptics, VirtualCrystallizer
 from crystalloop.hardware.sim.thermal import ThermalParams
 from crystalloop.profiles import ProfileBounds, ThermocycleProfile
 
-__all__ = ["SimResult", "simulate"]
+__all__ = ["SimResult", "simulate", "default_recipe_path"]
+
+
+def default_recipe_path() -> Path:
+    """The shipped 3-cycle example recipe (``examples/recipes/three_cycle.yaml``, also packaged)."""
+    from importlib import resources
+
+    packaged = Path(str(resources.files("crystalloop") / "data" / "recipes" / "three_cycle.yaml"))
+    if packaged.is_file():
+        return packaged
+    return Path(__file__).resolve().parents[3] / "examples" / "recipes" / "three_cycle.yaml"
 
 
 @dataclass
