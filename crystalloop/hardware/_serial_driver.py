@@ -5,13 +5,17 @@ Not public: each driver module exposes its own class and ``open_*`` factory.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from crystalloop.errors import (
+    CapabilityWarning,
+    CommandNotSupported,
     ConfigError,
     DeviceAlarm,
     DeviceTimeout,
@@ -20,6 +24,7 @@ from crystalloop.errors import (
 )
 from crystalloop.hardware.base import (
     BackendURL,
+    Capability,
     Clock,
     Crystallizer,
     Reading,
@@ -29,10 +34,16 @@ from crystalloop.hardware.base import (
 )
 from crystalloop.hardware.transport import LINE_OPTIONS, LineSettings, Transport
 
-__all__ = ["DeviceInfo", "SerialThermostat", "open_serial_thermostat", "decode_ascii", "format_celsius"]
+__all__ = ["DeviceInfo", "CapabilitySpec", "SerialThermostat", "open_serial_thermostat", "decode_ascii",
+           "format_celsius"]
+
+_T = TypeVar("_T")
+#: driver operations written to a trace (CALL/RET/ERR lines) and replayed from it
+TRACED_OPERATIONS = ("initialize", "get_setpoint", "set_setpoint", "read_bath", "read_process",
+                     "start", "stop", "status")
 
 _PRINTABLE = re.compile(rb"^[\x20-\x7e]*$")
-_DRIVER_OPTIONS = frozenset({"name", "min_c", "max_c", "max_rate_c_min", "verify", "setpoint_tolerance_c"})
+_DRIVER_OPTIONS = frozenset({"name", "min_c", "max_c", "max_rate_c_min", "verify", "setpoint_tolerance_c", "trace"})
 # keyword arguments a generic caller (the runner) may pass to any backend; the simulator uses them
 _IGNORED_KWARGS = frozenset({"recipe", "seed", "kinetics", "thermal"})
 
@@ -58,6 +69,60 @@ class DeviceInfo:
     model: str
     version: str = ""
     raw: str = ""
+
+
+@dataclass(frozen=True)
+class CapabilitySpec:
+    """A function a driver needs or uses when present (one row of the capability table).
+
+    Attributes
+    ----------
+    name : str
+        Short name (see :class:`~crystalloop.hardware.base.Capability`).
+    commands : str
+        Protocol commands or registers.
+    essential : bool
+        Needed to run a recipe.
+    what : str
+        Readable description, used in warnings (``"setpoint limits"``).
+    fallback : str
+        What the driver does when the unit lacks it (warnings say it).
+    in_protocol : bool
+        False when the brand's protocol has no such command at all: listed as absent,
+        without a warning.
+    """
+
+    name: str
+    commands: str
+    essential: bool
+    what: str
+    fallback: str = ""
+    in_protocol: bool = True
+
+
+def _traced(name: str, fn: Callable[..., _T]) -> Callable[..., _T]:
+    """Wrap a driver operation so that a trace records CALL, then RET or ERR."""
+
+    @functools.wraps(fn)
+    def wrapper(self: SerialThermostat, *args: Any) -> _T:
+        trace = self.transport.trace
+        if trace is None or trace.depth:
+            return fn(self, *args)
+        from crystalloop.hardware.trace import encode_result
+
+        trace.event("CALL", " ".join([name] + [repr(float(a)) for a in args]))
+        trace.depth += 1
+        try:
+            out = fn(self, *args)
+        except BaseException as exc:
+            trace.depth -= 1
+            trace.event("ERR", f"{type(exc).__name__}: {exc}")
+            raise
+        trace.depth -= 1
+        trace.event("RET", encode_result(out))
+        return out
+
+    return wrapper
 
 
 def decode_ascii(line: bytes, what: str, where: str) -> str:
@@ -93,15 +158,29 @@ def parse_float(text: str, *, what: str, where: str, lo: float = -1000.0, hi: fl
 class SerialThermostat:
     """Base class: naming, limits, readings, identification with a line-settings diagnosis.
 
-    Subclasses implement ``_identify()``, ``_read_device_limits()`` and the
-    :class:`~crystalloop.hardware.base.Thermostat` methods. Constructing a driver does
-    no I/O; :meth:`initialize` identifies the device and reads its limits.
+    Subclasses implement ``_identify()``, ``_probe()``, ``_read_device_limits()`` and the
+    :class:`~crystalloop.hardware.base.Thermostat` methods, and list their functions in
+    :attr:`CAPABILITIES`. Constructing a driver does no I/O; :meth:`initialize` identifies
+    the device, probes what this unit has (once; the result is remembered for the session,
+    see :meth:`capabilities`) and reads its limits. An optional function the unit answers
+    with the brand's "unknown command / not available" reply is marked absent with one
+    :class:`~crystalloop.errors.CapabilityWarning` naming the fallback; an essential one
+    failing is an error.
     """
 
     vendor = "device"
     DEFAULT_SETTINGS = LineSettings()
     #: shown when the first exchange fails: which line settings the vendor's models use
     LINE_HINT = ""
+    #: the capability table of the brand (needed and optional functions)
+    CAPABILITIES: tuple[CapabilitySpec, ...] = ()
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        for name in TRACED_OPERATIONS:
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "__wrapped__", None):
+                setattr(cls, name, _traced(name, fn))
 
     def __init__(
         self,
@@ -137,6 +216,70 @@ class SerialThermostat:
         )
         self.device_limits: ThermostatLimits | None = None
         self.info = DeviceInfo(self.vendor, model="", version="")
+        self._specs = {spec.name: spec for spec in self.CAPABILITIES}
+        self._caps: dict[str, Capability] = {}
+        self._reset_capabilities()
+        #: last start/stop this session commanded and the device accepted (None: unknown)
+        self.commanded_running: bool | None = None
+
+    # -- capabilities ----------------------------------------------------------------------
+
+    def _reset_capabilities(self) -> None:
+        self._caps = {
+            spec.name: Capability(spec.name, spec.commands, spec.essential,
+                                  None if spec.in_protocol else False,
+                                  "" if spec.in_protocol else spec.fallback)
+            for spec in self.CAPABILITIES
+        }
+
+    def capabilities(self) -> tuple[Capability, ...]:
+        """The capability table of the connected unit (probed by :meth:`initialize`)."""
+        return tuple(self._caps.values())
+
+    def has(self, name: str) -> bool | None:
+        """Whether the unit has capability ``name`` (None: not probed)."""
+        return self._caps[name].present
+
+    def _found(self, name: str, detail: str = "") -> None:
+        self._caps[name] = Capability(name, self._specs[name].commands, self._specs[name].essential, True, detail)
+
+    def _absent(self, name: str, why: str) -> None:
+        """Mark ``name`` absent for the session and warn once, naming the fallback."""
+        spec = self._specs[name]
+        if self._caps[name].present is False:
+            return
+        self._caps[name] = Capability(name, spec.commands, spec.essential, False, f"{why}; {spec.fallback}")
+        warnings.warn(CapabilityWarning(
+            f"{self.where}: {spec.what} ({spec.commands}) not available on this unit ({why}); "
+            f"{spec.fallback}"), stacklevel=3)
+
+    def _optional(self, name: str, fn: Callable[[], _T], fallback: _T, detail: Callable[[_T], str] | None = None) -> _T:
+        """Run an optional query; a "not supported" reply marks ``name`` absent and gives ``fallback``."""
+        if self._caps[name].present is False:
+            return fallback
+        try:
+            out = fn()
+        except CommandNotSupported as exc:
+            if self._caps[name].present is True:  # found at connect, gone now: a fault, not a model difference
+                raise
+            self._absent(name, _short(exc))
+            return fallback
+        if self._caps[name].present is None:
+            self._found(name, detail(out) if detail is not None else "")
+        return out
+
+    def _essential(self, name: str, fn: Callable[[], _T], detail: Callable[[_T], str] | None = None) -> _T:
+        """Run an essential query; "not supported" becomes a clear :class:`DeviceAlarm`."""
+        try:
+            out = fn()
+        except CommandNotSupported as exc:
+            spec = self._specs[name]
+            raise DeviceAlarm(
+                f"{self.where} does not support {spec.what} ({spec.commands}), which the driver needs: "
+                f"{_short(exc)}. Check the unit is in remote mode and that its firmware speaks this protocol"
+            ) from exc
+        self._found(name, detail(out) if detail is not None else "")
+        return out
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -170,18 +313,28 @@ class SerialThermostat:
         LimitError
             User limits (``min_c``/``max_c``) lie outside the device's own limits.
         """
+        self._reset_capabilities()
         try:
             self.info = self._identify()
         except (DeviceTimeout, ProtocolError) as exc:
             if getattr(exc, "wrong_device", False):
                 raise
             raise self._diagnose(exc) from exc
+        self._probe()
         self.device_limits = self._read_device_limits()
         self.limits = self._combine_limits(self.device_limits)
+        self._arm_comm_watchdog()
         return self
 
     def _identify(self) -> DeviceInfo:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _probe(self) -> None:  # pragma: no cover - abstract
+        """Query every readable function once and fill the capability table."""
+        raise NotImplementedError
+
+    def _arm_comm_watchdog(self) -> None:
+        """Arm the device's own communication watchdog where the unit has one (default: none)."""
 
     def _read_device_limits(self) -> ThermostatLimits | None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -219,6 +372,15 @@ class SerialThermostat:
         self.transport.reopen()
         return self.initialize()
 
+    def _process_or_bath(self, read_external: Callable[[], float]) -> Reading:
+        """``T_reactor_c`` from the external sensor, or from the bath sensor where none is wired."""
+        if self._caps["external"].present is False:
+            return self._reading(self.read_bath().value, "T_reactor_c")
+        value = self._optional("external", read_external, math.nan)
+        if math.isnan(value):
+            return self._reading(self.read_bath().value, "T_reactor_c")
+        return self._reading(value, "T_reactor_c")
+
     def check(self) -> ThermostatStatus:
         """Read the status; raise :class:`DeviceAlarm` with the decoded text if any alarm is active."""
         status = self.status()  # type: ignore[attr-defined]
@@ -244,6 +406,12 @@ class SerialThermostat:
         )
 
 
+def _short(exc: BaseException) -> str:
+    """The device's reply part of a driver error ("in_sp_03 answered -08 INVALID COMMAND")."""
+    text = str(exc)
+    return text.split(": ", 1)[1] if text.startswith(("JULABO", "Huber", "LAUDA")) and ": " in text else text
+
+
 def split_options(
     options: Mapping[str, Any], extra: frozenset[str], *, vendor: str, url: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -257,7 +425,7 @@ def split_options(
         )
     line = {k: v for k, v in options.items() if k in LINE_OPTIONS}
     driver = {k: v for k, v in options.items() if k in _DRIVER_OPTIONS | extra}
-    for key in ("min_c", "max_c", "max_rate_c_min", "setpoint_tolerance_c"):
+    for key in ("min_c", "max_c", "max_rate_c_min", "setpoint_tolerance_c", "comm_timeout_s", "safe_setpoint_c"):
         if key in driver and isinstance(driver[key], str):
             try:
                 driver[key] = float(driver[key])
@@ -291,13 +459,19 @@ def open_serial_thermostat(
                 f"limits= for {cls.vendor} backend {parsed.url!r} must be a ThermostatLimits, "
                 f"got {type(limits).__name__}"
             )
-        kw = {"min_c": limits.min_c, "max_c": limits.max_c, "max_rate_c_min": limits.max_rate_c_min, **kw}
+        given = {"min_c": limits.min_c, "max_c": limits.max_c, "max_rate_c_min": limits.max_rate_c_min}
+        kw = {**{k: v for k, v in given.items() if math.isfinite(v)}, **kw}
     options = {**parsed.options, **kw}
     line, driver_opts = split_options(options, extra_options, vendor=cls.vendor, url=parsed.url)
+    trace_target = driver_opts.pop("trace", None)
     if transport is None:
         settings = cls.DEFAULT_SETTINGS.with_options(line, device=cls.vendor)
         transport = Transport.open(port, settings=settings, device=cls.vendor, clock=clock)
     try:
+        if trace_target:
+            from crystalloop.hardware.trace import TraceWriter, without_trace
+
+            transport.trace = TraceWriter(trace_target, url=without_trace(parsed.url), clock=clock)
         thermostat = cls(transport, clock=clock, **driver_opts)
         thermostat.initialize()
     except BaseException:
@@ -310,5 +484,6 @@ def open_serial_thermostat(
         "port": transport.url,
         "line_settings": transport.settings.describe(),
         "limits_c": (thermostat.limits.min_c, thermostat.limits.max_c),
+        "capabilities": {c.name: c.present for c in thermostat.capabilities()},
     }
     return Crystallizer(url=parsed.url, clock=clock, thermostat=thermostat, meta=meta)

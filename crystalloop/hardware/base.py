@@ -34,6 +34,8 @@ __all__ = [
     "ThermostatLimits",
     "ThermostatStatus",
     "Thermostat",
+    "Capability",
+    "ReportsCapabilities",
     "Camera",
     "TransmissivitySensor",
     "ConcentrationSensor",
@@ -234,6 +236,43 @@ class Thermostat(Protocol):
     def status(self) -> ThermostatStatus: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One function of a device and whether the connected unit has it.
+
+    Attributes
+    ----------
+    name : str
+        Short name: ``"setpoint"``, ``"bath"``, ``"external"``, ``"start_stop"``,
+        ``"limits"``, ``"status"``, ``"faults"``, ``"mode"``, ``"version"``,
+        ``"control_sensor"``, ``"device_ramp"``, ``"comm_watchdog"``.
+    commands : str
+        The protocol commands or registers behind it (``"in_sp_03, in_sp_04"``).
+    essential : bool
+        The driver cannot run a recipe without it (a failure is an error, not a warning).
+    present : bool or None
+        What the probe at connect found; ``None`` when it was not probed (write-only
+        commands, which are checked when first used).
+    detail : str
+        What was found, or the fallback in use when absent.
+    """
+
+    name: str
+    commands: str
+    essential: bool
+    present: bool | None
+    detail: str = ""
+
+
+@runtime_checkable
+class ReportsCapabilities(Protocol):
+    """A device that probes its optional functions at connect and remembers them."""
+
+    def capabilities(self) -> tuple[Capability, ...]:
+        """The capability table of the connected unit, in a fixed order."""
+        ...
 
 
 @runtime_checkable

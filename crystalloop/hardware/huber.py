@@ -25,11 +25,13 @@ Examples: ``{M00****`` → ``{S0004DA`` (12.42 °C); ``{M0007D0`` sets 20.00 °C
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
-from crystalloop.errors import ConfigError, DeviceAlarm, LimitError, ProtocolError
+from crystalloop.errors import CommandNotSupported, ConfigError, DeviceAlarm, LimitError, ProtocolError
 from crystalloop.hardware._serial_driver import (
+    CapabilitySpec,
     DeviceInfo,
     SerialThermostat,
     decode_ascii,
@@ -183,6 +185,33 @@ class HuberThermostat(SerialThermostat):
     vendor = "Huber"
     DEFAULT_SETTINGS = HUBER_SETTINGS
     LINE_HINT = "Huber PB uses 9600 baud 8N1 (RS232/RS485) or TCP port 8101"
+    CAPABILITIES = (
+        CapabilitySpec("version", "-", False, "identification",
+                       "none in the PB protocol: give model= in the URL for the records", in_protocol=False),
+        CapabilitySpec("setpoint", "00", True, "setpoint"),
+        CapabilitySpec("bath", "01", True, "internal (bath) temperature"),
+        CapabilitySpec("start_stop", "14", True, "temperature control on/off"),
+        CapabilitySpec("external", "07", False, "process (external Pt100) temperature",
+                       "T_reactor_c is recorded from the internal sensor (register 01)"),
+        CapabilitySpec("limits", "30, 31", False, "setpoint limits",
+                       "setpoint limits come from the URL (min_c, max_c) and the recipe"),
+        CapabilitySpec("status", "0A", False, "status word",
+                       "the running state comes from register 14, alarms from registers 05/06"),
+        CapabilitySpec("faults", "05, 06", False, "error and warning codes",
+                       "alarms come from the error/warning bits of the status word"),
+        CapabilitySpec("mode", "14", False, "temperature control read-back",
+                       "start/stop is checked by the echoed value only"),
+        CapabilitySpec("control_sensor", "-", False, "control sensor (internal/process)",
+                       "not read by this driver (the PB register is not confirmed from the manual)",
+                       in_protocol=False),
+        CapabilitySpec("device_ramp", "59, 5A", False, "device ramp",
+                       "ramps run in software (they always do: a lost connection must not leave a device "
+                       "ramp running; start_ramp() is there for manual use)"),
+        CapabilitySpec("comm_watchdog", "-", False, "communication watchdog",
+                       "not armed by this driver (Pilot ONE units may offer one in their menu; the PB register "
+                       "is not confirmed from the manual): a lost computer leaves the last setpoint in place",
+                       in_protocol=False),
+    )
 
     def __init__(self, transport: Any, *, process_address: int | str = PROCESS, model: str = "", **kw: Any) -> None:
         super().__init__(transport, **kw)
@@ -197,6 +226,9 @@ class HuberThermostat(SerialThermostat):
             )
         self.process_address = address
         self.model = model
+        ext = self._specs["external"]
+        self._specs["external"] = CapabilitySpec(ext.name, f"{address:02X}", ext.essential, ext.what, ext.fallback)
+        self._reset_capabilities()
 
     # -- registers -------------------------------------------------------------------------
 
@@ -209,10 +241,15 @@ class HuberThermostat(SerialThermostat):
         request = format_request(address, encode_word(value))
         return parse_reply(self.transport.query(request), address, self.where)
 
-    def _temperature(self, address: int, what: str) -> float:
+    def _register(self, address: int, what: str) -> int:
+        """Read a register; 7FFF raises :class:`CommandNotSupported`."""
         raw = self.read_register(address)
         if raw is None:
-            raise DeviceAlarm(f"{self.where}: {what} (register {address:02X}) is not available (7FFF)")
+            raise CommandNotSupported(f"{self.where}: {what} (register {address:02X}) reads 7FFF (not available)")
+        return raw
+
+    def _temperature(self, address: int, what: str) -> float:
+        raw = self._register(address, what)
         if raw == NO_SENSOR_RAW:
             raise DeviceAlarm(f"{self.where}: no sensor connected for {what} (register {address:02X} reads -151.00 °C)")
         return raw / 100.0
@@ -221,7 +258,7 @@ class HuberThermostat(SerialThermostat):
         echoed = self.write_register(address, value)
         if echoed == value or not self.verify:
             return
-        error = self.read_register(ERROR) or 0
+        error = self._optional("faults", lambda: self._register(ERROR, "error code"), 0)
         held = "n/a" if echoed is None else (f"{echoed / 100:.2f} °C" if celsius else str(echoed))
         cause = f"error code {error}" if error else f"it still holds {held}"
         what = f"{action} {shown}".strip()
@@ -232,10 +269,33 @@ class HuberThermostat(SerialThermostat):
         shown = "n/a" if raw is None else f"{raw / 100:.2f} °C"
         return DeviceInfo("Huber", model=self.model or "PB protocol", version="", raw=f"setpoint {shown}")
 
+    def _probe(self) -> None:
+        self._essential("setpoint", self.get_setpoint, lambda v: f"{v:.2f} °C")
+        self._essential("bath", lambda: self._temperature(INTERNAL, "internal temperature"),
+                        lambda v: f"{v:.2f} °C")
+        on = self._essential("start_stop", lambda: self._register(TEMP_CONTROL, "temperature control"),
+                             lambda v: "on" if v else "off")
+        self._found("mode", "on" if on else "off")
+        self.commanded_running = bool(on)
+        try:
+            self._optional("external", lambda: self._temperature(self.process_address, "process temperature"),
+                           math.nan, lambda v: f"{v:.2f} °C")
+        except DeviceAlarm:  # -151.00 °C: the input exists, no sensor is plugged in
+            self._absent("external", "no sensor connected (-151.00 °C)")
+        self._optional("status", lambda: self._register(STATUS, "status word"), None,
+                       lambda w: ", ".join(decode_status_word(w)) or "idle")
+        self._optional("faults", lambda: (self._register(ERROR, "error code"), self._register(WARNING, "warning code")),
+                       None, lambda ew: f"error {ew[0]}, warning {ew[1]}")
+        self._optional("device_ramp", lambda: self._register(RAMP_DURATION, "ramp duration"), None,
+                       lambda _: "present; not used: ramps run in software")
+
     def _read_device_limits(self) -> ThermostatLimits | None:
-        lo, hi = self.read_register(SP_MIN), self.read_register(SP_MAX)
-        if lo is None or hi is None:
+        pair = self._optional("limits", lambda: (self._register(SP_MIN, "setpoint minimum"),
+                                                 self._register(SP_MAX, "setpoint maximum")),
+                              None, lambda p: f"{p[0] / 100:g} .. {p[1] / 100:g} °C")
+        if pair is None:
             return None
+        lo, hi = pair
         if not lo < hi:
             raise ProtocolError(
                 f"{self.where}: setpoint minimum {lo / 100:.2f} °C (register 30) is not below the "
@@ -256,11 +316,11 @@ class HuberThermostat(SerialThermostat):
     def read_process(self) -> Reading:
         """Process temperature (register 07 or 3A), channel ``T_reactor_c``.
 
-        Raises :class:`DeviceAlarm` when the sensor is absent (−151.00 °C) or the value not
-        available (7FFF).
+        On a unit without a process sensor (see :meth:`capabilities`), the internal
+        temperature, as the capability warning at connect said. Raises :class:`DeviceAlarm`
+        when a sensor found at connect is gone (−151.00 °C).
         """
-        value = self._temperature(self.process_address, "process temperature")
-        return self._reading(value, "T_reactor_c")
+        return self._process_or_bath(lambda: self._temperature(self.process_address, "process temperature"))
 
     def get_setpoint(self) -> float:
         """Setpoint (register 00), °C."""
@@ -275,10 +335,12 @@ class HuberThermostat(SerialThermostat):
     def start(self) -> None:
         """Temperature control on (register 14 = 1)."""
         self._write_checked(TEMP_CONTROL, 1, "start of temperature control", "")
+        self.commanded_running = True
 
     def stop(self) -> None:
         """Temperature control off (register 14 = 0)."""
         self._write_checked(TEMP_CONTROL, 0, "stop of temperature control", "")
+        self.commanded_running = False
 
     def set_circulation(self, on: bool) -> None:
         """Circulation pump on/off (register 16)."""
@@ -306,22 +368,31 @@ class HuberThermostat(SerialThermostat):
         return decode_temperature(self.read_register(RAMP_TARGET))
 
     def status(self) -> ThermostatStatus:
-        """Status word (0A) decoded, plus error (05) and warning (06) codes as alarms."""
-        word = self.read_register(STATUS)
-        if word is None:
-            raise DeviceAlarm(f"{self.where}: status word (register 0A) is not available (7FFF)")
-        flags = decode_status_word(word)
-        error = self.read_register(ERROR) or 0
-        warning = self.read_register(WARNING) or 0
+        """Status word (0A) decoded, plus error (05) and warning (06) codes as alarms.
+
+        Falls back per unit (see :meth:`capabilities`): without 0A, running from register
+        14 and alarms from 05/06; without 05/06, alarms from the status word's error and
+        warning bits.
+        """
+        word = self._optional("status", lambda: self._register(STATUS, "status word"), None)
+        codes = self._optional("faults", lambda: (self._register(ERROR, "error code"),
+                                                  self._register(WARNING, "warning code")), None)
+        error, warning = codes if codes is not None else (0, 0)
         alarms = []
         if error:
             alarms.append(f"error {error} (register 05)")
-        elif word >> 8 & 1:
+        elif word is not None and word >> 8 & 1:
             alarms.append("error flag set in status word")
         if warning:
             alarms.append(f"warning {warning} (register 06)")
-        elif word >> 9 & 1:
+        elif word is not None and word >> 9 & 1:
             alarms.append("warning flag set in status word")
+        if word is None:
+            on = self._register(TEMP_CONTROL, "temperature control")
+            return ThermostatStatus(running=bool(on), code=0,
+                                    message=f"temperature control {'on' if on else 'off'} (register 14; no status word)",
+                                    alarms=tuple(alarms))
+        flags = decode_status_word(word)
         return ThermostatStatus(
             running=bool(word & 1),
             code=word & 0xFFFF,

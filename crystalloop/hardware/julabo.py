@@ -22,11 +22,13 @@ JULABO has no ramp command: ramps are run in software by :mod:`crystalloop.contr
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
-from crystalloop.errors import ConfigError, DeviceAlarm, ProtocolError
+from crystalloop.errors import CommandNotSupported, ConfigError, DeviceAlarm, ProtocolError
 from crystalloop.hardware._serial_driver import (
+    CapabilitySpec,
     DeviceInfo,
     SerialThermostat,
     decode_ascii,
@@ -84,6 +86,9 @@ JULABO_SETTINGS = LineSettings(
     min_interval_s=0.25,
 )
 
+#: Status codes that report a refused command rather than a fault of the unit.
+COMMAND_ERRORS = frozenset({-8, -9, -10, -11, -12, -13})
+
 _STATUS_RE = re.compile(r"(-?\d{1,3})(?:\s+(.*))?")
 _NO_SENSOR = re.compile(r"-{2,}\.?-*")  # "---.--": sensor not connected
 
@@ -105,7 +110,8 @@ def parse_status(line: bytes, where: str = "JULABO") -> ThermostatStatus:
         raise ProtocolError(f"{where}: expected a status such as '03 REMOTE START', got {text!r}")
     code = int(m.group(1))
     message = _status_text(code, m.group(2) or "")
-    alarms = (message,) if code < 0 else ()
+    # -08..-13 say the last command was refused (not a fault of the unit); other negatives are alarms
+    alarms = (message,) if code < 0 and code not in COMMAND_ERRORS else ()
     return ThermostatStatus(running=code in (1, 3), code=code, message=message, alarms=alarms)
 
 
@@ -125,15 +131,22 @@ def parse_temperature(line: bytes, what: str = "temperature", where: str = "JULA
         raise DeviceAlarm(f"{where}: no sensor for {what} (device replied {text!r})")
     m = _STATUS_RE.fullmatch(text)
     if m and m.group(2) and int(m.group(1)) < 0:
-        raise DeviceAlarm(f"{where}: {what} query failed: {_status_text(int(m.group(1)), m.group(2))}")
+        code = int(m.group(1))
+        kind = CommandNotSupported if code == -8 else DeviceAlarm
+        raise kind(f"{where}: {what} answered {_status_text(code, m.group(2))}")
     return parse_float(text, what=what, where=where)
 
 
-def parse_mode(line: bytes, where: str = "JULABO") -> bool:
-    """Decode ``in_mode_05``: ``b"1"`` → True (started), ``b"0"`` → False."""
-    text = decode_ascii(line, "in_mode_05", where)
+def parse_mode(line: bytes, where: str = "JULABO", command: str = "in_mode_05") -> bool:
+    """Decode ``in_mode_05`` (``b"1"`` → True, started) or another 0/1 mode query.
+
+    Raises :class:`CommandNotSupported` for ``-08 INVALID COMMAND``."""
+    text = decode_ascii(line, command, where)
+    m = _STATUS_RE.fullmatch(text)
+    if m and m.group(2) and int(m.group(1)) == -8:
+        raise CommandNotSupported(f"{where}: {command} answered {_status_text(-8, m.group(2))}")
     if text not in ("0", "1"):
-        raise ProtocolError(f"{where}: expected 0 or 1 for in_mode_05, got {text!r}")
+        raise ProtocolError(f"{where}: expected 0 or 1 for {command}, got {text!r}")
     return text == "1"
 
 
@@ -161,6 +174,10 @@ def parse_version(line: bytes, where: str = "JULABO") -> DeviceInfo:
 class JulaboThermostat(SerialThermostat):
     """A JULABO thermostat implementing :class:`~crystalloop.hardware.base.Thermostat`.
 
+    Functions differ by model family (CORIO, PRESTO, MAGIO, older FP/F series): the driver
+    probes them at connect (:meth:`capabilities`) and falls back where one is missing, e.g.
+    limits from the URL and the recipe when ``in_sp_03``/``in_sp_04`` answer ``-08``.
+
     Parameters
     ----------
     transport : Transport
@@ -172,7 +189,7 @@ class JulaboThermostat(SerialThermostat):
     min_c, max_c : float, optional
         Narrower setpoint limits than the device's warning limits (``in_sp_04``/``in_sp_03``).
     max_rate_c_min : float
-        Largest setpoint change rate the front end may command, °C/min.
+        The unit's ramp capability, °C/min (how fast its bath can follow the setpoint).
     verify : bool
         Read back every ``out_*`` (default True).
     setpoint_tolerance_c : float
@@ -184,6 +201,29 @@ class JulaboThermostat(SerialThermostat):
     vendor = "JULABO"
     DEFAULT_SETTINGS = JULABO_SETTINGS
     LINE_HINT = "JULABO models use 4800 or 9600, 7E1 or 8N1, RTS/CTS or XON/XOFF handshake"
+    CAPABILITIES = (
+        CapabilitySpec("version", "version", False, "identification",
+                       "model and firmware are recorded as unknown"),
+        CapabilitySpec("setpoint", "in_sp_00, out_sp_00", True, "working setpoint"),
+        CapabilitySpec("bath", "in_pv_00", True, "bath temperature"),
+        CapabilitySpec("start_stop", "out_mode_05", True, "start/stop of temperature control"),
+        CapabilitySpec("external", "in_pv_02", False, "external Pt100 temperature",
+                       "T_reactor_c is recorded from the bath sensor (in_pv_00)"),
+        CapabilitySpec("limits", "in_sp_03, in_sp_04", False, "high/low warning limits",
+                       "setpoint limits come from the URL (min_c, max_c) and the recipe"),
+        CapabilitySpec("status", "status", False, "status and alarm codes",
+                       "the running state comes from in_mode_05 or the last start/stop; alarms are not read"),
+        CapabilitySpec("mode", "in_mode_05", False, "start/stop read-back",
+                       "start/stop is verified with the status code, or taken as sent"),
+        CapabilitySpec("control_sensor", "in_mode_04", False, "control sensor (internal/external)",
+                       "the control sensor is not recorded"),
+        CapabilitySpec("device_ramp", "-", False, "device ramp",
+                       "none in JULABO's remote protocol: ramps run in software", in_protocol=False),
+        CapabilitySpec("comm_watchdog", "-", False, "communication watchdog",
+                       "no remote command for it is known to us: a lost computer leaves the last setpoint "
+                       "in place (set the unit's own timeout in its menu where the model has one)",
+                       in_protocol=False),
+    )
 
     def __init__(self, transport: Any, *, process_command: str = "in_pv_02", **kw: Any) -> None:
         super().__init__(transport, **kw)
@@ -200,11 +240,46 @@ class JulaboThermostat(SerialThermostat):
         return parse_temperature(self.transport.query(command), what=f"{what} ({command})", where=self.where)
 
     def _identify(self) -> DeviceInfo:
-        return parse_version(self.transport.query("version"), where=self.where)
+        line = self.transport.query("version")
+        try:
+            info = parse_version(line, where=self.where)
+        except ProtocolError:
+            text = line.decode("ascii", "replace").strip()
+            m = _STATUS_RE.fullmatch(text)
+            if not (m and int(m.group(1)) == -8):
+                raise
+            self._absent("version", f"version answered {text!r}")
+            return DeviceInfo("JULABO", model="", version="", raw=text)
+        self._found("version", f"{info.model} {info.version}".strip())
+        return info
 
-    def _read_device_limits(self) -> ThermostatLimits:
-        high = self._query_temperature("in_sp_03", "high warning limit")
-        low = self._query_temperature("in_sp_04", "low warning limit")
+    def _probe(self) -> None:
+        self._essential("setpoint", self.get_setpoint, lambda v: f"{v:.2f} °C")
+        self._essential("bath", lambda: self._query_temperature("in_pv_00", "bath temperature"),
+                        lambda v: f"{v:.2f} °C")
+        try:
+            self._optional("external", lambda: self._query_temperature(self.process_command, "external temperature"),
+                           math.nan, lambda v: f"{v:.2f} °C")
+        except DeviceAlarm as exc:  # "---.--": the input exists, no sensor is plugged in
+            self._absent("external", _no_sensor_text(exc))
+        self._optional("status", lambda: parse_status(self.transport.query("status"), where=self.where),
+                       None, lambda st: st.message)
+        running = self._optional("mode", self.is_running, None, lambda on: "started" if on else "stopped")
+        if running is not None:
+            self.commanded_running = running
+        self._optional("control_sensor", lambda: parse_mode(self.transport.query("in_mode_04"), where=self.where,
+                                                            command="in_mode_04"),
+                       None, lambda ext: "external sensor" if ext else "internal (bath) sensor")
+
+    def _read_device_limits(self) -> ThermostatLimits | None:
+        def read() -> tuple[float, float]:
+            return (self._query_temperature("in_sp_03", "high warning limit"),
+                    self._query_temperature("in_sp_04", "low warning limit"))
+
+        pair = self._optional("limits", read, None, lambda hl: f"{hl[1]:g} .. {hl[0]:g} °C")
+        if pair is None:
+            return None
+        high, low = pair
         if not low < high:
             raise ProtocolError(
                 f"{self.where}: low warning limit {low} °C (in_sp_04) is not below the high "
@@ -212,13 +287,20 @@ class JulaboThermostat(SerialThermostat):
             )
         return ThermostatLimits(min_c=low, max_c=high, source="device")
 
+    def _read_status(self) -> ThermostatStatus | None:
+        return self._optional("status", lambda: parse_status(self.transport.query("status"), where=self.where), None)
+
     def _explain_refusal(self, action: str, reported: str) -> Exception:
-        status = parse_status(self.transport.query("status"), where=self.where)
-        if status.alarms:
-            hint = ""
-            if status.code == -9:
-                hint = " (switch the thermostat to remote control)"
-            return DeviceAlarm(f"{self.where} refused {action}: {status.alarms[0]}{hint}")
+        status = self._read_status()
+        if status is None:
+            return ProtocolError(
+                f"{self.where}: {action} not confirmed, the device reports {reported} (this unit has no "
+                f"status query to say why); the command may have been lost on the line or the unit is "
+                f"not in remote mode"
+            )
+        if status.code < 0:
+            hint = " (switch the thermostat to remote control)" if status.code == -9 else ""
+            return DeviceAlarm(f"{self.where} refused {action}: {status.message}{hint}")
         if status.code in (0, 1):
             return DeviceAlarm(
                 f"{self.where} refused {action}: the device is in {status.message}; "
@@ -236,9 +318,12 @@ class JulaboThermostat(SerialThermostat):
         return self._reading(self._query_temperature("in_pv_00", "bath temperature"), "T_jacket_c")
 
     def read_process(self) -> Reading:
-        """External Pt100 (``in_pv_02`` by default), channel ``T_reactor_c``."""
-        value = self._query_temperature(self.process_command, "external temperature")
-        return self._reading(value, "T_reactor_c")
+        """External Pt100 (``in_pv_02`` by default), channel ``T_reactor_c``.
+
+        On a unit without an external sensor (see :meth:`capabilities`), the bath
+        temperature, as the capability warning at connect said.
+        """
+        return self._process_or_bath(lambda: self._query_temperature(self.process_command, "external temperature"))
 
     def get_setpoint(self) -> float:
         """Working setpoint (``in_sp_00``), °C."""
@@ -266,18 +351,24 @@ class JulaboThermostat(SerialThermostat):
 
     def _set_mode(self, on: bool) -> None:
         self.transport.write(f"out_mode_05 {int(on)}")
-        if not self.verify:
-            return
-        state = parse_mode(self.transport.query("in_mode_05"), where=self.where)
-        if state != on:
-            raise self._explain_refusal("start" if on else "stop", "started" if state else "stopped")
+        if self.verify:
+            state = self._optional("mode", self.is_running, None)
+            if state is None:  # no in_mode_05: the status code says REMOTE START/STOP (03/02)
+                status = self._read_status()
+                state = None if status is None or status.code < 0 else status.running
+                if status is not None and status.code < 0:
+                    raise self._explain_refusal("start" if on else "stop", status.message)
+            if state is not None and state != on:
+                raise self._explain_refusal("start" if on else "stop", "started" if state else "stopped")
+        self.commanded_running = on
+        self._found("start_stop", "verified" if self.verify else "not verified (verify=0)")
 
     def start(self) -> None:
-        """Start temperature control (``out_mode_05 1``), verified with ``in_mode_05``."""
+        """Start temperature control (``out_mode_05 1``), verified with ``in_mode_05`` or ``status``."""
         self._set_mode(True)
 
     def stop(self) -> None:
-        """Stop temperature control (``out_mode_05 0``), verified with ``in_mode_05``."""
+        """Stop temperature control (``out_mode_05 0``), verified with ``in_mode_05`` or ``status``."""
         self._set_mode(False)
 
     def is_running(self) -> bool:
@@ -285,12 +376,29 @@ class JulaboThermostat(SerialThermostat):
         return parse_mode(self.transport.query("in_mode_05"), where=self.where)
 
     def status(self) -> ThermostatStatus:
-        """Decoded ``status``; during an alarm, ``running`` comes from ``in_mode_05``."""
-        status = parse_status(self.transport.query("status"), where=self.where)
+        """Decoded ``status``; ``running`` from ``in_mode_05`` during an alarm.
+
+        On a unit without ``status``: running from ``in_mode_05`` or the last start/stop
+        this session sent (``message`` says which), no alarms.
+        """
+        status = self._read_status()
+        if status is None:
+            running = self._optional("mode", self.is_running, None)
+            source = "in_mode_05"
+            if running is None:
+                running, source = bool(self.commanded_running), "last start/stop sent"
+            return ThermostatStatus(running, 0, f"{'started' if running else 'stopped'} ({source}; no status query)")
         if status.code < 0:
-            running = self.is_running()
+            running = self._optional("mode", self.is_running, None)
+            if running is None:
+                running = bool(self.commanded_running)
             return ThermostatStatus(running, status.code, status.message, status.alarms)
         return status
+
+
+def _no_sensor_text(exc: Exception) -> str:
+    text = str(exc)
+    return "no sensor connected" + (f" ({text.split('device replied ', 1)[1]}" if "device replied " in text else "")
 
 
 def open_julabo(parsed: BackendURL, clock: Clock | None = None, **kw: Any) -> Crystallizer:

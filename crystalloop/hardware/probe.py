@@ -1,9 +1,11 @@
-"""Find a thermostat's line settings, and take a read-only snapshot of its state.
+"""Find a thermostat's line settings and capabilities, and take a read-only snapshot of its state.
 
 :func:`probe_line_settings` tries the baud rates and framings a vendor's models use until
-the device identifies itself, and returns the backend URL that works; :func:`snapshot`
-reads identity, limits, setpoint, temperatures and status without changing anything.
-Both back the ``crystalloop thermostat`` command.
+the device identifies itself, and returns the backend URL that works together with the
+unit's capability table (which optional functions it has, and the fallback for each it
+lacks); :func:`snapshot` reads identity, limits, setpoint, temperatures and status without
+changing anything. Both back the ``crystalloop thermostat`` command; :func:`format_capabilities`
+renders the table as plain text.
 """
 
 from __future__ import annotations
@@ -13,9 +15,16 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from crystalloop.errors import BackendError, DeviceError, DeviceTimeout, ProtocolError
-from crystalloop.hardware.base import Clock, ThermostatStatus, connect, parse_backend_url
+from crystalloop.hardware.base import (
+    Capability,
+    Clock,
+    ReportsCapabilities,
+    ThermostatStatus,
+    connect,
+    parse_backend_url,
+)
 
-__all__ = ["LINE_CANDIDATES", "ProbeResult", "probe_line_settings", "snapshot"]
+__all__ = ["LINE_CANDIDATES", "ProbeResult", "probe_line_settings", "snapshot", "format_capabilities"]
 
 #: (baudrate, framing) pairs tried per vendor, most common first.
 LINE_CANDIDATES: dict[str, tuple[tuple[int, str], ...]] = {
@@ -40,6 +49,9 @@ class ProbeResult:
         As the device reported them.
     tried : list of (str, str)
         Every setting tried before, with why it failed.
+    capabilities : tuple of Capability
+        What the unit has and lacks, as probed at connect (each absent optional function
+        also gave one :class:`~crystalloop.errors.CapabilityWarning`).
     """
 
     url: str
@@ -47,6 +59,7 @@ class ProbeResult:
     model: str
     version: str
     tried: list[tuple[str, str]] = field(default_factory=list)
+    capabilities: tuple[Capability, ...] = ()
 
 
 def _with_options(url: str, options: dict[str, Any]) -> str:
@@ -106,9 +119,13 @@ def probe_line_settings(
             tried.append((label, type(exc).__name__))
             continue
         with cryst:
-            info = cryst.thermostat.info
+            th = cryst.thermostat
+            info = th.info
+            caps = th.capabilities() if isinstance(th, ReportsCapabilities) else ()
             final = _with_options(url, {"baudrate": baud, "framing": framing})
-            return ProbeResult(final, cryst.meta["line_settings"], info.model, info.version, tried)
+            if "://" in parsed.target:  # socket:// and friends: the line settings mean nothing
+                final = url
+            return ProbeResult(final, cryst.meta["line_settings"], info.model, info.version, tried, caps)
     lines = "; ".join(f"{label}: {why}" for label, why in tried)
     raise DeviceError(
         f"No line setting gave a valid reply from {parsed.scheme.upper()} on {parsed.target} "
@@ -132,6 +149,7 @@ def snapshot(url: str, *, clock: Clock | None = None) -> dict[str, Any]:
         th = cryst.thermostat
         out.update({k: cryst.meta.get(k) for k in ("vendor", "model", "version", "port", "line_settings")})
         out["min_c"], out["max_c"] = th.limits.min_c, th.limits.max_c
+        out["limits_source"] = th.limits.source or "none"
         for key, fn in (("setpoint_c", th.get_setpoint), ("bath_c", lambda: th.read_bath().value),
                         ("process_c", lambda: th.read_process().value)):
             try:
@@ -143,4 +161,18 @@ def snapshot(url: str, *, clock: Clock | None = None) -> dict[str, Any]:
             out.update(running=st.running, status=st.message, alarms=list(st.alarms))
         except DeviceError as exc:
             out.update(running=None, status=f"{type(exc).__name__}: {exc}", alarms=[])
+        out["capabilities"] = th.capabilities() if isinstance(th, ReportsCapabilities) else ()
     return out
+
+
+def format_capabilities(capabilities: tuple[Capability, ...]) -> list[str]:
+    """The capability table as plain-text lines (fixed columns, never wrapped).
+
+    Columns: function, commands, ``needed``/``optional``, ``yes``/``no``/``unprobed``, detail.
+    """
+    rows = [("function", "commands", "kind", "present", "detail")]
+    for c in capabilities:
+        present = "unprobed" if c.present is None else ("yes" if c.present else "no")
+        rows.append((c.name, c.commands, "needed" if c.essential else "optional", present, c.detail))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return [" ".join(r[i].ljust(widths[i]) for i in range(4)) + ("  " + r[4] if r[4] else "") for r in rows]

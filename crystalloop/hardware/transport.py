@@ -35,6 +35,7 @@ from crystalloop.errors import (
     DeviceTimeout,
 )
 from crystalloop.hardware.base import Clock, RealClock
+from crystalloop.hardware.trace import encode_bytes
 
 try:  # pyserial's POSIX backend lets termios.error (not an OSError) escape from tcdrain/tcflush
     import termios as _termios
@@ -280,6 +281,8 @@ class Transport:
         self._closed = False
         self.n_exchanges = 0
         self.last_command: bytes = b""
+        #: :class:`~crystalloop.hardware.trace.TraceWriter` logging every exchange, or None
+        self.trace: Any = None
 
     # -- construction ----------------------------------------------------------------------
 
@@ -381,6 +384,8 @@ class Transport:
             ) from exc
         self.last_command = data
         self.n_exchanges += 1
+        if self.trace is not None:
+            self.trace.event("OUT", encode_bytes(data))
 
     def read_line(self) -> bytes:
         """Read one reply line; terminator, surrounding whitespace and XON/XOFF removed."""
@@ -401,6 +406,8 @@ class Transport:
                 f"{self._where()} disconnected while waiting for the reply to "
                 f"{self.last_command!r}: {exc}"
             ) from exc
+        if self.trace is not None:
+            self.trace.event("IN", encode_bytes(raw) if raw.endswith(term) else (encode_bytes(raw) + " TIMEOUT").lstrip())
         if not raw.endswith(term):
             what = f"a partial reply {raw!r}" if raw else "no reply"
             raise DeviceTimeout(
@@ -436,8 +443,10 @@ class Transport:
         return not self._closed
 
     def close(self) -> None:
-        """Close the port (idempotent)."""
+        """Close the port (idempotent) and the trace, if any."""
         with self._lock:
+            if self.trace is not None:
+                self.trace.close()
             self._lost = False
             if not self._closed:
                 self._closed = True

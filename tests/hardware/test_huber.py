@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from crystalloop.errors import ConfigError, DeviceAlarm, LimitError, ProtocolError
+from crystalloop.errors import CapabilityWarning, ConfigError, DeviceAlarm, LimitError, ProtocolError
 from crystalloop.hardware.base import Thermostat
 from crystalloop.hardware.huber import (
     HUBER_SETTINGS,
@@ -17,8 +17,18 @@ from crystalloop.hardware.huber import (
 )
 from crystalloop.hardware.testing import expected_protocol
 
-IDENT = [
+# connect: identify (any valid reply), probe each register once (capabilities), then limits
+PROBE = [
     (b"{M00****\r\n", b"{S0004DA\r\n"),
+    (b"{M01****\r\n", b"{S0104E2\r\n"),  # 12.50
+    (b"{M14****\r\n", b"{S140001\r\n"),
+    (b"{M07****\r\n", b"{S0704C9\r\n"),  # 12.25
+    (b"{M0A****\r\n", b"{S0A0013\r\n"),
+    (b"{M05****\r\n", b"{S050000\r\n"),
+    (b"{M06****\r\n", b"{S060000\r\n"),
+    (b"{M59****\r\n", b"{S590000\r\n"),
+]
+IDENT = [(b"{M00****\r\n", b"{S0004DA\r\n")] + PROBE + [
     (b"{M30****\r\n", b"{S30F060\r\n"),  # -40.00
     (b"{M31****\r\n", b"{S314E20\r\n"),  # 200.00
 ]
@@ -56,9 +66,11 @@ def test_initialize_reads_setpoint_limits_30_31():
 
 
 def test_limits_not_available_leave_the_range_open():
-    with huber([(b"{M00****\r\n", b"{S0004DA\r\n"), (b"{M30****\r\n", b"{S307FFF\r\n"),
-                (b"{M31****\r\n", b"{S317FFF\r\n")]) as dev:
+    with huber([(b"{M00****\r\n", b"{S0004DA\r\n")] + PROBE + [(b"{M30****\r\n", b"{S307FFF\r\n")]) as dev, \
+            pytest.warns(CapabilityWarning, match=r"setpoint limits \(30, 31\) not available on this unit .*7FFF.*"
+                                                  r"limits come from the URL"):
         dev.initialize()
+        assert not dev.has("limits")
         assert dev.device_limits is None and (dev.limits.min_c, dev.limits.max_c) == (-math.inf, math.inf)
 
 
@@ -102,7 +114,7 @@ def test_no_sensor_and_not_available_sentinels():
     with huber([(b"{M07****\r\n", b"{S07C504\r\n"), (b"{M01****\r\n", b"{S017FFF\r\n")]) as dev:
         with pytest.raises(DeviceAlarm, match=r"no sensor connected for process temperature .*-151.00 °C"):
             dev.read_process()
-        with pytest.raises(DeviceAlarm, match=r"internal temperature \(register 01\) is not available \(7FFF\)"):
+        with pytest.raises(DeviceAlarm, match=r"internal temperature \(register 01\) reads 7FFF \(not available\)"):
             dev.read_bath()
 
 

@@ -13,8 +13,15 @@ from crystalloop.hardware.julabo import (
 )
 from crystalloop.hardware.testing import ProtocolMismatch, expected_protocol
 
+# connect: identify, probe each function once (capabilities), then the warning limits
 IDENT = [
     (b"version\r", b"JULABO FP50-HE VERSION 2.0\r\n"),
+    (b"in_sp_00\r", b"20.00\r\n"),
+    (b"in_pv_00\r", b"20.31\r\n"),
+    (b"in_pv_02\r", b"20.12\r\n"),
+    (b"status\r", b"03 REMOTE START\r\n"),
+    (b"in_mode_05\r", b"1\r\n"),
+    (b"in_mode_04\r", b"0\r\n"),
     (b"in_sp_03\r", b"80.00\r\n"),
     (b"in_sp_04\r", b"-20.00\r\n"),
 ]
@@ -154,8 +161,7 @@ def test_status_codes(reply, running, message):
 @pytest.mark.parametrize(
     "code, text",
     [(-1, "LOW LEVEL ALARM"), (-3, "EXCESS TEMPERATURE WARNING"), (-5, "WORKING SENSOR ALARM"),
-     (-6, "SENSOR DIFFERENCE ALARM"), (-8, "INVALID COMMAND"), (-10, "VALUE TOO SMALL"),
-     (-11, "VALUE TOO LARGE"), (-13, "VALUE EXCEEDS TEMPERATURE LIMITS")],
+     (-6, "SENSOR DIFFERENCE ALARM")],
 )
 def test_alarm_status_decoded_and_check_raises(code, text):
     reply = f"{code:03d} {text}\r\n".encode()
@@ -165,6 +171,14 @@ def test_alarm_status_decoded_and_check_raises(code, text):
         assert st.alarms == (f"{code:03d} {text}",) and not st.running and st.code == code
         with pytest.raises(DeviceAlarm, match=f"reports: {code:03d} {text}"):
             dev.check()
+
+
+@pytest.mark.parametrize("code, text", [(-8, "INVALID COMMAND"), (-10, "VALUE TOO SMALL"),
+                                        (-11, "VALUE TOO LARGE"), (-13, "VALUE EXCEEDS TEMPERATURE LIMITS")])
+def test_refused_command_codes_are_reported_but_are_not_alarms(code, text):
+    # -08..-13 say the last command was refused, not that the unit is faulty
+    st = parse_status(f"{code:03d} {text}".encode())
+    assert st.code == code and st.message == f"{code:03d} {text}" and st.alarms == ()
 
 
 def test_status_text_taken_from_manual_table_even_if_device_abbreviates():

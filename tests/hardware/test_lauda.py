@@ -2,7 +2,7 @@
 
 import pytest
 
-from crystalloop.errors import DeviceAlarm, LimitError, ProtocolError
+from crystalloop.errors import CapabilityWarning, DeviceAlarm, LimitError, ProtocolError
 from crystalloop.hardware.base import Thermostat
 from crystalloop.hardware.lauda import (
     LAUDA_SETTINGS,
@@ -13,9 +13,18 @@ from crystalloop.hardware.lauda import (
 )
 from crystalloop.hardware.testing import expected_protocol
 
+# connect: identify, probe each function once (capabilities), limits, then arm the safety mode
 IDENT = [
     (b"TYPE\r\n", b"RP 845\r\n"),
     (b"VERSION_R\r\n", b"1.36\r\n"),
+    (b"IN_SP_00\r\n", b"020.00\r\n"),
+    (b"IN_PV_00\r\n", b"020.41\r\n"),
+    (b"IN_PV_03\r\n", b"020.20\r\n"),
+    (b"STATUS\r\n", b"0\r\n"),
+    (b"STAT\r\n", b"0000000\r\n"),
+    (b"IN_MODE_02\r\n", b"0\r\n"),
+    (b"IN_MODE_01\r\n", b"0\r\n"),
+    (b"IN_SP_07\r\n", b"ERR_3\r\n"),
     (b"IN_SP_04\r\n", b"150.0\r\n"),
     (b"IN_SP_05\r\n", b"-45.0\r\n"),
 ]
@@ -43,10 +52,15 @@ def test_initialize_type_version_limits():
 
 
 def test_initialize_on_model_without_version_or_limit_queries():
-    exchanges = [(b"TYPE\r\n", b"ECO\r\n"), (b"VERSION_R\r\n", b"ERR_3\r\n"), (b"IN_SP_04\r\n", b"ERR_3\r\n")]
-    with lauda(exchanges) as dev:
+    exchanges = [(b"TYPE\r\n", b"ECO\r\n"), (b"VERSION_R\r\n", b"ERR_3\r\n")] + IDENT[2:-2] + [
+        (b"IN_SP_04\r\n", b"ERR_3\r\n")]
+    with lauda(exchanges) as dev, pytest.warns(CapabilityWarning) as record:
         dev.initialize()
         assert dev.info.version == "" and dev.device_limits is None
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 3  # one line per missing function: version, watchdog, limits
+    assert "identification (TYPE, VERSION_R) not available on this unit (VERSION_R answered ERR_3" in messages[0]
+    assert "outflow limits TiH/TiL (IN_SP_04, IN_SP_05) not available" in messages[2]
 
 
 def test_setpoint_domain_example_and_read_back():
@@ -76,10 +90,15 @@ def test_temperatures():
         assert dev.read_process().value == -3.2
 
 
-def test_missing_external_sensor_err_8():
-    with lauda([(b"IN_PV_03\r\n", b"ERR_8\r\n")]) as dev:
-        with pytest.raises(DeviceAlarm, match=r"module \(external temperature\) not available"):
-            dev.read_process()
+def test_missing_external_sensor_err_8_falls_back_to_the_outflow_temperature():
+    with lauda([(b"IN_PV_03\r\n", b"ERR_8\r\n"), (b"IN_PV_00\r\n", b"021.30\r\n"),
+                (b"IN_PV_00\r\n", b"021.35\r\n")]) as dev:
+        with pytest.warns(CapabilityWarning, match=r"external Pt100 temperature \(IN_PV_03\) not available on this "
+                                                   r"unit \(IN_PV_03 answered ERR_8: module \(external temperature\) "
+                                                   r"not available\); T_reactor_c is recorded from the outflow"):
+            r = dev.read_process()
+        assert (r.channel, r.value) == ("T_reactor_c", 21.30) and dev.has("external") is False
+        assert dev.read_process().value == 21.35  # remembered: IN_PV_03 is not asked again
 
 
 def test_start_stop():

@@ -5,7 +5,7 @@ from thermostat_fakes import FakeHuber, FakeJulabo, FakeLauda
 from typer.testing import CliRunner
 
 from crystalloop.cli import app
-from crystalloop.errors import BackendError, DeviceError
+from crystalloop.errors import BackendError, CapabilityWarning, DeviceError
 from crystalloop.hardware.base import VirtualClock
 from crystalloop.hardware.probe import probe_line_settings, snapshot
 
@@ -32,12 +32,17 @@ def test_snapshot_reads_without_writing():
     clock = VirtualClock()
     with FakeHuber(clock=clock) as fake:
         fake.process_sensor = False
-        snap = snapshot(f"huber://{fake.url}?timeout_s=0.2", clock=clock)
+        with pytest.warns(CapabilityWarning, match=r"process \(external Pt100\) temperature \(07\) not available on "
+                                                   r"this unit \(no sensor connected \(-151.00 °C\)\); T_reactor_c is "
+                                                   r"recorded from the internal sensor"):
+            snap = snapshot(f"huber://{fake.url}?timeout_s=0.2", clock=clock)
         writes = [c for c in fake.received if not c.endswith(b"****")]
     assert writes == []
     assert (snap["vendor"], snap["min_c"], snap["max_c"], snap["setpoint_c"]) == ("Huber", -40.0, 200.0, 20.0)
     assert snap["bath_c"] == pytest.approx(20.0, abs=0.01) and snap["running"] is True
-    assert snap["process_c"].startswith("DeviceAlarm: ") and "no sensor" in snap["process_c"]
+    assert snap["process_c"] == pytest.approx(snap["bath_c"], abs=0.01)  # the fallback the warning named
+    caps = {c.name: c for c in snap["capabilities"]}
+    assert caps["external"].present is False and caps["limits"].present is True
 
 
 def test_cli_probe_and_show():
@@ -51,4 +56,4 @@ def test_cli_probe_and_show():
         assert res.exit_code == 0, res.output
         assert "FP50-HE" in res.output and "-20.00 °C" in res.output and "03 REMOTE START" in res.output
     res = runner.invoke(app, ["thermostat", "show", "julabo:///dev/ttyNOPE0"])
-    assert res.exit_code == 1 and "does not exist" in res.output
+    assert res.exit_code == 2 and "does not exist" in res.output

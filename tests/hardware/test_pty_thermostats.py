@@ -107,7 +107,7 @@ def test_julabo_write_and_read_back_in_real_time():
         assert fake.model.setpoint_c == 25.0 and fake.too_fast == 0
     fake = FakeJulabo(clock=clock, enforce_interval=True, jitter_s=0.1)
     with fake:
-        with pytest.raises(DeviceTimeout, match="no reply to b'in_sp_03"):  # dropped: came too fast
+        with pytest.raises(DeviceTimeout, match="no reply to b'in_sp_00"):  # dropped: came too fast
             connect(f"julabo://{fake.url}?{FAST}&min_interval_s=0", clock=clock)
         assert fake.too_fast >= 1
 

@@ -321,7 +321,10 @@ class FakeJulabo(FakeDevice):
             "in_sp_03": lambda: f"{self.high_c:.2f}",
             "in_sp_04": lambda: f"{self.low_c:.2f}",
             "in_mode_05": lambda: str(int(m.running)),
+            "in_mode_04": lambda: "0",
         }
+        if command.startswith("in_") and command not in reads:
+            return self.reply("-08 INVALID COMMAND")  # an in_* query the model lacks is answered inline
         if command in reads:
             text = reads[command]()
             if command == "status":
