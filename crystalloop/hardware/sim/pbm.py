@@ -54,7 +54,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.optimize import brentq
 
-from crystalloop.errors import ConfigError, CrystalloopError
+from crystalloop.errors import ConfigError, SimulationError
 from crystalloop.hardware.sim.kinetics import KineticParams
 
 __all__ = ["Grid", "PopulationBalance", "SimulationError", "LIMITERS"]
@@ -63,10 +63,6 @@ LIMITERS = ("vanleer", "koren", "upwind")
 # take a step implicitly in the solute when the explicit mass-transfer limit is below this fraction
 # of the step the Courant number, the event limits and the caller allow (see PopulationBalance._stiff)
 _STIFF_RATIO = 0.1
-
-
-class SimulationError(CrystalloopError, RuntimeError):
-    """The integration could not proceed (e.g. a step cannot be made small enough)."""
 
 
 @dataclass(frozen=True)
