@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from crystalloop.campaign._labels import campaign_rounds, run_label
-from crystalloop.campaign.execute import execute_recipe
+from crystalloop.campaign.execute import execute_recipe, finished_run, recover_recipe
 from crystalloop.campaign.lab import as_lab
 from crystalloop.campaign.propose import propose
 from crystalloop.campaign.report import objective_values
@@ -92,6 +93,67 @@ def _default_learn(options: dict) -> Callable[[pd.DataFrame, list[str], int], An
     return learn
 
 
+def _fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 of a DoE's content (the same table read from another path has the same print)."""
+    import hashlib
+
+    return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    """Write a table so that a kill mid-write leaves the previous file, never half a table."""
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _pending_rounds(out: Path) -> list[int]:
+    """Rounds whose plan was saved but whose summary is not in ``rounds.csv`` (interrupted)."""
+    rounds_path = out / "rounds.csv"
+    done = set(pd.read_csv(rounds_path)["round"].astype(int)) if rounds_path.is_file() else set()
+    planned = [int(d.name[len("round_"):]) for d in out.glob("round_*") if (d / "proposal.csv").is_file()
+               and d.name[len("round_"):].isdigit()]
+    return sorted(r for r in planned if r not in done)
+
+
+def _save_plan(rdir: Path, r: int, profiles: list[ThermocycleProfile], pred: pd.DataFrame, cqas: list[str],
+               learn_s: float, propose_s: float) -> dict[str, Any]:
+    """Write the round's recipes (settable precision) and ``proposal.csv`` before anything runs."""
+    from crystalloop.digital_twin.design import export_recipe
+
+    labels, ran = [], []
+    for k, prof in enumerate(profiles, start=1):
+        label = run_label(r, k)
+        paths = export_recipe(prof.with_(name=label), rdir / "recipes", stem=label, predicted=pred.iloc[k - 1])
+        ran.append(ThermocycleProfile.from_file(paths["recipe"]))  # what a thermostat can set
+        labels.append(label)
+    table = pred.reset_index(drop=True).copy()
+    table.insert(0, "run_id", labels)
+    table["learn_s"], table["propose_s"] = learn_s, propose_s
+    _write_csv(table, rdir / "proposal.csv")
+    return {"labels": labels, "profiles": ran, "pred": table, "cqas": list(cqas), "learn_s": learn_s,
+            "propose_s": propose_s}
+
+
+def _load_plan(rdir: Path, max_cycles: int) -> dict[str, Any] | None:
+    """The saved plan of an interrupted round, or None for a round not yet planned."""
+    path = rdir / "proposal.csv"
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path)
+    labels = [str(v) for v in table["run_id"]]
+    profiles = [ThermocycleProfile.from_file(rdir / "recipes" / f"{lb}.yaml") for lb in labels]
+    cqas = [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]
+    return {"labels": labels, "profiles": profiles, "pred": table, "cqas": cqas,
+            "learn_s": float(table["learn_s"].iloc[0]), "propose_s": float(table["propose_s"].iloc[0])}
+
+
 def run_campaign(
     doe: pd.DataFrame | str | Path | None = None,
     objectives: str | Sequence[str] = "max:D50,min:DoA",
@@ -131,15 +193,27 @@ def run_campaign(
     Parameters
     ----------
     doe : DataFrame or path, optional
-        Starting DoE (``read_doe`` format). Omitted: continue from ``out_dir/doe.csv``.
-        A DoE that already holds campaign runs (``C{r}-{k}``) continues the round count.
+        Starting DoE (``read_doe`` format). A DoE that already holds campaign runs
+        (``C{r}-{k}``) continues the round count. Omitted: continue the campaign in
+        ``out_dir`` (its ``doe.csv``) for ``n_rounds`` more rounds.
+
+        **Resume.** Given again for an ``out_dir`` that holds a campaign started from the same
+        DoE (same content), the call continues that campaign where it stopped, up to
+        ``n_rounds`` rounds in all: so re-running the same command after a crash or Ctrl-C
+        finishes the interrupted round — its finished runs are kept (each run is written to
+        ``doe.csv`` and ``history.csv`` as soon as it is measured), a batch that completed on
+        the plant but was not yet measured is measured again from its stored final frames,
+        and only the missing recipes of the round (as proposed before the stop, from
+        ``round_XX/proposal.csv``) run — then goes on with the remaining rounds. A different
+        starting DoE for the same ``out_dir`` is refused.
     objectives : str or sequence
         ``"max:D50,min:DoA"`` (short or full CQA names; ``batch_time`` from the recipe).
     backend : str
         ``sim://`` (options such as ``?kinetics=default&n_classes=120``; each run gets its own
         plant seed) or a hardware URL (then ``lab=`` is required).
     n_rounds, batch_size : int
-        Rounds to run now (>= 1) and recipes per round (>= 1).
+        Rounds (>= 1; the campaign's total when resuming from the same starting DoE, more
+        rounds when ``doe`` is omitted) and recipes per round (>= 1).
     out_dir : path or None
         Campaign folder: ``doe.csv``, ``history.csv``, ``rounds.csv``, ``campaign.json``, plots,
         ``round_XX/`` (recipes, twin, images). None: a temporary folder.
@@ -187,14 +261,17 @@ def run_campaign(
         raise ConfigError(f"d50_from must be 'image' or 'lab', got {d50_from!r}")
     if int(n_frames) != n_frames or n_frames < (1 if d50_from == "image" else 0):
         raise ConfigError(f"n_frames must be a whole number >= 1 when D50 comes from the images, got {n_frames!r}")
+    from crystalloop.control import RunOptions
     from crystalloop.hardware.base import is_simulated
 
     simulated = is_simulated(backend)  # also refuses an unknown scheme before anything runs
+    RunOptions(controller=controller, kind="campaign", **dict(run_options or {}))  # refuse bad run options now
     if out_dir is None:
         import tempfile
 
         out_dir = tempfile.mkdtemp(prefix="crystalloop-campaign-")
     out = Path(out_dir)
+    continuing = doe is None or (isinstance(doe, (str, Path)) and Path(doe).resolve() == (out / "doe.csv").resolve())
     if doe is None:
         if not (out / "doe.csv").is_file():
             raise ConfigError(f"no DoE given and {out / 'doe.csv'} does not exist; pass a starting DoE table")
@@ -206,6 +283,27 @@ def run_campaign(
     from crystalloop.digital_twin.doe import read_doe
 
     table = read_doe(doe, extra_columns="error")
+    meta_path = out / "campaign.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    pending = _pending_rounds(out)
+    if continuing:  # n_rounds more rounds; finishing an interrupted round counts as one
+        first = min(pending) if pending else campaign_rounds(table.to_frame()["run_id"]) + 1
+        target = first + int(n_rounds) - 1
+    else:
+        fp = _fingerprint(table.to_frame())
+        if (out / "doe.csv").is_file():
+            if meta.get("start_doe") != fp:
+                what = (f"a campaign started from another DoE ({meta.get('start_doe_source')})" if meta.get("start_doe")
+                        else "a campaign whose starting DoE is not recorded")
+                raise ConfigError(f"{out} holds {what}; give another output folder, or omit the DoE to continue "
+                                  f"that campaign")
+            table = read_doe(out / "doe.csv", extra_columns="error")  # the same command again: resume
+        else:
+            meta.update(start_doe=fp, start_doe_source=str(table.source),
+                        first_round=campaign_rounds(table.to_frame()["run_id"]) + 1)
+            pending = []
+        target = int(meta["first_round"]) + int(n_rounds) - 1  # n_rounds in all
+        first = min(pending) if pending else campaign_rounds(table.to_frame()["run_id"]) + 1
     mc = table.max_cycles
     objs = parse_objectives(objectives, list(CQA_NAMES))
     cons = parse_constraints(constraints, list(CQA_NAMES)) if constraints else []
@@ -226,10 +324,7 @@ def run_campaign(
 
         store = ExperimentStore(store if store is not None else out / "campaign.sqlite")
     say = progress or (lambda stage, info: None)
-    meta_path = out / "campaign.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     frame = table.to_frame()
-    start_round = campaign_rounds(frame["run_id"]) + 1
     vals0 = objective_values(frame, objs, mc).dropna()
     sign = np.array([o.sign for o in objs])
     if reference is not None:
@@ -247,7 +342,7 @@ def run_campaign(
         ref = nadir + sign * 0.1 * np.where(rng_ > 0, rng_, np.maximum(np.abs(nadir), 1.0))
     meta.update({"objectives": names, "reference": [float(v) for v in ref], "backend": backend,
                  "acquisition": acquisition, "kappa": kappa, "batch_size": int(batch_size), "seed": int(seed)})
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    _write_text(meta_path, json.dumps(meta, indent=2) + "\n")
 
     hist_path = out / "history.csv"
     history = pd.read_csv(hist_path) if hist_path.is_file() else pd.DataFrame()
@@ -255,42 +350,52 @@ def run_campaign(
     rounds_df = pd.read_csv(rounds_path) if rounds_path.is_file() else pd.DataFrame()
     hv = [hypervolume(vals0.to_numpy(float), objs, ref)]
     twins, proposed = [], []
-    for r in range(start_round, start_round + int(n_rounds)):
+    r = first
+    while r <= target:
         rdir = out / f"round_{r:02d}"
-        measured_rows = frame[cqa_cols].notna().any(axis=1)
-        say("learn", {"round": r, "n_runs": int(measured_rows.sum())})
-        t_learn = time.perf_counter()
-        twin = learn_fn(frame, needed, int(seed) + r)
-        t_learn = time.perf_counter() - t_learn
-        twins.append(twin)
-        if hasattr(twin, "save"):
-            twin_dir = twin.save(rdir / "twin")
-            store.save_model("campaign-twin", twin_dir, {"round": r, "campaign_dir": str(out), "n_runs": len(frame),
-                                                         "cqas": list(twin.cqas)})
-        say("propose", {"round": r})
-        t_prop = time.perf_counter()
-        existing = frame[list(twin.feature_names)].to_numpy(float)
-        profiles, pred = propose(twin, objectives, int(batch_size), existing=existing, cycles=cycles, mixed=mixed,
-                                 constraints=constraints, acquisition=acquisition, kappa=kappa,
-                                 min_distance=min_distance, pop_size=pop_size, n_gen=n_gen, seed=int(seed) + r,
-                                 bounds=bounds)
-        t_prop = time.perf_counter() - t_prop
-        from crystalloop.digital_twin.design import export_recipe
-
-        ran, rows, recs = [], [], []
-        for k, prof in enumerate(profiles, start=1):
-            label = run_label(r, k)
-            paths = export_recipe(prof.with_(name=label), rdir / "recipes", stem=label, predicted=pred.iloc[k - 1])
-            prof = ThermocycleProfile.from_file(paths["recipe"])  # what a thermostat can set
+        t_learn = t_prop = 0.0
+        plan = _load_plan(rdir, mc)
+        if plan is None:  # a new round: learn, propose, and keep the plan before anything runs
+            measured_rows = frame[cqa_cols].notna().any(axis=1)
+            say("learn", {"round": r, "n_runs": int(measured_rows.sum())})
+            t_learn = time.perf_counter()
+            twin = learn_fn(frame, needed, int(seed) + r)
+            t_learn = time.perf_counter() - t_learn
+            twins.append(twin)
+            if hasattr(twin, "save"):
+                twin_dir = twin.save(rdir / "twin")
+                store.save_model("campaign-twin", twin_dir, {"round": r, "campaign_dir": str(out),
+                                                             "n_runs": len(frame), "cqas": list(twin.cqas)})
+            say("propose", {"round": r})
+            t_prop = time.perf_counter()
+            existing = frame[list(twin.feature_names)].to_numpy(float)
+            profiles, pred = propose(twin, objectives, int(batch_size), existing=existing, cycles=cycles,
+                                     mixed=mixed, constraints=constraints, acquisition=acquisition, kappa=kappa,
+                                     min_distance=min_distance, pop_size=pop_size, n_gen=n_gen,
+                                     seed=int(seed) + r, bounds=bounds)
+            t_prop = time.perf_counter() - t_prop
+            plan = _save_plan(rdir, r, profiles, pred, list(twin.cqas), t_learn, t_prop)
+        else:
+            say("resume", {"round": r, "done": [lb for lb in plan["labels"] if lb in set(frame["run_id"])]})
+        ran, recs = [], []
+        for k, (label, prof) in enumerate(zip(plan["labels"], plan["profiles"], strict=True), start=1):
             ran.append(prof)
-            say("run", {"round": r, "label": label, "k": k, "n": int(batch_size), "profile": prof})
-            rec = execute_recipe(prof, label=label, round_=r, backend=backend, seed=int(seed) * 1000 + r * 100 + k,
-                                 store=store, lab=lab_fn, image_dir=rdir / "images" / label, controller=controller,
-                                 n_frames=n_frames, frame_interval_s=frame_interval_s,
-                                 vision_settings=vision_settings, min_particles=min_particles, d50_from=d50_from,
-                                 run_options=run_options, backend_options=backend_options,
-                                 meta={"campaign_dir": str(out), "acquisition": acquisition})
-            for c in twin.cqas:
+            if label in set(frame["run_id"].astype(str)):  # measured before the stop: keep, never repeat
+                continue
+            run_kw = {"label": label, "round_": r, "seed": int(seed) * 1000 + r * 100 + k, "store": store,
+                      "lab": lab_fn, "image_dir": rdir / "images" / label, "n_frames": n_frames,
+                      "vision_settings": vision_settings, "min_particles": min_particles, "d50_from": d50_from}
+            rec = None
+            done_id = finished_run(store, label, out)
+            if done_id is not None:  # the batch completed on the plant before the stop: measure it again
+                rec = recover_recipe(done_id, prof, **run_kw)
+            if rec is None:
+                say("run", {"round": r, "label": label, "k": k, "n": len(plan["labels"]), "profile": prof})
+                rec = execute_recipe(prof, backend=backend, controller=controller, frame_interval_s=frame_interval_s,
+                                     run_options=run_options, backend_options=backend_options,
+                                     meta={"campaign_dir": str(out), "acquisition": acquisition}, **run_kw)
+            pred = plan["pred"]
+            for c in plan["cqas"]:
                 rec[f"{c}_pred"] = float(pred[f"{c}_mean"].iloc[k - 1])
                 rec[f"{c}_std"] = float(pred[f"{c}_std"].iloc[k - 1])
             rec["selected_by"] = pred["selected_by"].iloc[k - 1]
@@ -298,25 +403,26 @@ def run_campaign(
             say("measured", rec)
             row = {"run_id": label, **profiles_to_frame([prof], mc).iloc[0].to_dict()}
             row.update({c: rec.get(c, np.nan) for c in cqa_cols})
-            rows.append(row)
+            frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True)[["run_id", *feature_names(mc),
+                                                                                  *cqa_cols]]
+            _write_csv(frame, out / "doe.csv")  # one run at a time: a stop loses no finished run
+            history = pd.concat([history, pd.DataFrame([rec])], ignore_index=True) if len(history) \
+                else pd.DataFrame([rec])
+            _write_csv(history, hist_path)
         proposed.append(ran)
-        frame = pd.concat([frame, pd.DataFrame(rows)], ignore_index=True)
-        frame = frame[["run_id", *feature_names(mc), *cqa_cols]]
-        frame.to_csv(out / "doe.csv", index=False)
         table = read_doe(out / "doe.csv")  # the written DoE is what the next round learns from
         frame = table.to_frame()
-        new = pd.DataFrame(recs)
-        history = pd.concat([history, new], ignore_index=True) if len(history) else new
-        history.to_csv(hist_path, index=False)
+        new = history[history["round"] == r] if len(history) else pd.DataFrame()
         vals = objective_values(frame, objs, mc).dropna()
         hv.append(hypervolume(vals.to_numpy(float), objs, ref))
-        summ = round_summary(r, frame, new, objs, lim, ref, mc, twin_cqas=list(twin.cqas))
-        summ.update({"learn_s": t_learn, "propose_s": t_prop, "run_measure_s": float(new["wall_s"].sum())})
+        summ = round_summary(r, frame, new, objs, lim, ref, mc, twin_cqas=plan["cqas"])
+        summ.update({"learn_s": plan["learn_s"], "propose_s": plan["propose_s"],
+                     "run_measure_s": float(new["wall_s"].sum())})
         rounds_df = pd.concat([rounds_df, pd.DataFrame([summ])], ignore_index=True)
-        rounds_df.to_csv(rounds_path, index=False)
+        _write_csv(rounds_df, rounds_path)
         say("round", summ)
+        r += 1
     files = plot_campaign(out, frame, history, rounds_df, objs, ref, mc, lim)
     files.update({"doe": out / "doe.csv", "history": hist_path, "rounds": rounds_path, "meta": meta_path})
     return CampaignResult(doe=frame, history=history, rounds=rounds_df, hypervolume=hv, twins=twins,
                           profiles=proposed, out_dir=out, files=files)
-
