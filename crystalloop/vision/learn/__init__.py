@@ -1,4 +1,9 @@
-"""crystalloop.vision.learn: learned image estimators in PyTorch (CPU in minutes, CUDA when present).
+"""crystalloop.vision.learn: learned image estimators (CPU in seconds to minutes, CUDA when present).
+
+- :class:`PixelClassifier` — few-shot ilastik-style random-forest pixel classifier on multi-scale
+  filter features, trained from one or two annotated images (full or partial) in seconds;
+  :func:`train_segmentation` writes a model folder from annotations in any lab format
+  (:func:`load_annotations`: label images, one mask per object, COCO, LabelMe, scribbles).
 
 - :class:`UNetSegmenter` — compact U-Net pixel classifier (seed 002) with median-frequency class
   weights, seed-002 augmentation, tiling, and instance post-processing.
@@ -16,6 +21,12 @@ directory as ``model.pt`` (state_dict) + ``config.json``; :func:`load_model` rea
 Weights are never downloaded.
 """
 
+from crystalloop.vision.learn.annotations import (
+    ANNOTATION_FORMATS,
+    Annotation,
+    detect_format,
+    load_annotations,
+)
 from crystalloop.vision.learn.augment import (
     SEED002_AUGMENTATION,
     Augmentation,
@@ -37,6 +48,18 @@ from crystalloop.vision.learn.data import (
     normalize_image,
     read_image,
 )
+from crystalloop.vision.learn.features import (
+    DEFAULT_SIGMAS,
+    FEATURE_KINDS,
+    feature_names,
+    pixel_features,
+)
+from crystalloop.vision.learn.fewshot import (
+    SEGMENTATION_METHODS,
+    instance_scores,
+    make_segmenter,
+    train_segmentation,
+)
 from crystalloop.vision.learn.impurity import (
     AutoencoderDetector,
     FeatureDetector,
@@ -45,6 +68,7 @@ from crystalloop.vision.learn.impurity import (
     impurity_scores,
     precision_at_recall,
 )
+from crystalloop.vision.learn.instances import INSTANCE_METHODS, probabilities_to_labels
 from crystalloop.vision.learn.metrics import (
     instance_f1,
     iou_per_class,
@@ -52,6 +76,7 @@ from crystalloop.vision.learn.metrics import (
     psd_percentile_error,
     segmentation_scores,
 )
+from crystalloop.vision.learn.pixel import SKOPS_TRUSTED_TYPES, PixelClassifier
 from crystalloop.vision.learn.regress import ImageRegressor, leave_one_group_out, preprocess_seed004
 from crystalloop.vision.learn.sequence import (
     SolubilityCurve,
@@ -82,6 +107,22 @@ from crystalloop.vision.learn.workflows import (
 )
 
 __all__ = [
+    "ANNOTATION_FORMATS",
+    "Annotation",
+    "detect_format",
+    "load_annotations",
+    "DEFAULT_SIGMAS",
+    "FEATURE_KINDS",
+    "feature_names",
+    "pixel_features",
+    "SEGMENTATION_METHODS",
+    "instance_scores",
+    "make_segmenter",
+    "train_segmentation",
+    "INSTANCE_METHODS",
+    "probabilities_to_labels",
+    "SKOPS_TRUSTED_TYPES",
+    "PixelClassifier",
     "Augmentation",
     "SEED002_AUGMENTATION",
     "flips_rot180",

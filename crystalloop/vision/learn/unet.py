@@ -76,6 +76,8 @@ class UNetSegmenter(TorchEstimator):
         for boundary targets use ``[1]`` so boundaries separate touching objects).
     channels : {1, 3}
         Gray or RGB input.
+    input_channel : int, optional
+        Take this channel of colour images as the gray input (``channels=1``), at fit and predict.
     base_filters, depth : int
         Width of the first level and number of down-sampling levels (``2**depth`` must divide the
         tile size).
@@ -107,6 +109,7 @@ class UNetSegmenter(TorchEstimator):
         class_names: Sequence[str] | None = None,
         object_classes: Sequence[int] | None = None,
         channels: int = 1,
+        input_channel: int | None = None,
         base_filters: int = 16,
         depth: int = 3,
         tile_size: int = 128,
@@ -130,6 +133,7 @@ class UNetSegmenter(TorchEstimator):
         self.class_names = class_names
         self.object_classes = object_classes
         self.channels = channels
+        self.input_channel = input_channel
         self.base_filters = base_filters
         self.depth = depth
         self.tile_size = tile_size
@@ -173,6 +177,11 @@ class UNetSegmenter(TorchEstimator):
             raise ImageError(f"{name} is a single 2-D image of shape {images.shape}; pass a list of images (or an (N, H, W) stack)")
         out = []
         for i, im in enumerate(images):
+            if self.input_channel is not None and np.ndim(im) == 3:
+                k = int(self.input_channel)
+                if not 0 <= k < np.shape(im)[2]:
+                    raise ImageError(f"{name}[{i}] has {np.shape(im)[2]} channels; input_channel={k} does not exist")
+                im = np.asarray(im)[:, :, k]
             arr = normalize_image(check_image(im, channels=self.channels, name=f"{name}[{i}]"), self.normalize)
             out.append(np.ascontiguousarray(arr.transpose(2, 0, 1)))  # (C, H, W)
         if not out:
@@ -311,6 +320,22 @@ class UNetSegmenter(TorchEstimator):
 
         obj = self._object_classes()
         return [mask_to_labels(np.clip(p[obj].sum(0), 0.0, 1.0), **postprocess) for p in self.predict_proba(list(images))]
+
+    def predict_labels(self, image, **postprocess) -> np.ndarray:
+        """Instance label image (int32, 0 background) of one image — the segmenter interface.
+
+        A model whose ``class_names`` include ``background``, ``interior`` and ``boundary`` (the
+        three-class targets of :meth:`Annotation.targets`) separates touching objects with
+        :func:`~crystalloop.vision.learn.instances.probabilities_to_labels` (keywords go there);
+        any other model goes through :meth:`segment_instances`.
+        """
+        names = self.classes_names_
+        if "background" in names and ("interior" in names or "object" in names):
+            from crystalloop.vision.learn.instances import probabilities_to_labels
+
+            prob = self.predict_proba([image])[0]
+            return probabilities_to_labels(np.moveaxis(prob, 0, -1), classes=names, **postprocess)
+        return self.segment_instances([image], **postprocess)[0]
 
     def measure(self, images, *, pixel_size_um: float, **postprocess):
         """Particle tables (µm, :func:`crystalloop.vision.measure_particles`) of each image's instances."""
