@@ -14,7 +14,7 @@ by which controllers and the runner touch it:
 * **Watchdog**: every exchange goes through :meth:`SafeThermostat.call`; a
   :class:`~crystalloop.errors.DeviceError` is retried after an exponentially growing
   back-off, and after ``max_failures`` consecutive failures the plant is put in its
-  safe state (``"hold"`` the last safe setpoint or ``"stop"`` the circulator) and
+  safe state (``"hold"`` the last setpoint the device confirmed, or ``"stop"`` the circulator) and
   :class:`~crystalloop.errors.WatchdogError` is raised with the reason.
 """
 
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from crystalloop.errors import ConfigError, DeviceError, LimitError, SafetyError, WatchdogError
+from crystalloop.errors import ConfigError, DeviceAlarm, DeviceError, LimitError, SafetyError, WatchdogError
 from crystalloop.hardware.base import Reading, Thermostat, ThermostatStatus
 from crystalloop.limits import ThermostatLimits
 from crystalloop.profiles import ThermocycleProfile
@@ -103,8 +103,10 @@ class SafeThermostat:
     watchdog : Watchdog, optional
         Retry policy; default ``Watchdog()``.
     safe_state : {"hold", "stop"}
-        What the plant does when the watchdog trips or the run is aborted: keep the last
-        safe setpoint, or stop the circulator.
+        What the plant does when the watchdog trips, the device reports a fault or the run
+        is aborted: hold (the last setpoint the device confirmed; if a later command is
+        unconfirmed, the setpoint the device reports now, else the current bath
+        temperature; never a stale command), or stop the circulator.
     on_event : callable(time_s, level, message), optional
         Receives every retry, refusal and safe-state action (the runner logs them in the
         store).
@@ -115,8 +117,11 @@ class SafeThermostat:
         Last setpoint written to the device.
     target_c : float or None
         Where the software ramp is heading.
-    last_safe_setpoint_c : float or None
-        Last setpoint the device accepted.
+    confirmed_c : float or None
+        Last setpoint the device confirmed (a write the driver verified, or a read).
+    pending_c : float or None
+        A setpoint sent whose confirmation failed (timeout, lost reply): the device may or
+        may not hold it, so the hold safe state never re-sends an older value over it.
     failures : int
         Consecutive failed exchanges so far.
     tripped : str or None
@@ -153,7 +158,8 @@ class SafeThermostat:
         self.commanded_c: float | None = None
         self.target_c: float | None = None
         self.ramp_rate_c_min = eff.max_rate_c_min
-        self.last_safe_setpoint_c: float | None = None
+        self.confirmed_c: float | None = None
+        self.pending_c: float | None = None
         self._t_cmd: float | None = None
         self.failures = 0
         self.total_failures = 0
@@ -211,19 +217,70 @@ class SafeThermostat:
             except Exception as e:  # the device may be gone; nothing more we can do
                 done = f"safe state: could not {action} of '{self.name}' ({type(e).__name__}: {e})"
         else:
-            sp = self.last_safe_setpoint_c
-            if sp is None:
-                done = f"safe state: holding the device's own setpoint on '{self.name}' (none was written)"
-            else:
-                try:
-                    self.device.set_setpoint(sp)
-                    self.commanded_c = self.target_c = sp
-                    done = f"safe state: holding the last safe setpoint {sp:.2f} °C on '{self.name}'"
-                except Exception as e:
-                    done = (f"safe state: could not re-send the last safe setpoint {sp:.2f} °C to "
-                            f"'{self.name}' ({type(e).__name__}: {e}); the device keeps its own setpoint")
+            done = self._hold()
         self._event("error", f"{done}; reason: {reason}")
         return done
+
+    def _hold_value(self) -> tuple[float | None, str]:
+        """The setpoint to hold: the last one the device confirmed, or (when a later command's
+        confirmation is missing) what the device reports now, or the current bath temperature;
+        never a command whose confirmation is missing."""
+        if self.pending_c is None:
+            if self.confirmed_c is None:
+                return None, ""
+            return self.confirmed_c, "the last setpoint the device confirmed"
+        try:
+            sp = float(self.device.get_setpoint())
+            if math.isfinite(sp):
+                return sp, "the setpoint the device reports now"
+        except Exception:  # the device may not answer: fall back to the bath temperature
+            pass
+        try:
+            bath = float(self.device.read_bath().value)
+            if math.isfinite(bath):
+                return min(max(bath, self.limits.min_c), self.limits.max_c), "the current bath temperature"
+        except Exception:
+            pass
+        return None, (f"the device confirmed neither {self.pending_c:.2f} °C nor its setpoint, and its bath "
+                      f"temperature cannot be read")
+
+    def _hold(self) -> str:
+        sp, source = self._hold_value()
+        if sp is None:
+            if not source:
+                return f"safe state: holding the device's own setpoint on '{self.name}' (none was written)"
+            return f"safe state: nothing sent to '{self.name}' ({source}); the device keeps its own setpoint"
+        try:
+            self.device.set_setpoint(sp)
+        except Exception as e:
+            return (f"safe state: could not send the hold setpoint {sp:.2f} °C ({source}) to '{self.name}' "
+                    f"({type(e).__name__}: {e}); the device keeps its own setpoint")
+        self.commanded_c = self.target_c = self.confirmed_c = sp
+        self.pending_c = None
+        return f"safe state: holding {sp:.2f} °C ({source}) on '{self.name}'"
+
+    def check_health(self) -> ThermostatStatus:
+        """Read the status; on a device fault, go to the safe state and raise.
+
+        Returns
+        -------
+        ThermostatStatus
+            When no alarm is active.
+
+        Raises
+        ------
+        DeviceAlarm
+            The device reports an alarm (low level, sensor fault, error code, ...): the safe
+            state has been applied and the message names the alarm.
+        WatchdogError
+            The status could not be read (see :meth:`call`).
+        """
+        status = self.status()
+        if status.alarms:
+            reason = f"device fault on thermostat '{self.name}': {'; '.join(status.alarms)}"
+            self.enter_safe_state(reason)
+            raise DeviceAlarm(reason)
+        return status
 
     def check_profile(self, profile: ThermocycleProfile) -> None:
         """Refuse a recipe this thermostat cannot follow before anything is sent.
@@ -242,14 +299,15 @@ class SafeThermostat:
             current = float(self.call("get_setpoint", self.device.get_setpoint))
             # a device setpoint outside the limits starts the ramp at the nearest limit
             self.commanded_c = min(max(current, self.limits.min_c), self.limits.max_c)
-            self.last_safe_setpoint_c = self.commanded_c if current == self.commanded_c else None
+            self.confirmed_c = self.commanded_c if current == self.commanded_c else None
             self._t_cmd = float(self.clock.now())
 
     def _send(self, value_c: float) -> None:
         value_c = _safety(self.limits.check_setpoint, value_c, self.name)
+        self.pending_c = value_c  # sent, not yet confirmed: a failure leaves it pending
         self.call("set_setpoint", self.device.set_setpoint, value_c)
-        self.commanded_c = value_c
-        self.last_safe_setpoint_c = value_c
+        self.commanded_c = self.confirmed_c = value_c
+        self.pending_c = None
         self._t_cmd = float(self.clock.now())
 
     def set_setpoint(self, value_c: float, *, ramp: bool | None = None) -> float:
@@ -298,7 +356,7 @@ class SafeThermostat:
         dt_min = max(float(self.clock.now()) - self._t_cmd, 0.0) / 60.0
         step = self.ramp_rate_c_min * dt_min
         new = min(max(self.target_c, self.commanded_c - step), self.commanded_c + step)
-        if new != self.commanded_c or self.last_safe_setpoint_c is None:
+        if new != self.commanded_c or self.confirmed_c is None:
             self._send(new)
         else:
             self._t_cmd = float(self.clock.now())

@@ -90,6 +90,11 @@ class CapabilitySpec:
     in_protocol : bool
         False when the brand's protocol has no such command at all: listed as absent,
         without a warning.
+    warn : bool
+        Whether a unit lacking it gets a :class:`~crystalloop.errors.CapabilityWarning`
+        (False for functions whose absence changes nothing in a run: identification,
+        the control-sensor query, the device ramp, the communication watchdog; the probe
+        table still shows them).
     """
 
     name: str
@@ -98,6 +103,7 @@ class CapabilitySpec:
     what: str
     fallback: str = ""
     in_protocol: bool = True
+    warn: bool = True
 
 
 def _traced(name: str, fn: Callable[..., _T]) -> Callable[..., _T]:
@@ -249,6 +255,8 @@ class SerialThermostat:
         if self._caps[name].present is False:
             return
         self._caps[name] = Capability(name, spec.commands, spec.essential, False, f"{why}; {spec.fallback}")
+        if not spec.warn:
+            return
         warnings.warn(CapabilityWarning(
             f"{self.where}: {spec.what} ({spec.commands}) not available on this unit ({why}); "
             f"{spec.fallback}"), stacklevel=3)

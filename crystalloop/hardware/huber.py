@@ -197,7 +197,7 @@ class HuberThermostat(SerialThermostat):
                        "setpoint limits come from the URL (min_c, max_c) and the recipe"),
         CapabilitySpec("status", "0A", False, "status word",
                        "the running state comes from register 14, alarms from registers 05/06"),
-        CapabilitySpec("faults", "05, 06", False, "error and warning codes",
+        CapabilitySpec("faults", "05, 06", False, "error code (and warning code where present)",
                        "alarms come from the error/warning bits of the status word"),
         CapabilitySpec("mode", "14", False, "temperature control read-back",
                        "start/stop is checked by the echoed value only"),
@@ -206,7 +206,7 @@ class HuberThermostat(SerialThermostat):
                        in_protocol=False),
         CapabilitySpec("device_ramp", "59, 5A", False, "device ramp",
                        "ramps run in software (they always do: a lost connection must not leave a device "
-                       "ramp running; start_ramp() is there for manual use)"),
+                       "ramp running; start_ramp() is there for manual use)", warn=False),
         CapabilitySpec("comm_watchdog", "-", False, "communication watchdog",
                        "not armed by this driver (Pilot ONE units may offer one in their menu; the PB register "
                        "is not confirmed from the manual): a lost computer leaves the last setpoint in place",
@@ -284,10 +284,14 @@ class HuberThermostat(SerialThermostat):
             self._absent("external", "no sensor connected (-151.00 °C)")
         self._optional("status", lambda: self._register(STATUS, "status word"), None,
                        lambda w: ", ".join(decode_status_word(w)) or "idle")
-        self._optional("faults", lambda: (self._register(ERROR, "error code"), self._register(WARNING, "warning code")),
-                       None, lambda ew: f"error {ew[0]}, warning {ew[1]}")
+        self._optional("faults", self._fault_codes, None, lambda ew: f"error {ew[0]}, warning {ew[1]}")
         self._optional("device_ramp", lambda: self._register(RAMP_DURATION, "ramp duration"), None,
                        lambda _: "present; not used: ramps run in software")
+
+    def _fault_codes(self) -> tuple[int, int]:
+        """Error (05) and warning (06) codes; a unit with 05 but no 06 reports warning 0."""
+        error = self._register(ERROR, "error code")
+        return error, self.read_register(WARNING) or 0
 
     def _read_device_limits(self) -> ThermostatLimits | None:
         pair = self._optional("limits", lambda: (self._register(SP_MIN, "setpoint minimum"),
@@ -375,8 +379,7 @@ class HuberThermostat(SerialThermostat):
         warning bits.
         """
         word = self._optional("status", lambda: self._register(STATUS, "status word"), None)
-        codes = self._optional("faults", lambda: (self._register(ERROR, "error code"),
-                                                  self._register(WARNING, "warning code")), None)
+        codes = self._optional("faults", self._fault_codes, None)
         error, warning = codes if codes is not None else (0, 0)
         alarms = []
         if error:

@@ -203,7 +203,7 @@ class JulaboThermostat(SerialThermostat):
     LINE_HINT = "JULABO models use 4800 or 9600, 7E1 or 8N1, RTS/CTS or XON/XOFF handshake"
     CAPABILITIES = (
         CapabilitySpec("version", "version", False, "identification",
-                       "model and firmware are recorded as unknown"),
+                       "model and firmware are recorded as unknown", warn=False),
         CapabilitySpec("setpoint", "in_sp_00, out_sp_00", True, "working setpoint"),
         CapabilitySpec("bath", "in_pv_00", True, "bath temperature"),
         CapabilitySpec("start_stop", "out_mode_05", True, "start/stop of temperature control"),
@@ -216,7 +216,7 @@ class JulaboThermostat(SerialThermostat):
         CapabilitySpec("mode", "in_mode_05", False, "start/stop read-back",
                        "start/stop is verified with the status code, or taken as sent"),
         CapabilitySpec("control_sensor", "in_mode_04", False, "control sensor (internal/external)",
-                       "the control sensor is not recorded"),
+                       "the control sensor is not recorded", warn=False),
         CapabilitySpec("device_ramp", "-", False, "device ramp",
                        "none in JULABO's remote protocol: ramps run in software", in_protocol=False),
         CapabilitySpec("comm_watchdog", "-", False, "communication watchdog",

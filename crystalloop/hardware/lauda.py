@@ -184,7 +184,7 @@ class LaudaThermostat(SerialThermostat):
     LINE_HINT = "LAUDA interfaces use 8N1 at 9600 baud by default (2400-19200 selectable in the menu)"
     CAPABILITIES = (
         CapabilitySpec("version", "TYPE, VERSION_R", False, "identification",
-                       "model and firmware are recorded as unknown"),
+                       "model and firmware are recorded as unknown", warn=False),
         CapabilitySpec("setpoint", "IN_SP_00, OUT_SP_00", True, "setpoint"),
         CapabilitySpec("bath", "IN_PV_00", True, "outflow (bath) temperature"),
         CapabilitySpec("start_stop", "START, STOP", True, "start/standby"),
@@ -199,12 +199,12 @@ class LaudaThermostat(SerialThermostat):
         CapabilitySpec("mode", "IN_MODE_02", False, "standby read-back",
                        "the running state is the last START/STOP this session sent"),
         CapabilitySpec("control_sensor", "IN_MODE_01", False, "control sensor (internal/external)",
-                       "the control sensor is not recorded"),
+                       "the control sensor is not recorded", warn=False),
         CapabilitySpec("device_ramp", "-", False, "device ramp",
                        "not probed: ramps run in software (PRO/Integral programmers are not used, so a lost "
                        "connection cannot leave a ramp running)", in_protocol=False),
         CapabilitySpec("comm_watchdog", "IN_SP_07, OUT_SP_06, OUT_SP_07", False, "communication watchdog "
-                       "(safety mode)", "not armed: a lost computer leaves the last setpoint in place"),
+                       "(safety mode)", "not armed: a lost computer leaves the last setpoint in place", warn=False),
     )
 
     def __init__(self, transport: Any, *, process_command: str = "IN_PV_03", comm_timeout_s: float = 120.0,

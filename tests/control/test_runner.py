@@ -72,10 +72,10 @@ def test_watchdog_failure_goes_safe_marks_failed_and_keeps_samples(crystallizer,
     assert long["time_s"].max() == pytest.approx(3600.0, abs=1.0)  # the bath read of the failing tick
     assert len(long) == len(res.samples)
     assert long[long.channel == "T_reactor_c"]["time_s"].max() == pytest.approx(3540.0)
-    # safe state: the last safe setpoint was re-sent
+    # safe state: the last setpoint the device confirmed was re-sent
     assert thermostat.writes[-1][1] == pytest.approx(thermostat.writes[-2][1])
     ev = store.events(res.run_id)
-    assert ev["message"].str.contains("holding the last safe setpoint").any()
+    assert ev["message"].str.contains("the last setpoint the device confirmed").any()
 
 
 def test_device_gone_with_stop_safe_state(crystallizer, thermostat, short_recipe, store):

@@ -107,7 +107,7 @@ def test_watchdog_trips_to_hold_last_safe_setpoint(clock, thermostat):
         safe.read_process()
     assert safe.tripped is not None
     assert thermostat.writes[n_writes:] and thermostat.writes[-1][1] == pytest.approx(55.0)  # re-sent
-    assert "holding the last safe setpoint 55.00 °C" in events[-1][2]
+    assert "holding 55.00 °C (the last setpoint the device confirmed)" in events[-1][2]
     with pytest.raises(WatchdogError, match="in its safe state"):
         safe.set_setpoint(40.0)
 

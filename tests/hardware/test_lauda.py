@@ -58,9 +58,11 @@ def test_initialize_on_model_without_version_or_limit_queries():
         dev.initialize()
         assert dev.info.version == "" and dev.device_limits is None
     messages = [str(w.message) for w in record]
-    assert len(messages) == 3  # one line per missing function: version, watchdog, limits
-    assert "identification (TYPE, VERSION_R) not available on this unit (VERSION_R answered ERR_3" in messages[0]
-    assert "outflow limits TiH/TiL (IN_SP_04, IN_SP_05) not available" in messages[2]
+    # one line per missing function that changes the run (limits); version and watchdog only in the table
+    assert len(messages) == 1 and "outflow limits TiH/TiL (IN_SP_04, IN_SP_05) not available" in messages[0]
+    caps = {c.name: c for c in dev.capabilities()}
+    assert caps["version"].present is False and "VERSION_R answered ERR_3" in caps["version"].detail
+    assert caps["comm_watchdog"].present is False and caps["limits"].present is False
 
 
 def test_setpoint_domain_example_and_read_back():
