@@ -162,12 +162,13 @@ def calibrate(
             if lab.max() == 0:
                 continue
             t = flag_particles(measure_particles(lab, img, pixel_size_um=px, focus_image=sig,
-                                                  focus_background=0.0 if s.background is not None else None), s)
+                                                  focus_background=0.0 if s.background is not None else None,
+                                                  skeleton_min_aspect=s.skeleton_min_aspect), s, lab.shape)
             tabs.append(t[t["kept"]])
         parts = pd.concat(tabs, ignore_index=True) if tabs else pd.DataFrame()
         if len(parts) < 3:
             return np.inf, {}, s
-        cmp = compare_psd(parts, reference, r=r, size=s.size)
+        cmp = compare_psd(parts, reference, r=r, size=s.size, weights=parts["weight"].to_numpy(float))
         return _loss(cmp), cmp, s
 
     n_explore = max(1, n_trials // 2)

@@ -209,7 +209,9 @@ def _measure(lab: np.ndarray, px: float, *, focus_gray: np.ndarray | None = None
                 gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE)
                 # exact sum (math.fsum): cv2.mean's SIMD order depends on memory alignment, so
                 # its last bit differed between worker processes
-                mag = cv2.magnitude(gx, gy)[bnd > 0]
+                sel = bnd > 0
+                x, y = gx[sel].astype(np.float64), gy[sel].astype(np.float64)
+                mag = np.sqrt(x * x + y * y)
                 focus_scores[i] = math.fsum(mag.tolist()) / mag.size / 8.0 / peak
         m = cv2.moments(crop, binaryImage=True)
         cnts, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -346,7 +348,8 @@ def _focus_scores(lab: np.ndarray, gray: np.ndarray, ring_px: int = 4, backgroun
             boundary = (own > 0) & (cv2.erode(own, k3, borderType=cv2.BORDER_CONSTANT, borderValue=0) == 0)
             peak = float(np.abs(g[own > 0] - np.float32(background)).max())
             if peak > 0 and boundary.any():
-                mag = cv2.magnitude(gx, gy)[boundary]
+                x, y = gx[boundary].astype(np.float64), gy[boundary].astype(np.float64)
+                mag = np.sqrt(x * x + y * y)
                 score[i] = math.fsum(mag.tolist()) / mag.size / 8.0 / peak
         return score
     grad = focus_map(gray)

@@ -23,7 +23,7 @@ from crystalloop.vision._validate import check_image, check_pixel_size, to_gray_
 from crystalloop.vision.measure import _measure, empty_particle_table
 from crystalloop.vision.preprocess import subtract_background
 from crystalloop.vision.psd import psd_summary, psd_table
-from crystalloop.vision.segment import detect_polarity, mask_to_labels, threshold
+from crystalloop.vision.segment import _threshold, detect_polarity, mask_to_labels
 
 __all__ = ["PipelineSettings", "ImageResult", "BatchResult", "analyze_image", "analyze_images", "prepare_signal",
            "segment_signal"]
@@ -55,8 +55,20 @@ class PipelineSettings:
     watershed : bool
     watershed_strength : float in [0, 1]
     circularity_range : (low, high) or None
+    split_needles : bool
+        Separate touching and crossing elongated crystals along their skeleton (with
+        ``watershed``; see :func:`~crystalloop.vision.skeleton.split_elongated`).
+    skeleton_min_aspect : float or None
+        Particles at least this elongated (moment-ellipse aspect ratio) are measured along their
+        skeleton (``length_um``, ``width_um``); 0: all, None: none (length = max Feret).
     exclude_edge : bool
-        Edge particles stay in the table (counted) but are excluded from the PSD.
+        Particles touching the frame stay in the table (counted, flagged ``edge``) but are not
+        sized in the PSD; False sizes them as they are (truncated by the frame).
+    edge_correction : {"miles_lantuejoul", "none"}
+        With ``exclude_edge``: weight every sized particle by the Miles–Lantuéjoul factor
+        ``W·H / ((W − w)(H − h))`` (frame W×H px, particle box w×h px), the inverse probability
+        that a particle of its size lies wholly inside the frame, so excluding edge particles
+        does not bias the PSD towards small sizes. ``none``: every sized particle counts 1.
     min_focus : float or None
         Focus cut-off (1/px); particles below are flagged out of focus and excluded from the PSD.
     size : str
@@ -77,7 +89,10 @@ class PipelineSettings:
     watershed: bool = True
     watershed_strength: float = 0.7
     circularity_range: tuple[float, float] | None = None
+    split_needles: bool = True
+    skeleton_min_aspect: float | None = 2.0
     exclude_edge: bool = True
+    edge_correction: str = "miles_lantuejoul"
     min_focus: float | None = None
     size: str = "ecd_um"
 
@@ -97,6 +112,14 @@ class PipelineSettings:
             raise ConfigError(f"background_radius_px must be ≥ 1, got {self.background_radius_px!r}")
         if self.circularity_range is not None:
             self.circularity_range = tuple(float(v) for v in self.circularity_range)
+        if self.edge_correction not in ("miles_lantuejoul", "none"):
+            raise ConfigError(f"edge_correction must be 'miles_lantuejoul' or 'none', got {self.edge_correction!r}")
+        if self.skeleton_min_aspect is not None and not float(self.skeleton_min_aspect) >= 0:
+            raise ConfigError(f"skeleton_min_aspect must be ≥ 0 or None, got {self.skeleton_min_aspect!r}")
+        if int(self.closing_radius_px) < 0:
+            raise ConfigError(f"closing_radius_px must be ≥ 0, got {self.closing_radius_px!r}")
+        if int(self.adaptive_block_px) < 3 or int(self.adaptive_block_px) % 2 == 0:
+            raise ConfigError(f"adaptive_block_px must be an odd integer ≥ 3, got {self.adaptive_block_px!r}")
 
     def replace(self, **changes) -> PipelineSettings:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -137,13 +160,22 @@ class PipelineSettings:
 
 @dataclass
 class ImageResult:
-    """Result of :func:`analyze_image`: particle table (with ``kept``/``in_focus`` flags),
-    label image and the polarity used."""
+    """Result of :func:`analyze_image`: particle table (with ``in_focus``, ``kept`` and
+    ``weight``), label image, and the polarity and threshold level actually used (the level in
+    units of the background-subtracted signal; NaN for an adaptive threshold or a blank image)."""
 
     particles: pd.DataFrame
     labels: np.ndarray
     polarity: str
     settings: PipelineSettings
+    threshold_level: float = float("nan")
+
+    def info(self, name: str) -> dict:
+        """What was used on this image, for the batch summary."""
+        p = self.particles
+        return {"image": name, "rows": int(self.labels.shape[0]), "cols": int(self.labels.shape[1]),
+                "polarity": self.polarity, "threshold_level": _none_if_nan(self.threshold_level),
+                "particles": int(len(p)), "particles_edge": int(p["edge"].sum()) if len(p) else 0}
 
     @property
     def kept(self) -> pd.DataFrame:
@@ -183,28 +215,52 @@ def segment_signal(signal: np.ndarray, settings: PipelineSettings) -> np.ndarray
     return _segment(signal, settings)[0]
 
 
-def _segment(signal: np.ndarray, settings: PipelineSettings) -> tuple[np.ndarray, list | None]:
+def _segment(signal: np.ndarray, settings: PipelineSettings, level: float | None = None):
     """:func:`segment_signal` that also returns the objects' boxes (``find_objects`` order) when
-    the segmentation knows them (None otherwise)."""
+    the segmentation knows them (None otherwise) and the threshold level used. ``level``: use
+    this fixed level (tiled processing passes the whole image's)."""
     lo, hi = cv2.minMaxLoc(signal)[:2] if signal.dtype == np.float32 else (signal.min(), signal.max())
-    if float(lo) == float(hi):
-        return np.zeros(signal.shape, np.int32), []
-    mask = threshold(signal, method=settings.threshold, polarity="bright", offset=settings.threshold_offset,
-                     block_size=settings.adaptive_block_px, noise_floor=settings.noise_floor)
-    return mask_to_labels(mask, min_size_px=settings.min_size_px, closing_radius_px=settings.closing_radius_px,
-                          fill=settings.fill_holes, remove_border=False, watershed=settings.watershed,
-                          watershed_strength=settings.watershed_strength,
-                          circularity_range=settings.circularity_range, _return_slices=True)
+    if float(lo) == float(hi) and level is None:
+        return np.zeros(signal.shape, np.int32), [], float("nan")
+    if level is None:
+        mask, level = _threshold(signal, method=settings.threshold, polarity="bright",
+                                 offset=settings.threshold_offset, block_size=settings.adaptive_block_px,
+                                 noise_floor=settings.noise_floor)
+    else:
+        mask = signal > level
+    lab, slices = mask_to_labels(mask, min_size_px=settings.min_size_px, closing_radius_px=settings.closing_radius_px,
+                                 fill=settings.fill_holes, remove_border=False, watershed=settings.watershed,
+                                 watershed_strength=settings.watershed_strength,
+                                 circularity_range=settings.circularity_range, split_needles=settings.split_needles,
+                                 _return_slices=True)
+    return lab, slices, level
 
 
-def flag_particles(particles: pd.DataFrame, settings: PipelineSettings) -> pd.DataFrame:
-    """Add ``in_focus`` and ``kept`` (used for the PSD) columns to a particle table."""
+def flag_particles(particles: pd.DataFrame, settings: PipelineSettings,
+                   shape: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Add ``in_focus``, ``kept`` (sized in the PSD) and ``weight`` (number weight in the PSD:
+    the Miles–Lantuéjoul factor, 1, or 0 for particles not sized) to a particle table.
+
+    ``shape`` (rows, cols) of the image is needed for the Miles–Lantuéjoul weights.
+    """
     p = particles
     if settings.min_focus is None:
         p["in_focus"] = True
     else:
         p["in_focus"] = p["focus"].fillna(np.inf).to_numpy() >= float(settings.min_focus)
     p["kept"] = p["in_focus"] & ~(p["edge"] if settings.exclude_edge else False)
+    w = np.ones(len(p))
+    if settings.exclude_edge and settings.edge_correction == "miles_lantuejoul" and len(p):
+        if shape is None:
+            raise ConfigError("Miles–Lantuéjoul edge weights need the image shape (rows, cols)")
+        rows, cols = shape
+        bh = (p["bbox_row1_px"] - p["bbox_row0_px"]).to_numpy(float)
+        bw = (p["bbox_col1_px"] - p["bbox_col0_px"]).to_numpy(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = rows * cols / ((rows - bh) * (cols - bw))
+        w = np.where((bh < rows) & (bw < cols), w, np.nan)
+        p["kept"] = p["kept"].to_numpy(bool) & np.isfinite(w)
+    p["weight"] = np.where(p["kept"].to_numpy(bool), w, 0.0)
     return p
 
 
@@ -240,23 +296,27 @@ def analyze_image(image: np.ndarray, *, pixel_size_um: float, settings: Pipeline
     s = (settings or PipelineSettings()).replace(**overrides) if overrides else (settings or PipelineSettings())
     img = check_image(image)
     sig, pol = prepare_signal(img, s)
-    labels, slices = _segment(sig, s)
+    labels, slices, level = _segment(sig, s)
+    parts = _measure_labels(labels, slices, sig, s, px)
+    parts = flag_particles(parts, s, labels.shape)
+    return ImageResult(particles=parts, labels=labels, polarity=pol, settings=s, threshold_level=level)
+
+
+def _measure_labels(labels, slices, sig, s: PipelineSettings, px: float) -> pd.DataFrame:
     if slices is not None and not any(sl is not None for sl in slices):
-        parts = empty_particle_table()
-    elif slices is None and labels.max() == 0:
-        parts = empty_particle_table()
-    else:
-        # labels, image and signal are validated and of one shape: skip measure_particles' checks
-        parts = _measure(labels, px, focus_gray=to_gray_float(sig),
-                         focus_background=0.0 if s.background is not None else None, slices=slices)
-    parts = flag_particles(parts, s)
-    return ImageResult(particles=parts, labels=labels, polarity=pol, settings=s)
+        return empty_particle_table()
+    if slices is None and labels.max() == 0:
+        return empty_particle_table()
+    # labels, image and signal are validated and of one shape: skip measure_particles' checks
+    return _measure(labels, px, focus_gray=None if sig is None else to_gray_float(sig),
+                    focus_background=0.0 if s.background is not None else None, slices=slices,
+                    skeleton_min_aspect=s.skeleton_min_aspect)
 
 
-def _work(item, pixel_size_um, settings, keep_labels):
+def _work(item, pixel_size_um, settings):
     name, image = item
     res = analyze_image(image, pixel_size_um=pixel_size_um, settings=settings)
-    return name, res.particles, (res.labels if keep_labels else None), res.polarity
+    return name, res.particles, res.info(name)
 
 
 def analyze_images(
@@ -305,7 +365,7 @@ def analyze_images(
         raise ConfigError(f"workers must be ≥ 1, got {workers!r}")
     skipped: list[tuple[str, str]] = []
     items = iter_images(sources, skipped=skipped)
-    tables, names = [], []
+    tables, names, info = [], [], []
     done = 0
     if workers == 1 or on_result is not None:
         for name, image in items:
@@ -314,6 +374,7 @@ def analyze_images(
                 on_result(name, image, res)
             tables.append(res.particles.assign(image=name))
             names.append(name)
+            info.append(res.info(name))
             done += 1
             if progress:
                 progress(done, None)
@@ -323,30 +384,46 @@ def analyze_images(
         with ProcessPoolExecutor(max_workers=int(workers)) as ex:
             futs = []
             for item in items:
-                futs.append(ex.submit(_work, item, px, s, False))
+                futs.append(ex.submit(_work, item, px, s))
             for f in futs:
-                name, parts, _, _ = f.result()
+                name, parts, inf = f.result()
                 tables.append(parts.assign(image=name))
                 names.append(name)
+                info.append(inf)
                 done += 1
                 if progress:
                     progress(done, len(futs))
-    return _assemble(tables, names, skipped, s, px, edges, n_classes, spacing)
+    return _assemble(tables, names, skipped, s, px, edges, n_classes, spacing, info)
 
 
-def _assemble(tables, names, skipped, s: PipelineSettings, px, edges, n_classes, spacing) -> BatchResult:
+def _none_if_nan(v):
+    return None if isinstance(v, float) and not np.isfinite(v) else v
+
+
+def _assemble(tables, names, skipped, s: PipelineSettings, px, edges, n_classes, spacing,
+              info: list[dict] | None = None) -> BatchResult:
     if tables:
         particles = pd.concat(tables, ignore_index=True)
-        particles = particles[["image"] + [c for c in particles.columns if c != "image"]]
+        # rebuilt column by column: one memory layout whether the tables came from this process
+        # or from workers (DataFrame.equals compares the layout too)
+        particles = pd.DataFrame({c: particles[c].to_numpy() for c in ["image"] + [c for c in particles.columns
+                                                                                   if c != "image"]})
     else:
-        particles = empty_particle_table().assign(in_focus=pd.Series(dtype=bool), kept=pd.Series(dtype=bool))
+        particles = empty_particle_table().assign(in_focus=pd.Series(dtype=bool), kept=pd.Series(dtype=bool),
+                                                  weight=pd.Series(dtype=float))
         particles.insert(0, "image", pd.Series(dtype=str))
     kept = particles[particles["kept"].astype(bool)]
+    w = kept["weight"].to_numpy(float) if len(kept) else np.array([])
     if len(kept):
-        table = psd_table(kept, size=s.size, edges=edges, n_classes=n_classes, spacing=spacing)
+        table = psd_table(kept, size=s.size, edges=edges, n_classes=n_classes, spacing=spacing, weights=w)
     else:
-        table = pd.DataFrame(columns=["size_lower_um", "size_upper_um", "size_um", "count", "number_fraction",
+        table = pd.DataFrame(columns=["size_lower_um", "size_upper_um", "size_um", "count", "number_weighted",
+                                      "number_fraction",
                                       "q0", "Q0", "volume_fraction", "q3", "Q3"])
+    info = info or []
+    pols = sorted({i["polarity"] for i in info})
+    used = s.to_dict()
+    used["polarity"] = pols[0] if len(pols) == 1 else ("mixed" if pols else s.polarity)
     summary = {
         "images_read": len(names),
         "images_skipped": len(skipped),
@@ -354,12 +431,18 @@ def _assemble(tables, names, skipped, s: PipelineSettings, px, edges, n_classes,
         "particles_edge": int(particles["edge"].astype(bool).sum()),
         "particles_out_of_focus": int((~particles["in_focus"].astype(bool)).sum()),
         "particles_kept": int(len(kept)),
+        "particles_edge_sized": int(particles["edge"].astype(bool).sum()) if not s.exclude_edge else 0,
+        "edge_correction": s.edge_correction if s.exclude_edge else "none (edge particles sized as cut)",
+        "particles_weighted": float(np.nansum(w)) if len(kept) else 0.0,
         "pixel_size_um": px,
         "size": s.size,
-        "settings": s.to_dict(),
+        "polarity": used["polarity"],
+        "settings": used,
+        "settings_requested": s.to_dict(),
+        "images": info,
     }
     if len(kept):
-        summary.update(psd_summary(kept, size=s.size))
+        summary.update(psd_summary(kept, size=s.size, weights=w))
     else:
         summary.update({k: float("nan") for k in ("x10_0_um", "x50_0_um", "x90_0_um", "x10_3_um", "x50_3_um", "x90_3_um")})
     summary["n_particles"] = int(len(kept))

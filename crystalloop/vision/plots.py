@@ -13,18 +13,56 @@ from crystalloop.vision._validate import check_image, check_same_shape
 from crystalloop.vision.preprocess import to_uint8
 from crystalloop.vision.psd import fit_lognormal, lognormal_q3
 
-__all__ = ["overlay", "save_overlay", "plot_psd", "STATUS_COLORS"]
+__all__ = ["overlay", "save_overlay", "plot_psd", "STATUS_COLORS", "scale_bar_length", "draw_scale_bar"]
 
 #: RGB contour colours: kept (used for the PSD), edge (cut by the frame), out of focus.
 STATUS_COLORS = {"kept": (0, 200, 0), "edge": (255, 150, 0), "out_of_focus": (60, 120, 255)}
 
 
+def scale_bar_length(image_width_px: int, pixel_size_um: float, *, fraction: float = 0.2) -> float:
+    """A round scale-bar length (1, 2 or 5 × 10^k µm) close to ``fraction`` of the image width.
+
+    >>> scale_bar_length(1280, 1.5)
+    200.0
+    """
+    target = max(image_width_px * fraction * pixel_size_um, 1e-12)
+    k = np.floor(np.log10(target))
+    best = max((m * 10.0**k for m in (1.0, 2.0, 5.0, 10.0) if m * 10.0**k <= target), default=10.0**k)
+    return float(best)
+
+
+def draw_scale_bar(rgb: np.ndarray, pixel_size_um: float) -> np.ndarray:
+    """Draw a scale bar with its length (in µm, written ``um``) in the lower right corner, in
+    place; white on a dark box so it reads on any background. Returns ``rgb``."""
+    h, w = rgb.shape[:2]
+    length_um = scale_bar_length(w, pixel_size_um)
+    n = max(int(round(length_um / pixel_size_um)), 1)
+    text = f"{length_um:g} um" if length_um >= 1 else f"{length_um * 1000:g} nm"
+    scale = max(0.35, min(w, h) / 1400)
+    thick = max(1, int(round(scale * 2)))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    bar_h = max(3, h // 160)
+    m = max(6, w // 100)
+    box_w = max(n, tw) + 2 * m
+    box_h = th + base + bar_h + 3 * m // 2
+    x1, y1 = w - m, h - m
+    x0, y0 = max(x1 - box_w, 0), max(y1 - box_h, 0)
+    sub = rgb[y0:y1, x0:x1]
+    sub[:] = (sub.astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken the box
+    bx1 = x1 - m // 2
+    bx0 = max(bx1 - n, 0)
+    cv2.rectangle(rgb, (bx0, y1 - m // 2 - bar_h), (bx1 - 1, y1 - m // 2 - 1), (255, 255, 255), -1)
+    cv2.putText(rgb, text, (bx1 - tw, y1 - m // 2 - bar_h - m // 2 - base + 2), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (255, 255, 255), thick, cv2.LINE_AA)
+    return rgb
+
+
 def overlay(image: np.ndarray, labels: np.ndarray, particles: pd.DataFrame | None = None,
-            *, thickness: int = 1) -> np.ndarray:
+            *, thickness: int = 1, pixel_size_um: float | None = None) -> np.ndarray:
     """RGB uint8 image with each particle's outline coloured by status (:data:`STATUS_COLORS`).
 
     ``particles`` needs ``label``, ``edge`` and (optionally) ``in_focus`` columns; without it
-    every object is drawn as kept.
+    every object is drawn as kept. With ``pixel_size_um`` a scale bar is drawn (lower right).
     """
     img = check_image(image)
     lab = np.asarray(check_image(labels, "labels", allow_color=False)).astype(np.int32)
@@ -35,8 +73,12 @@ def overlay(image: np.ndarray, labels: np.ndarray, particles: pd.DataFrame | Non
         g = img if img.dtype == np.uint8 else to_uint8(img, saturate=0.1)
         rgb = np.repeat(g[:, :, None], 3, axis=2)
     rgb = np.ascontiguousarray(rgb)
+    if pixel_size_um is not None:
+        from crystalloop.vision._validate import check_pixel_size
+
+        pixel_size_um = check_pixel_size(pixel_size_um)
     if lab.max() == 0:
-        return rgb
+        return rgb if pixel_size_um is None else draw_scale_bar(rgb, pixel_size_um)
     status = np.zeros(int(lab.max()) + 1, np.int8)  # 0 none, 1 kept, 2 edge, 3 out of focus
     if particles is None or len(particles) == 0:
         status[1:] = 1
@@ -53,15 +95,16 @@ def overlay(image: np.ndarray, labels: np.ndarray, particles: pd.DataFrame | Non
     s = status[lab]
     for code, name in ((1, "kept"), (2, "edge"), (3, "out_of_focus")):
         rgb[boundary & (s == code)] = STATUS_COLORS[name]
-    return rgb
+    return rgb if pixel_size_um is None else draw_scale_bar(rgb, pixel_size_um)
 
 
 def save_overlay(path: str | os.PathLike, image: np.ndarray, labels: np.ndarray,
-                 particles: pd.DataFrame | None = None) -> Path:
-    """Write :func:`overlay` as a PNG."""
+                 particles: pd.DataFrame | None = None, *, pixel_size_um: float | None = None) -> Path:
+    """Write :func:`overlay` (with a scale bar when ``pixel_size_um`` is given) as a PNG."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    ok = cv2.imwrite(str(p), cv2.cvtColor(overlay(image, labels, particles), cv2.COLOR_RGB2BGR))
+    ok = cv2.imwrite(str(p), cv2.cvtColor(overlay(image, labels, particles, pixel_size_um=pixel_size_um),
+                                          cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"could not write overlay PNG {str(p)!r}")
     return p

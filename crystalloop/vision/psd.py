@@ -43,7 +43,7 @@ __all__ = [
 #: Class columns every PSD table carries (µm): lower edge, upper edge, class centre.
 PSD_CLASS_COLUMNS = ("size_lower_um", "size_upper_um", "size_um")
 
-_NUMBER_COLUMNS = ("count", "number_fraction", "number_per_m3")
+_NUMBER_COLUMNS = ("number_fraction", "number_per_m3", "number_weighted", "count")
 
 
 def is_psd_table(x) -> bool:
@@ -160,7 +160,8 @@ def psd_table(particles, *, size: str = "ecd_um", edges=None, n_classes: int = 3
     -------
     DataFrame
         ``size_lower_um, size_upper_um, size_um`` (class centre: geometric for log classes),
-        ``count``, ``number_fraction``, ``q0`` (1/µm), ``Q0``, ``volume_fraction``, ``q3`` (1/µm),
+        ``count`` (particles measured in the class), ``number_weighted`` (their summed weights;
+        = ``count`` without weights), ``number_fraction`` (weighted), ``q0`` (1/µm), ``Q0``, ``volume_fraction``, ``q3`` (1/µm),
         ``Q3`` — Q at the class upper edge.
     """
     x = _sizes(particles, size)
@@ -170,6 +171,7 @@ def psd_table(particles, *, size: str = "ecd_um", edges=None, n_classes: int = 3
     e = np.asarray(edges, dtype=float) if edges is not None else size_classes(x, n_classes=n_classes, spacing=spacing)
     if e.ndim != 1 or e.size < 2 or np.any(np.diff(e) <= 0):
         raise ConfigError("class edges must be a strictly increasing 1-D array of at least 2 values")
+    raw, _ = np.histogram(x, bins=e)
     cnt, _ = np.histogram(x, bins=e, weights=w)
     vol, _ = np.histogram(x, bins=e, weights=w * x**3)
     dx = np.diff(e)
@@ -180,7 +182,7 @@ def psd_table(particles, *, size: str = "ecd_um", edges=None, n_classes: int = 3
     centre = np.sqrt(e[:-1] * e[1:]) if geometric else 0.5 * (e[:-1] + e[1:])
     return pd.DataFrame({
         "size_lower_um": e[:-1], "size_upper_um": e[1:], "size_um": centre,
-        "count": cnt, "number_fraction": nf, "q0": nf / dx, "Q0": np.cumsum(nf),
+        "count": raw, "number_weighted": cnt, "number_fraction": nf, "q0": nf / dx, "Q0": np.cumsum(nf),
         "volume_fraction": vf, "q3": vf / dx, "Q3": np.cumsum(vf),
     })
 
@@ -347,7 +349,7 @@ def _psd_cdf(obj, r: int, size: str, role: str, weights=None):
     return percentile(x, (10, 50, 90), r=r, weights=weights), xs, c / c[-1]
 
 
-def compare_psd(measured, reference, *, r: int = 3, size: str = "ecd_um") -> dict:
+def compare_psd(measured, reference, *, r: int = 3, size: str = "ecd_um", weights=None) -> dict:
     """Compare a measured PSD with a reference PSD.
 
     Parameters
@@ -359,6 +361,8 @@ def compare_psd(measured, reference, *, r: int = 3, size: str = "ecd_um") -> dic
     r : {0, 1, 2, 3}
     size : str
         Size column of particle tables.
+    weights : array, optional
+        Number weight of each measured particle (e.g. the pipeline's Miles–Lantuéjoul ``weight``).
 
     Returns
     -------
@@ -376,7 +380,7 @@ def compare_psd(measured, reference, *, r: int = 3, size: str = "ecd_um") -> dic
     True
     """
     r = _check_r(r)
-    mp, mx, mq = _psd_cdf(measured, r, size, "measured")
+    mp, mx, mq = _psd_cdf(measured, r, size, "measured", weights=weights)
     ref_pct, rx, rq = _psd_cdf(reference, r, size, "reference")
     grid = np.unique(np.concatenate([mx, rx]))
     qm = np.interp(grid, mx, mq, left=0.0, right=1.0)

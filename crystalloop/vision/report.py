@@ -2,7 +2,12 @@
 
 :func:`measure_psd` reads images (files, folders, globs; corrupt files reported and skipped),
 runs the pipeline on every frame — in parallel worker processes, one file per task — and writes
-the particle table, the PSD table (CSV or Parquet), overlays, the PSD plot and a JSON summary.
+the particle table, the PSD table (CSV or Parquet), the label images (16-bit TIFF), overlays with
+a scale bar, the PSD plot and a JSON summary. :func:`measure_label_images` measures label images
+that another tool made (Cellpose, StarDist, ilastik, Fiji) the same way.
+
+An output folder that already holds files is refused unless ``overwrite=True``, so a typo in an
+input path can never replace earlier results with an empty table.
 """
 
 from __future__ import annotations
@@ -15,36 +20,98 @@ from pathlib import Path
 
 import numpy as np
 
-from crystalloop.errors import ConfigError
+from crystalloop.errors import ConfigError, ImageError
 from crystalloop.vision._validate import check_pixel_size
 from crystalloop.vision.io import expand_sources, read_stack
-from crystalloop.vision.pipeline import BatchResult, PipelineSettings, _assemble, analyze_image
+from crystalloop.vision.labelio import LABEL_SUFFIX, read_labels, write_labels
+from crystalloop.vision.pipeline import (
+    BatchResult,
+    PipelineSettings,
+    _assemble,
+    _measure_labels,
+    analyze_image,
+    flag_particles,
+)
 from crystalloop.vision.plots import plot_psd, save_overlay
 
-__all__ = ["measure_psd", "write_tables"]
+__all__ = ["measure_psd", "measure_label_images", "write_tables", "check_out_dir", "OUTPUT_NAMES"]
+
+#: Files and folders a measurement writes into its output folder.
+OUTPUT_NAMES = ("particles.csv", "particles.parquet", "psd.csv", "psd.parquet", "summary.json", "psd.png",
+                "overlays", "labels")
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "image"
 
 
-def _process_file(path: str, pixel_size_um: float, settings: PipelineSettings, overlay_dir: str | None):
-    """Worker: read one file (all frames), analyse, write overlays. Never raises for bad files."""
+def _stems(files: list[str]) -> dict[str, str]:
+    """A distinct, file-name-safe stem per input file (``_2``, ``_3`` … for repeated names)."""
+    out, seen = {}, {}
+    for f in files:
+        base = _safe(Path(f).stem)
+        k = seen.get(base, 0) + 1
+        seen[base] = k
+        out[f] = base if k == 1 else f"{base}_{k}"
+    return out
+
+
+def check_out_dir(out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Refuse an output folder that already holds files, unless ``overwrite``.
+
+    With ``overwrite`` the outputs of an earlier measurement (:data:`OUTPUT_NAMES`) are removed
+    first, so the folder never mixes two runs; other files are left alone.
+    """
+    d = Path(out_dir)
+    if d.exists() and not d.is_dir():
+        raise ConfigError(f"output folder {str(d)!r} exists and is not a folder")
+    if not d.exists():
+        return d
+    entries = sorted(e.name for e in d.iterdir())
+    if not entries:
+        return d
+    if not overwrite:
+        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise ConfigError(f"output folder {str(d)!r} is not empty (holds {shown}); give --overwrite to replace "
+                          "earlier results, or choose a new --out folder")
+    import shutil
+
+    for name in OUTPUT_NAMES:
+        q = d / name
+        if q.is_dir():
+            shutil.rmtree(q)
+        elif q.exists():
+            q.unlink()
+    return d
+
+
+def _write_frame_outputs(stem, img, res_labels, particles, pixel_size_um, overlay_dir, label_dir):
+    if overlay_dir is not None and img is not None:
+        save_overlay(Path(overlay_dir) / f"{stem}_overlay.png", img, res_labels, particles,
+                     pixel_size_um=pixel_size_um)
+    if label_dir is not None:
+        write_labels(Path(label_dir) / f"{stem}{LABEL_SUFFIX}", res_labels, pixel_size_um=pixel_size_um)
+
+
+def _process_file(path: str, pixel_size_um: float, settings: PipelineSettings, overlay_dir: str | None,
+                  label_dir: str | None = None, stem: str | None = None):
+    """Worker: read one file (all frames), analyse, write overlays and label images. Never
+    raises for bad files."""
     try:
         frames = read_stack(path)
     except Exception as exc:  # corrupt/unreadable: reported, batch continues
         return path, [], str(exc)
     out = []
+    stem = stem or _safe(Path(path).stem)
     for i, img in enumerate(frames):
         name = path if len(frames) == 1 else f"{path}[{i}]"
         try:
             res = analyze_image(img, pixel_size_um=pixel_size_um, settings=settings)
         except Exception as exc:
             return path, out, f"frame {i}: {exc}"
-        if overlay_dir is not None:
-            stem = _safe(Path(path).stem + ("" if len(frames) == 1 else f"_p{i:04d}"))
-            save_overlay(Path(overlay_dir) / f"{stem}_overlay.png", img, res.labels, res.particles)
-        out.append((name, res.particles.assign(image=name)))
+        fstem = stem + ("" if len(frames) == 1 else f"_p{i:04d}")
+        _write_frame_outputs(fstem, img, res.labels, res.particles, pixel_size_um, overlay_dir, label_dir)
+        out.append((name, res.particles.assign(image=name), res.info(name)))
     return path, out, None
 
 
@@ -56,6 +123,7 @@ def write_tables(batch: BatchResult, out_dir: str | os.PathLike, *, fmt: str = "
     d.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, df in (("particles", batch.particles), ("psd", batch.psd)):
+        df = df.reset_index(drop=True)
         p = d / f"{name}.{fmt}"
         if fmt == "csv":
             df.to_csv(p, index=False)
@@ -78,6 +146,8 @@ def measure_psd(
     settings: PipelineSettings | None = None,
     workers: int = 1,
     overlays: bool = True,
+    labels: bool = True,
+    overwrite: bool = False,
     fmt: str = "csv",
     edges=None,
     n_classes: int = 30,
@@ -92,12 +162,17 @@ def measure_psd(
     pixel_size_um : float
     out_dir : path, optional
         Where to write ``particles.csv|parquet``, ``psd.csv|parquet``, ``summary.json``,
-        ``psd.png`` and ``overlays/*.png``; nothing is written when None.
+        ``psd.png``, ``overlays/*_overlay.png`` and ``labels/*_labels.tif``; nothing is written
+        when None. A folder that already holds files is refused unless ``overwrite``.
     settings : PipelineSettings, optional
     workers : int
         Worker processes (one file per task); 1 runs in this process.
     overlays : bool
-        Write one overlay PNG per frame (needs ``out_dir``).
+        Write one overlay PNG per frame, with a scale bar (needs ``out_dir``).
+    labels : bool
+        Write one 16-bit label TIFF per frame (ImageJ/Fiji, napari, Cellpose, ilastik).
+    overwrite : bool
+        Replace the outputs of an earlier measurement in ``out_dir``.
     fmt : {"csv", "parquet"}
     edges, n_classes, spacing
         PSD classes.
@@ -117,37 +192,130 @@ def measure_psd(
     files = expand_sources(sources)
     if not files:
         raise ConfigError("no images given: pass image files, folders or glob patterns")
+    if out_dir is not None:
+        check_out_dir(out_dir, overwrite=overwrite)
     overlay_dir = str(Path(out_dir) / "overlays") if (out_dir is not None and overlays) else None
+    label_dir = str(Path(out_dir) / "labels") if (out_dir is not None and labels) else None
+    stems = _stems(files)
     results = []
     if int(workers) == 1 or len(files) == 1:
         for k, f in enumerate(files):
-            results.append(_process_file(f, px, s, overlay_dir))
+            results.append(_process_file(f, px, s, overlay_dir, label_dir, stems[f]))
             if progress:
                 progress(k + 1, len(files))
     else:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=int(workers)) as ex:
-            futs = [ex.submit(_process_file, f, px, s, overlay_dir) for f in files]
+            futs = [ex.submit(_process_file, f, px, s, overlay_dir, label_dir, stems[f]) for f in files]
             for k, fut in enumerate(futs):
                 results.append(fut.result())
                 if progress:
                     progress(k + 1, len(files))
-    tables, names, skipped = [], [], []
+    return _finish(results, s, px, out_dir, fmt, edges, n_classes, spacing)
+
+
+def _finish(results, s: PipelineSettings, px: float, out_dir, fmt, edges, n_classes, spacing) -> BatchResult:
+    tables, names, skipped, info = [], [], [], []
     for path, frames, err in results:
-        for name, t in frames:
+        for name, t, inf in frames:
             tables.append(t)
             names.append(name)
+            info.append(inf)
         if err is not None:
             skipped.append((path, err))
-    batch = _assemble(tables, names, skipped, s, px, edges, n_classes, spacing)
+    batch = _assemble(tables, names, skipped, s, px, edges, n_classes, spacing, info)
     if out_dir is not None:
+        if not names:
+            # nothing was read (every input missing or corrupt): write no tables at all
+            reasons = "; ".join(f"{f}: {r}" for f, r in skipped[:3])
+            raise ImageError(f"none of the {len(skipped)} input(s) could be read, nothing written to "
+                             f"{str(out_dir)!r} ({reasons})")
         write_tables(batch, out_dir, fmt=fmt)
         kept = batch.particles[batch.particles["kept"].astype(bool)]
         plot_psd(batch.psd, Path(out_dir) / "psd.png", sizes=kept[s.size].to_numpy() if len(kept) else None,
                  title=f"PSD ({len(kept)} particles, {len(names)} images)",
-                 size_label={"ecd_um": "ECD", "feret_max_um": "max Feret", "feret_min_um": "min Feret"}.get(s.size, s.size))
+                 size_label={"ecd_um": "ECD", "feret_max_um": "max Feret", "feret_min_um": "min Feret",
+                             "length_um": "length", "width_um": "width"}.get(s.size, s.size))
     return batch
+
+
+def measure_label_images(
+    label_sources: Iterable | str,
+    *,
+    pixel_size_um: float,
+    images: Iterable | str | None = None,
+    out_dir: str | os.PathLike | None = None,
+    settings: PipelineSettings | None = None,
+    overlays: bool = True,
+    overwrite: bool = False,
+    fmt: str = "csv",
+    edges=None,
+    n_classes: int = 30,
+    spacing: str = "log",
+    progress: Callable[[int, int], None] | None = None,
+) -> BatchResult:
+    """Measure label images another tool made, with the same descriptors, flags and outputs.
+
+    Parameters
+    ----------
+    label_sources : path, folder, glob, or an iterable of them
+        Instance label images (TIFF/PNG; 0 = background; a binary mask is labelled by
+        8-connectivity), e.g. from Cellpose, StarDist, ilastik or Fiji.
+    pixel_size_um : float
+    images : path, folder, glob or iterable, optional
+        The grey/colour images the labels belong to, paired in (natural) order: used for the
+        focus score and the overlays. Without them the focus is NaN (every particle in focus).
+    out_dir, settings, overlays, overwrite, fmt, edges, n_classes, spacing, progress
+        As for :func:`measure_psd` (``settings`` supply the edge handling, focus cut-off,
+        skeleton and size options; the segmentation settings do not apply).
+
+    Returns
+    -------
+    BatchResult
+    """
+    from crystalloop.vision.io import read_image
+
+    px = check_pixel_size(pixel_size_um)
+    s = settings or PipelineSettings()
+    if fmt not in ("csv", "parquet"):
+        raise ConfigError(f"table format must be 'csv' or 'parquet', got {fmt!r}")
+    files = expand_sources(label_sources)
+    if not files:
+        raise ConfigError("no label images given: pass label files, folders or glob patterns")
+    img_files = expand_sources(images) if images is not None else None
+    if img_files is not None and len(img_files) != len(files):
+        raise ConfigError(f"{len(files)} label image(s) but {len(img_files)} image(s): give one image per label "
+                          "image (paired in natural order), or no images")
+    if out_dir is not None:
+        check_out_dir(out_dir, overwrite=overwrite)
+    overlay_dir = str(Path(out_dir) / "overlays") if (out_dir is not None and overlays and img_files) else None
+    stems = _stems(files)
+    results = []
+    for k, f in enumerate(files):
+        try:
+            lab = read_labels(f)
+            img = None
+            if img_files is not None:
+                img = read_image(img_files[k])
+                if img.shape[:2] != lab.shape:
+                    raise ImageError(f"label image {f!r} is {lab.shape[0]}×{lab.shape[1]} px but its image "
+                                     f"{img_files[k]!r} is {img.shape[0]}×{img.shape[1]} px")
+        except ImageError as exc:
+            results.append((f, [], str(exc)))
+            continue
+        parts = _measure_labels(lab, None, img, s.replace(background=None), px)
+        parts = flag_particles(parts, s, lab.shape)
+        info = {"image": f, "rows": int(lab.shape[0]), "cols": int(lab.shape[1]), "polarity": "n/a (label image)",
+                "threshold_level": None, "particles": int(len(parts)),
+                "particles_edge": int(parts["edge"].sum()) if len(parts) else 0,
+                "source_image": img_files[k] if img_files is not None else None}
+        if overlay_dir is not None:
+            save_overlay(Path(overlay_dir) / f"{stems[f]}_overlay.png", img, lab, parts, pixel_size_um=px)
+        results.append((f, [(f, parts.assign(image=f), info)], None))
+        if progress:
+            progress(k + 1, len(files))
+    return _finish(results, s, px, out_dir, fmt, edges, n_classes, spacing)
 
 
 def _nan_to_none(v):

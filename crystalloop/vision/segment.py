@@ -143,6 +143,12 @@ def threshold(
     -------
     mask : ndarray of bool
     """
+    return _threshold(image, method=method, polarity=polarity, offset=offset, block_size=block_size,
+                      noise_floor=noise_floor)[0]
+
+
+def _threshold(image, *, method="otsu", polarity="auto", offset=0.0, block_size=51, noise_floor=0.0):
+    """:func:`threshold` that also returns the grey level used (NaN for ``adaptive``)."""
     img = to_gray_float(check_image(image))
     if polarity not in ("auto", "dark", "bright"):
         raise ConfigError(f"polarity must be 'auto', 'dark' or 'bright', got {polarity!r}")
@@ -151,14 +157,14 @@ def threshold(
     pol = detect_polarity(img) if polarity == "auto" else polarity
     lo, hi = float(img.min()), float(img.max())
     if hi == lo:
-        return np.zeros(img.shape, bool)
+        return np.zeros(img.shape, bool), float("nan")
     if isinstance(method, str) and method == "adaptive":
         if int(block_size) < 3 or int(block_size) % 2 == 0:
             raise ConfigError(f"block_size must be an odd integer ≥ 3 px, got {block_size!r}")
         local = cv2.GaussianBlur(img, (0, 0), sigmaX=block_size / 6.0)
         sigma = _noise_sigma(img)
         margin = max(noise_floor * sigma, 0.0) - offset
-        return (img < local - margin) if pol == "dark" else (img > local + margin)
+        return ((img < local - margin) if pol == "dark" else (img > local + margin)), float("nan")
     if isinstance(method, str):
         if method not in _METHODS:
             raise ConfigError(f"threshold method must be one of {list(_METHODS)} or a number, got {method!r}")
@@ -173,7 +179,7 @@ def threshold(
         # at least a millionth of the value range: rounding noise is never a particle
         margin = max(noise_floor * _noise_sigma(img), 1e-6 * max(abs(lo), abs(hi)))
         t = min(t, bg - margin) if pol == "dark" else max(t, bg + margin)
-    return (img < t) if pol == "dark" else (img > t)
+    return ((img < t) if pol == "dark" else (img > t)), float(t)
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from crystalloop.errors import ConfigError, ImageError
@@ -114,9 +115,13 @@ def test_batch_pools_and_parallel_matches_serial():
     a = analyze_images(arrays, pixel_size_um=1.5)
     b = analyze_images(arrays, pixel_size_um=1.5, workers=2)
     assert a.summary["images_read"] == 3 and a.summary["particles_detected"] == len(a.particles) > 10
-    assert a.particles.drop(columns="image").equals(b.particles.drop(columns="image"))
+    pd.testing.assert_frame_equal(a.particles.drop(columns="image"), b.particles.drop(columns="image"),
+                                  check_exact=True)
     assert a.psd["count"].sum() == a.summary["particles_kept"]
-    assert a.summary["x50_0_um"] == pytest.approx(percentile(a.particles[a.particles.kept], 50))
+    kept = a.particles[a.particles.kept]
+    # sized particles carry their Miles–Lantuéjoul weight (≥ 1) into the PSD
+    assert (kept.weight >= 1).all() and (a.particles.weight[~a.particles.kept] == 0).all()
+    assert a.summary["x50_0_um"] == pytest.approx(percentile(kept, 50, weights=kept.weight))
 
 
 def test_calibration_recovers_a_detuned_pipeline(tmp_path):
