@@ -39,8 +39,12 @@ def run_cli(args: Sequence[str], *, cwd: Path, columns: int = 80, encoding: str 
 def _can_unshare() -> bool:
     if shutil.which("unshare") is None:
         return False
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount --bind / / && mount -o remount,ro,bind / /"],
-                           capture_output=True, check=False)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        q = shlex.quote(d)
+        probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount --bind {q} {q} && mount -o remount,ro,bind {q} {q}"],
+                               capture_output=True, check=False)
     return probe.returncode == 0
 
 
