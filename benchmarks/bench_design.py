@@ -49,9 +49,9 @@ class _TimedTwin:
         self.calls = 0
         self.rows = 0
 
-    def predict(self, X, *, cqas=None, warn=True):
+    def predict_frame(self, X, *, cqas=None, warn=True):
         t = time.perf_counter()
-        out = self._twin.predict(X, cqas=cqas, warn=warn)
+        out = self._twin.predict_frame(X, cqas=cqas, warn=warn)
         self.seconds += time.perf_counter() - t
         self.calls += 1
         self.rows += len(X)
@@ -105,7 +105,7 @@ def bench_speed(twin, pop: int, gens: int, seed: int) -> dict:
     loop = []
     for x in X:
         prof = problem.space.to_profiles(x[None, :])[0]
-        pred = twin.predict(prof.to_features(twin.max_cycles)[None, :], cqas=["D50_um", "DoA_pct"], warn=False)
+        pred = twin.predict_frame(prof.to_features(twin.max_cycles)[None, :], cqas=["D50_um", "DoA_pct"], warn=False)
         loop.append([pred["D50_um_mean"].iloc[0], pred["DoA_pct_mean"].iloc[0]])
     t_loop = time.perf_counter() - t
     t = time.perf_counter()
@@ -159,7 +159,7 @@ def bench_validation(twin, result, n_valid: int, seed: int, kinetics: str) -> di
             uniq.append(p)
     chosen = uniq[:n_valid]
     feats = np.vstack([p.to_features(twin.max_cycles) for p in chosen])
-    pred = twin.predict(feats, warn=False)
+    pred = twin.predict_frame(feats, warn=False)
     t = time.perf_counter()
     sim = _sim_cqas(chosen, 5000 + np.arange(len(chosen)), kinetics)
     t_valid = time.perf_counter() - t

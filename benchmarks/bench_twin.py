@@ -77,11 +77,12 @@ def main(argv=None) -> None:
                     progress=lambda s, m: print(f"  [{time.perf_counter() - t0:6.1f} s] {s}: {m}", flush=True))
     fit_s = time.perf_counter() - t0
     twin.save(a.out / "twin")
-    stages = pd.DataFrame({c: twin.info[c]["timings"] for c in twin.cqas}).T
+    stages = pd.DataFrame({c: {k: v for k, v in twin.fit_times_["cqa"][c].items() if isinstance(v, float)}
+                           for c in twin.cqas}).T
     stages["total_s"] = stages.sum(axis=1)
     print("\nFit time per stage (s):")
     print(stages.round(1).to_string())
-    wall = twin.metadata.get("stage_s", {})
+    wall = twin.fit_times_["stage_s"]
     print("stage wall times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in wall.items())
           + "  (augmentation_s per CQA = worker seconds; the CQAs' tasks share one joblib pool)")
     print(f"whole fit: {fit_s:.1f} s (target < 180 s)")
@@ -93,7 +94,7 @@ def main(argv=None) -> None:
     # ---------------------------------------------------------------- accuracy: hold-out runs
     rows = []
     Xh = hold.features
-    P = twin.predict(Xh, warn=False)
+    P = twin.predict_frame(Xh, warn=False)
     for c in twin.cqas:
         m = hold.cqas[c].notna().to_numpy()
         y = hold.cqas[c].to_numpy()[m]
@@ -103,7 +104,7 @@ def main(argv=None) -> None:
         yt = hold_truth.loc[Xh.index[m], c].to_numpy()
         rows.append({"cqa": c, "set": "hold-out (sim truth)", **_metrics(yt, mu, sd)})
         # augmentation effect: same model without synthetic rows
-        i = twin.info[c]
+        i = twin.info_[c]
         if i["augmentation"].get("used"):
             Xc, yc, ids = doe.xy(c)
             tr = np.isin(ids.astype(str), i["train_ids"])
@@ -116,11 +117,12 @@ def main(argv=None) -> None:
                 "mse_with": r["mse"], "mse_without": r0["mse"], "mae_with": r["mae"], "mae_without": r0["mae"],
                 "mse_change_pct": 100 * (r["mse"] / r0["mse"] - 1) if r0["mse"] > 0 else None,
                 "setting": {k: i["augmentation"].get(k) for k in ("generator", "m", "alpha", "improvement")}}
-    # internal 10-15 % test rows
+    # cross-validated (out-of-fold) scores on the DoE rows
     for c in twin.cqas:
-        cal = {d["level"]: d["coverage"] for d in twin.info[c]["calibration"]}
-        rows.append({"cqa": c, "set": "internal test rows", "n": twin.info[c]["n_test"], "mae": twin.info[c]["test_mae"],
-                     "mse": twin.info[c]["test_mse"], "r2": twin.info[c]["test_r2"], "cov68": cal.get(0.68),
+        i = twin.info_[c]
+        cal = {d["level"]: d["coverage"] for d in i["calibration_cv"]}
+        rows.append({"cqa": c, "set": "DoE rows, out-of-fold", "n": i["n_train"], "mae": i["cv_mae"],
+                     "mse": float("nan"), "r2": i["cv_r2"], "cov68": cal.get(0.68),
                      "cov95": cal.get(0.95), "mean_std": float("nan")})
 
     # ---------------------------------------------------------------- accuracy: fresh simulator runs
@@ -143,7 +145,7 @@ def main(argv=None) -> None:
         sim_s = time.perf_counter() - t1
         F = profiles_to_frame(profs, twin.max_cycles)
         T = pd.DataFrame(truth)
-        Pf = twin.predict(F, warn=False)
+        Pf = twin.predict_frame(F, warn=False)
         for c in twin.cqas:
             rows.append({"cqa": c, "set": f"fresh sim runs ({a.fresh})",
                          **_metrics(T[c].to_numpy(), Pf[f"{c}_mean"].to_numpy(), Pf[f"{c}_std"].to_numpy())})
@@ -158,13 +160,13 @@ def main(argv=None) -> None:
     big = np.repeat(doe.features.to_numpy(), int(np.ceil(10_000 / doe.n_runs)), axis=0)[:10_000]
     big = big.copy()
     big[:, 0] += rng.uniform(-0.5, 0.5, len(big))  # distinct rows
-    twin.predict(big[:100], warn=False)
+    twin.predict(big[:100], return_std=True)
     t1 = time.perf_counter()
-    twin.predict(big, warn=False)
+    twin.predict(big, return_std=True)
     ours = time.perf_counter() - t1
     t1 = time.perf_counter()
     for c in twin.cqas:
-        P = np.vstack([e.predict(big) for e in twin.models[c].estimators_])
+        P = np.vstack([e.predict(big) for e in twin.models_[c].estimators_])
         P.mean(axis=0), P.std(axis=0)
     naive = time.perf_counter() - t1
     thr = pd.DataFrame([
@@ -176,7 +178,7 @@ def main(argv=None) -> None:
     print("\nPrediction throughput, 10,000 profiles (target >= 10,000 profiles/s):")
     print(thr.round(3).to_string(index=False))
     res["throughput"] = json.loads(thr.to_json(orient="records"))
-    res["members"] = {c: {"n": len(twin.models[c].estimators_), "family": twin.info[c]["family"]} for c in twin.cqas}
+    res["members"] = {c: {"n": len(twin.models_[c].estimators_), "family": twin.info_[c]["family"]} for c in twin.cqas}
 
     write_report(twin, a.out / "report", holdout=hold.to_frame(), importance_repeats=3)
     (a.out / "results.json").write_text(json.dumps(res, indent=2, default=str) + "\n")

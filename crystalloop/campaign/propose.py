@@ -32,12 +32,8 @@ class _AcquisitionTwin:
         self.cqas, self.max_cycles = list(twin.cqas), int(twin.max_cycles)
         self.feature_names = list(twin.feature_names)
 
-    def predict(self, X, *, cqas=None, warn=True):
-        import inspect
-
-        params = inspect.signature(self.twin.predict).parameters
-        kw = {k: v for k, v in (("cqas", cqas), ("warn", warn)) if k in params}
-        P = self.twin.predict(X, **kw).copy()
+    def predict_frame(self, X, *, cqas=None, warn=True):
+        P = self.twin.predict_frame(X, cqas=cqas, warn=warn).copy()
         for c, s in self.shifts.items():
             if f"{c}_mean" in P and f"{c}_std" in P:
                 P[f"{c}_mean"] = P[f"{c}_mean"] + s * np.nan_to_num(P[f"{c}_std"].to_numpy(float))
@@ -207,9 +203,6 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
                       f"{len(extra)} random feasible recipe(s) complete the batch", CampaignWarning, stacklevel=2)
         chosen += extra
         how += ["random"] * len(extra)
-    import inspect
-
-    quiet = {"warn": False} if "warn" in inspect.signature(twin.predict).parameters else {}
-    pred = twin.predict(chosen, **quiet)  # optimize_design already warned about extrapolation once
+    pred = twin.predict_frame(chosen, warn=False)  # optimize_design already warned about extrapolation once
     table = pd.concat([pd.DataFrame({"selected_by": how}), pred.reset_index(drop=True)], axis=1)
     return chosen, table

@@ -27,8 +27,12 @@ def fit_command(
     cqa: Annotated[list[str] | None, typer.Option("--cqa", help="CQA to model (repeatable; short names like D50). Default: all with >= 5 rows.")] = None,
     grid: Annotated[str, typer.Option(help="Hyper-parameter grids: 'paper' (seed 003 ranges) or 'fast'.")] = "paper",
     families: Annotated[str, typer.Option(help="Comma-separated model families: rf, gbt, xgb, svr.")] = "rf,gbt,xgb,svr",
-    cv: Annotated[int, typer.Option(help="K of the K-fold CV.")] = 3,
-    test_size: Annotated[float, typer.Option(help="Hold-out fraction per CQA (0.10-0.15 in seed 003).")] = 0.15,
+    cv: Annotated[str, typer.Option(help="K of the K-fold CV, or 'loo' (leave-one-out).")] = "3",
+    validation: Annotated[str, typer.Option(
+        help="'repeated' (repeated K-fold on every row, scores from out-of-fold predictions) or 'holdout' "
+             "(seed 003: a --test-size hold-out split).")] = "repeated",
+    repeats: Annotated[int, typer.Option(help="Repetitions of the K-fold split (--validation repeated).")] = 3,
+    test_size: Annotated[float, typer.Option(help="Hold-out fraction per CQA with --validation holdout (0.10-0.15 in seed 003).")] = 0.15,
     splits: Annotated[int, typer.Option(help="Monte Carlo CV splits (ensemble members).")] = 100,
     uncertainty: Annotated[str, typer.Option(help="'mc' (Monte Carlo CV) or 'bootstrap'.")] = "mc",
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Search SDV synthetic augmentation (weighted ERM).")] = True,
@@ -40,7 +44,11 @@ def fit_command(
                                               "real-only MSE and still rises (0 = scan the full grid).")] = 2.0,
     holdout: Annotated[Path | None, typer.Option(help="Hold-out runs (same format) for the report's parity plots.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel joblib workers.")] = 2,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed: the same DoE and seed give a byte-identical twin folder.")] = 0,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Run the grid search, augmentation search and Monte Carlo CV on Dask: 'local:N' "
+                            "or a scheduler address such as tcp://10.0.0.5:8786 (--jobs is then ignored; "
+                            "needs crystalloop[scale]).")] = None,
 ) -> None:
     """Fit a twin from DOE: model selection, augmentation search, MC-CV uncertainty; save it and its report."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -51,7 +59,9 @@ def fit_command(
     from crystalloop.digital_twin.models import MIN_ROWS, MODEL_FAMILIES
     from crystalloop.digital_twin.report import fit_and_save
     from crystalloop.errors import ConfigError
+    from crystalloop.scale import joblib_backend, parse_scheduler
 
+    parse_scheduler(scheduler)  # a bad address fails before anything is read or fitted
     console = make_console()
     table = read_doe(doe)
     n_cqa = len(cqa) if cqa else int((table.n_measured() >= MIN_ROWS).sum())
@@ -59,34 +69,42 @@ def fit_command(
     unknown = [f for f in fams if f not in MODEL_FAMILIES]
     if unknown or not fams:
         raise ConfigError(f"--families: unknown {unknown or families!r}; expected some of {list(MODEL_FAMILIES)}")
+    if cv.strip().lower() == "loo":
+        cv_value: int | str = "loo"
+    else:
+        try:
+            cv_value = int(cv)
+        except ValueError:
+            raise ConfigError(f"--cv must be a whole number >= 2 or 'loo', got {cv!r}") from None
     total = n_cqa * (len(fams) + 2)
-    with Progress(TextColumn("[bold]twin fit[/] {task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+    with joblib_backend(scheduler), Progress(TextColumn("[bold]twin fit[/] {task.description}"), BarColumn(),
+                                             TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                                             console=console, transient=True) as bar:
         task = bar.add_task("selecting models", total=total)
 
         def progress(stage: str, msg: str) -> None:
             bar.update(task, advance=1, description=msg)
 
         twin, written = fit_and_save(
-            table, out, holdout=holdout, progress=progress, cqas=cqa or None, families=fams, grid=grid, cv=cv,
-            test_size=test_size, n_splits=splits, uncertainty=uncertainty, augment=augment,
+            table, out, holdout=holdout, progress=progress, cqas=cqa or None, families=fams, grid=grid, cv=cv_value,
+            validation=validation, n_repeats=repeats, test_size=test_size, n_splits=splits, uncertainty=uncertainty, augment=augment,
             generators=[g.strip() for g in generators.split(",") if g.strip()],
             n_synthetic=[int(v) for v in _floats(m, "m")], alphas=_floats(alphas, "alphas"),
-            epochs=epochs, prune=prune if prune > 0 else None, n_jobs=jobs, random_state=seed)
+            epochs=epochs, prune=prune if prune > 0 else None, n_jobs=jobs if scheduler is None else -1,
+            random_state=seed)
     t = Table(title=f"Digital twin from {doe.name} ({table.n_runs} runs)", header_style="bold")
     summ = twin.summary()
-    for c in ["cqa", "model", "n_train", "n_test", "test_r2", "test_mae", "augmentation", "coverage_68", "coverage_95"]:
+    cols = ["cqa", "model", "n_rows", "cv_r2", "cv_mae"] + (["n_test", "test_r2", "test_mae"] if validation == "holdout" else [])
+    cols += ["augmentation", "coverage_68", "coverage_95"]
+    for c in cols:
         t.add_column(c, justify="left" if c in ("cqa", "model", "augmentation") else "right")
     for _, r in summ.iterrows():
-        t.add_row(*[f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in
-                    ["cqa", "model", "n_train", "n_test", "test_r2", "test_mae", "augmentation", "coverage_68", "coverage_95"]])
+        t.add_row(*[f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols])
     console.print(t)
-    # wall time per stage (the per-CQA timings in twin.info are worker seconds, which overlap
-    # when the CQAs run in parallel and can sum to more than the total)
-    stages = twin.metadata["stage_s"]
+    # wall time per stage (per-CQA times are worker seconds, which overlap when the CQAs run in parallel)
+    stages = twin.fit_times_["stage_s"]
     console.print("wall time: " + ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in stages.items())
-                  + f", total {twin.metadata['fit_time_s']:.1f} s", highlight=False)
+                  + f", total {twin.fit_times_['fit_time_s']:.1f} s", highlight=False)
     console.print(f"twin saved in {out}/ (twin.json + models/); report in {out}/report/ "
                   f"({sum(1 for p in written.values() if str(p).endswith('.png'))} PNG plots, model_card.md)", highlight=False)
 

@@ -1,8 +1,10 @@
 """crystalloop.digital_twin: CQA models from DoE tables (seed 003).
 
-Read a DoE table (:func:`read_doe`), fit a twin (:func:`fit_twin`: model selection, synthetic
-augmentation with weighted ERM, Monte Carlo CV uncertainty), predict mean ± std per CQA
-(:meth:`DigitalTwin.predict`), save/load it, and report on it (:func:`write_report`).
+Read a DoE table (:func:`read_doe`), fit a twin (:class:`DigitalTwin` or :func:`fit_twin`: model
+selection by repeated K-fold CV, synthetic augmentation with weighted ERM, Monte Carlo CV
+uncertainty), predict mean ± std per CQA (:meth:`DigitalTwin.predict`), save/load it without pickle
+(skops, XGBoost JSON), report on it (:func:`write_report`), and design recipes on it
+(:mod:`crystalloop.digital_twin.design`).
 """
 
 from .augment import (
@@ -23,7 +25,9 @@ from .models import (
                       make_estimator,
                       param_grid,
                       select_model,
+                      with_features,
 )
+from .persist import TRUSTED_TYPES, load_ensemble, save_ensemble
 from .report import fit_and_save, model_card, predict_profiles, report_twin, write_report
 from .synthetic import GENERATORS, ProfileFeasibility, SyntheticGenerator, profile_validity
 from .twin import DigitalTwin, TwinWarning, fit_twin
@@ -32,11 +36,13 @@ from .uncertainty import BootstrapRegressor, MonteCarloCVRegressor, calibration_
 __all__ = [
     "CQA_NAMES", "DoETable", "DoEWarning", "read_doe", "resolve_cqa",
     "MIN_ROWS", "MODEL_FAMILIES", "SelectionResult", "grid_size", "make_estimator", "param_grid", "select_model",
+    "with_features",
     "MonteCarloCVRegressor", "BootstrapRegressor", "calibration_report",
     "GENERATORS", "ProfileFeasibility", "SyntheticGenerator", "profile_validity",
     "DEFAULT_ALPHAS", "DEFAULT_M", "AugmentationResult", "WeightedERMRegressor", "erm_weights", "search_augmentation", "search_augmentation_many",
     "DigitalTwin", "TwinWarning", "fit_twin", "model_card", "write_report",
     "fit_and_save", "predict_profiles", "report_twin",
+    "TRUSTED_TYPES", "save_ensemble", "load_ensemble",
 ]
 
 

@@ -32,10 +32,10 @@ def _save(fig, path):
 
 
 def _split_data(twin, cqa: str, data: pd.DataFrame | None):
-    df = twin.training_data if data is None else data
+    df = twin.training_data_ if data is None else data
     if df is None:
         raise ModelError("the twin has no training data stored; pass data= (the DoE table)")
-    info = twin.info[cqa]
+    info = twin.info_[cqa]
     ids = df["run_id"].astype(str) if "run_id" in df.columns else pd.Series([f"row{i + 1}" for i in range(len(df))])
     tr = df[ids.isin(info["train_ids"]).to_numpy()]
     te = df[ids.isin(info["test_ids"]).to_numpy()]
@@ -51,14 +51,14 @@ def plot_parity(twin, cqa: str, *, data: pd.DataFrame | None = None, extra: pd.D
     plt = _plt()
     tr, te = _split_data(twin, cqa, data)
     fig, ax = plt.subplots(figsize=(4.6, 4.4))
-    sets = [(tr, "train", "tab:blue", "o"), (te, "test", "tab:red", "s")]
+    sets = [(tr, "training rows (in-sample)", "tab:blue", "o"), (te, "test", "tab:red", "s")]
     if extra is not None and cqa in extra.columns:
         sets.append((extra[extra[cqa].notna()], extra_label, "tab:green", "D"))
     allv = []
     for df, lab, col, mk in sets:
         if len(df) == 0:
             continue
-        p = twin.predict(df, cqas=[cqa], warn=False)
+        p = twin.predict_frame(df, cqas=[cqa], warn=False)
         y = df[cqa].to_numpy(float)
         ax.errorbar(y, p[f"{cqa}_mean"], yerr=p[f"{cqa}_std"], fmt=mk, color=col, ms=5, capsize=2, alpha=0.85,
                     label=f"{lab} (n={len(df)})")
@@ -69,7 +69,7 @@ def plot_parity(twin, cqa: str, *, data: pd.DataFrame | None = None, extra: pd.D
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1)
     ax.set_xlabel(f"measured {cqa}")
     ax.set_ylabel(f"predicted {cqa} (mean ± 1 std)")
-    i = twin.info[cqa]
+    i = twin.info_[cqa]
     ax.set_title(f"{cqa}: {i['family']}" + (" + synthetic" if i.get("augmentation", {}).get("used") else ""))
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -108,7 +108,7 @@ def feature_importances(twin, cqa: str, *, data: pd.DataFrame | None = None, n_r
     tr, _ = _split_data(twin, cqa, data)
     X = tr[twin.feature_names].to_numpy(float)
     y = tr[cqa].to_numpy(float)
-    model = twin.models[cqa]
+    model = twin.models_[cqa]
     r = permutation_importance(model, X, y, scoring="neg_mean_squared_error", n_repeats=n_repeats,
                                random_state=random_state)
     return pd.Series(r.importances_mean, index=twin.feature_names).sort_values(ascending=False)

@@ -17,13 +17,16 @@ def model_card(twin, *, holdout: pd.DataFrame | None = None) -> dict:
     """A JSON-able model card: intended use, data, per-CQA model, scores, uncertainty, caveats."""
     cards = {}
     for cqa in twin.cqas:
-        i = twin.info.get(cqa, {})
+        i = twin.info_.get(cqa, {})
         entry = {
             "model": i.get("family"), "params": i.get("params"),
+            "warnings": i.get("warnings", []),
             "rows": {"measured": i.get("n_rows"), "train": i.get("n_train"), "test": i.get("n_test")},
+            "validation": i.get("validation"),
             "cv_mse": i.get("cv_mse"),
+            "cross_validated": {"r2": i.get("cv_r2"), "mae": i.get("cv_mae"), "calibration": i.get("calibration_cv")},
             "test": {"r2": i.get("test_r2"), "mae": i.get("test_mae"), "mse": i.get("test_mse")},
-            "calibration_test": i.get("calibration"),
+            "calibration_test": i.get("calibration") if i.get("n_test") else None,
             "augmentation": i.get("augmentation"),
             "uncertainty": i.get("uncertainty"),
             "training_range": i.get("target_range"),
@@ -31,7 +34,7 @@ def model_card(twin, *, holdout: pd.DataFrame | None = None) -> dict:
         }
         if holdout is not None and cqa in holdout.columns and holdout[cqa].notna().any():
             h = holdout[holdout[cqa].notna()]
-            p = twin.predict(h, cqas=[cqa], warn=False)
+            p = twin.predict_frame(h, cqas=[cqa], warn=False)
             y = h[cqa].to_numpy(float)
             mu, sd = p[f"{cqa}_mean"].to_numpy(), p[f"{cqa}_std"].to_numpy()
             cal = calibration_report(y, mu, sd)
@@ -42,19 +45,21 @@ def model_card(twin, *, holdout: pd.DataFrame | None = None) -> dict:
                          for r, a, b, c in zip(h.get("run_id", h.index), y, mu, sd, strict=True)],
             }
         cards[cqa] = entry
+    warns = [w for c in twin.cqas for w in twin.info_.get(c, {}).get("warnings", [])]
     return {
         "name": "crystalloop digital twin",
+        "warnings": warns,
         "intended_use": ("Predict end-of-batch CQAs (mean ± std) of thermocycle crystallization recipes inside the "
                          "design space of its DoE, to rank candidate recipes before running them."),
         "not_for": "Extrapolation outside the training ranges or to profile structures (n_segments) never run.",
         "inputs": {"max_cycles": twin.max_cycles, "features": twin.feature_names},
-        "data": {k: twin.metadata.get(k) for k in ("source", "n_runs", "data_hash", "doe_warnings")},
-        "settings": twin.metadata.get("settings"),
-        "versions": twin.metadata.get("versions"),
-        "created": twin.metadata.get("created"),
+        "data": {k: twin.metadata_.get(k) for k in ("source", "n_runs", "data_hash", "doe_warnings")},
+        "settings": twin.metadata_.get("settings"),
+        "versions": twin.metadata_.get("versions"),
         "cqas": cards,
         "caveats": [
-            "Scores on 10-15 % hold-out rows rest on a handful of runs: read them with their spread.",
+            "Cross-validated scores come from the ensemble's out-of-fold predictions (each row predicted by the "
+            "members that did not train on it); with validation='holdout' the test scores rest on a handful of runs.",
             "Synthetic augmentation is kept only where it lowered the CV error on real rows; the MC-CV members "
             "reuse one synthetic set generated from all training rows, so their residual-based std is slightly optimistic.",
             "std = sqrt(member spread^2 + out-of-sample residual variance) ('predictive'); check the coverage.",
@@ -75,16 +80,19 @@ def _md_table(df: pd.DataFrame) -> str:
 
 
 def _markdown(card: dict, twin, files: dict) -> str:
-    out = [f"# Model card: {card['name']}", "", f"Created {card['created']}; data `{card['data']['source']}` "
+    out = [f"# Model card: {card['name']}", ""]
+    if card["warnings"]:
+        out += ["**Warnings.**", ""] + [f"- {w}" for w in card["warnings"]] + [""]
+    out += [f"Data `{card['data']['source']}` "
            f"({card['data']['n_runs']} runs, sha256 `{str(card['data']['data_hash'])[:12]}…`).", "",
            f"**Intended use.** {card['intended_use']}", "", f"**Not for.** {card['not_for']}", "",
            "## Summary", "", _md_table(twin.summary()), ""]
     for cqa, e in card["cqas"].items():
         out += [f"## {cqa}", "", f"Model: **{e['model']}** `{json.dumps(e['params'])}`; rows measured/train/test "
                 f"{e['rows']['measured']}/{e['rows']['train']}/{e['rows']['test']}.", ""]
-        sel = pd.DataFrame(twin.info[cqa]["selection"])[["rank", "family", "cv_mse", "test_r2", "test_mae", "n_grid", "fit_time_s"]]
-        out += ["Candidates (GridSearchCV; each row is the family's best single model refitted on the training "
-                "rows, while the summary scores the 100-member ensemble):", "", _md_table(sel), ""]
+        sel = pd.DataFrame(twin.info_[cqa]["selection"])[["rank", "family", "cv_mse", "cv_r2", "test_r2", "n_grid"]]
+        out += ["Candidates (GridSearchCV; each row is the family's best single model, while the summary scores "
+                "the ensemble):", "", _md_table(sel), ""]
         a = e.get("augmentation") or {}
         if a.get("generator"):
             q = ", ".join(f"{k} {v:.3f}" for k, v in (a.get("quality") or {}).items() if v is not None)
@@ -119,16 +127,16 @@ def write_report(twin, out_dir: str | Path, *, holdout: pd.DataFrame | None = No
         fig = plot_parity(twin, cqa, extra=holdout, path=p)
         _close(fig)
         files[cqa]["parity"], written[f"parity_{cqa}"] = p.name, p
-        if cqa in twin.augmentation_curves:
+        if cqa in twin.augmentation_curves_:
             p = d / f"alpha_{cqa}.png"
-            _close(plot_alpha_curves(twin.augmentation_curves[cqa], cqa=cqa, path=p))
+            _close(plot_alpha_curves(twin.augmentation_curves_[cqa], cqa=cqa, path=p))
             files[cqa]["alpha curve"], written[f"alpha_{cqa}"] = p.name, p
-        if twin.training_data is not None:
+        if twin.training_data_ is not None:
             imp = feature_importances(twin, cqa, n_repeats=importance_repeats)
             p = d / f"importance_{cqa}.png"
             _close(plot_feature_importance(imp, cqa=cqa, path=p))
             files[cqa]["feature importance"], written[f"importance_{cqa}"] = p.name, p
-        cand.append(pd.DataFrame(twin.info[cqa]["selection"]).assign(cqa=cqa))
+        cand.append(pd.DataFrame(twin.info_[cqa]["selection"]).assign(cqa=cqa))
     if cand:
         p = d / "candidates.csv"
         pd.concat(cand, ignore_index=True).to_csv(p, index=False)
@@ -144,7 +152,7 @@ def write_report(twin, out_dir: str | Path, *, holdout: pd.DataFrame | None = No
 
 
 def _clean(obj):
-    from .twin import _jsonable
+    from .persist import _jsonable
 
     return _jsonable(obj)
 
@@ -206,7 +214,7 @@ def predict_profiles(twin_dir: str | Path, profiles, out: str | Path | None = No
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DoEWarning)
         table = read_doe(profiles, max_cycles=twin.max_cycles, bounds=None, extra_columns="ignore")
-    pred = twin.predict(table.features)
+    pred = twin.predict_frame(table.features)
     pred.insert(0, "run_id", table.features.index.astype(str))
     pred = pred.reset_index(drop=True)
     if out is not None:

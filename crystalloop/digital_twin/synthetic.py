@@ -366,13 +366,17 @@ class SyntheticGenerator(BaseEstimator):
         return TVAESynthesizer(md, enforce_min_max_values=True, epochs=int(self.epochs), batch_size=50,
                                enable_gpu=False)
 
-    def sample(self, n: int, *, seed: int | None = None) -> pd.DataFrame:
-        """``n`` synthetic rows with the training columns (feature vectors are canonical)."""
+    def sample(self, n: int, *, random_state: int | None = None) -> pd.DataFrame:
+        """``n`` synthetic rows with the training columns (feature vectors are canonical).
+
+        ``random_state`` overrides the generator's own for this draw (default: the one given at
+        construction, so repeated calls give the same rows).
+        """
         if not hasattr(self, "synthesizer_"):
             raise ModelError("SyntheticGenerator is not fitted; call fit(data) first")
         if int(n) != n or n < 1:
             raise ConfigError(f"number of synthetic rows must be a whole number >= 1, got {n!r}")
-        rs = self.random_state if seed is None else seed
+        rs = self.random_state if random_state is None else random_state
         with _seeded(None if rs is None else rs + 1), warnings.catch_warnings(), _no_tqdm():
             warnings.simplefilter("ignore")
             self.synthesizer_.reset_sampling()

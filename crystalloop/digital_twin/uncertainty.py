@@ -240,7 +240,7 @@ class _EnsembleBase(RegressorMixin, BaseEstimator):
             return mean
         return mean, self._std_from_members(P)
 
-    def _predict_validated(self, X: np.ndarray, return_std: bool = False):
+    def predict_validated(self, X: np.ndarray, return_std: bool = False):
         """:meth:`predict` for a finite float64 array already checked by the caller (no re-validation)."""
         check_is_fitted(self, "estimators_")
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:

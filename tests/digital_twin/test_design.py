@@ -39,7 +39,7 @@ class AnalyticTwin:
         self.calls = 0
         self.rows = 0
 
-    def predict(self, X, *, cqas=None, warn=True) -> pd.DataFrame:
+    def predict_frame(self, X, *, cqas=None, warn=True) -> pd.DataFrame:
         X = np.asarray(X, dtype=float)
         assert X.ndim == 2 and X.shape[1] == len(self.feature_names)  # contract of the caller
         self.calls += 1
@@ -139,7 +139,7 @@ def test_problem_evaluates_a_generation_in_one_twin_call():
     X = problem.space.sample(50, np.random.default_rng(0))
     out = problem.evaluate(X, return_as_dictionary=True)
     assert twin.calls == 1 and twin.rows == 50 and problem.n_twin_calls == 1
-    pred = twin.predict(problem.features(X))
+    pred = twin.predict_frame(problem.features(X))
     np.testing.assert_allclose(out["F"][:, 0], -pred["D50_um_mean"])
     np.testing.assert_allclose(out["F"][:, 1], pred["DoA_pct_mean"])
     np.testing.assert_allclose(out["G"][:, -1], 70 - pred["crystallinity_pct_mean"])
@@ -191,7 +191,7 @@ def test_ask_tell_equals_run():
         X = pop.get("X")
         profiles = problem.space.to_profiles(X)  # what a campaign would run
         assert len(profiles) == len(X)
-        pred = twin.predict(problem.features(X))  # stands in for measurements
+        pred = twin.predict_frame(problem.features(X))  # stands in for measurements
         cqas = pd.DataFrame({c: pred[c + "_mean"] for c in twin.cqas})
         tell_measured(alg, problem, pop, cqas)
         n_asked += len(X)
@@ -207,7 +207,7 @@ def test_failed_measurements_are_infeasible_not_fatal():
     alg = make_algorithm(problem, pop_size=6, seed=0)
     alg.setup(problem, termination=("n_gen", 2))
     pop = alg.ask()
-    pred = twin.predict(problem.features(pop.get("X")))
+    pred = twin.predict_frame(problem.features(pop.get("X")))
     cqas = pd.DataFrame({c: pred[c + "_mean"] for c in twin.cqas})
     cqas.loc[2, "D50_um"] = np.nan  # the batch failed: no D50 measured
     tell_measured(alg, problem, pop, cqas)
@@ -226,13 +226,13 @@ class _WarningTwin(AnalyticTwin):
         super().__init__()
         self.asked: list = []
 
-    def predict(self, X, *, cqas=None, warn=True):
+    def predict_frame(self, X, *, cqas=None, warn=True):
         self.asked.append(cqas)
         if warn and np.any(np.asarray(X)[:, 3] == 9):
             import warnings
 
             warnings.warn("n_segments [9] never seen", UserWarning, stacklevel=2)
-        out = super().predict(X)
+        out = super().predict_frame(X)
         return out if cqas is None else out[[f"{c}_{s}" for c in cqas for s in ("mean", "std")]]
 
 
@@ -370,7 +370,7 @@ def test_study_returns_only_profiles_meeting_every_constraint(study):
         assert p.batch_time_min <= 2000
     assert np.all(front["crystallinity_pct_mean"] >= 62)
     # the table's predictions are the twin's for these very profiles
-    pred = AnalyticTwin().predict(np.vstack([p.to_features(4) for p in study.profiles]))
+    pred = AnalyticTwin().predict_frame(np.vstack([p.to_features(4) for p in study.profiles]))
     np.testing.assert_allclose(front["D50_um_mean"], pred["D50_um_mean"])
     np.testing.assert_allclose(front["DoA_pct_std"], pred["DoA_pct_std"])
     # the global front is non-dominated

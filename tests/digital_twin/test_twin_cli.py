@@ -49,3 +49,25 @@ def test_twin_fit_bad_input_exits_2(tmp_path):
     assert r.exit_code == 2 and "unknown" in r.output
     r = runner.invoke(app, ["twin", "predict", str(tmp_path / "nowhere"), str(tmp_path / "bad.csv")])
     assert r.exit_code == 2 and "is not a saved twin" in _flat(r.output)
+
+
+def test_twin_fit_warns_in_one_line_when_a_model_is_useless(tmp_path):
+    import numpy as np
+
+    df = make_doe(20, seed=3)
+    df["D50_um"] = np.random.default_rng(1).normal(100, 10, len(df))  # nothing to learn
+    df.to_csv(tmp_path / "doe.csv", index=False)
+    args = ["twin", "fit", str(tmp_path / "doe.csv"), "--grid", "fast", "--families", "svr", "--splits", "4",
+            "--no-augment", "--cqa", "D50", "--cqa", "DoA", "--jobs", "1", "--repeats", "1", "--seed", "5"]
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.output.splitlines() if "cross-validated R²" in ln]
+    assert len(lines) == 1 and lines[0].startswith("warning: D50_um: cross-validated R²"), r.output
+    assert "no better than predicting the mean" in lines[0]
+    card = (tmp_path / "a" / "report" / "model_card.md").read_text(encoding="utf-8")
+    assert card.index("**Warnings.**") < card.index("## Summary")
+    # --seed: the same DoE and seed give a byte-identical twin folder
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    for sub in ("twin.json", "models/D50_um/members.skops", "models/DoA_pct/ensemble.json", "data/doe.csv"):
+        assert (tmp_path / "a" / sub).read_bytes() == (tmp_path / "b" / sub).read_bytes(), sub

@@ -56,7 +56,8 @@ def _linear(n, seed=0, noise=0.1):
 
 def test_select_model_table_and_winner():
     X, y = _linear(40)
-    res = select_model(X, y, families=["svr", "rf"], grid="fast", cv=3, test_size=0.15, random_state=0)
+    res = select_model(X, y, families=["svr", "rf"], grid="fast", cv=3, validation="holdout", test_size=0.15,
+                       random_state=0)
     assert set(res.table["family"]) == {"svr", "rf"}
     assert list(res.table["rank"]) == [1, 2] and res.table.loc[0, "family"] == res.best_family
     assert len(res.test_index) == 6 and len(res.train_index) == 34
@@ -64,6 +65,28 @@ def test_select_model_table_and_winner():
     # a linear target: linear-kernel SVR wins and predicts the hold-out well
     assert res.best_family == "svr" and res.best_params["kernel"] == "linear"
     assert res.table.loc[0, "test_r2"] > 0.9
+
+
+@pytest.mark.parametrize("cv", [3, "loo"])
+def test_select_model_repeated_cv_uses_every_row(cv):
+    X, y = _linear(30)
+    res = select_model(X, y, families=["svr", "rf"], grid="fast", cv=cv, n_repeats=4, random_state=0)
+    assert len(res.train_index) == 30 and len(res.test_index) == 0
+    assert res.best_family == "svr" and res.best_params["kernel"] == "linear"
+    row = res.table.loc[0]
+    assert row["cv_r2"] > 0.9 and np.isclose(row["cv_r2"], 1 - row["cv_mse"] / np.var(y))
+    n_fits = len(res.searches["svr"].cv_results_["split0_test_score"]) and res.searches["svr"].n_splits_
+    assert n_fits == (30 if cv == "loo" else 12)  # leave-one-out, or 4 x 3 folds
+
+
+def test_select_model_with_a_feature_step():
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = _linear(30)
+    res = select_model(X, y, families=["svr"], grid="fast", features=FunctionTransformer(lambda A: 2 * A),
+                       random_state=0)
+    assert res.best_estimator.steps[0][0] == "features" and "kernel" in res.best_params
+    np.testing.assert_allclose(res.best_estimator.predict(X[:3]), y[:3], atol=1.0)
 
 
 def test_select_model_bad_input():
@@ -74,7 +97,11 @@ def test_select_model_bad_input():
     with pytest.raises(ModelError, match="target is constant"):
         select_model(X, np.full(20, 3.0), grid="fast", families=["svr"])
     with pytest.raises(ConfigError, match=r"test_size must be in \(0, 0.5\]"):
-        select_model(X, y, test_size=0.9, grid="fast")
+        select_model(X, y, validation="holdout", test_size=0.9, grid="fast")
+    with pytest.raises(ConfigError, match=r"validation must be 'repeated' or 'holdout', got 'kfold'"):
+        select_model(X, y, validation="kfold", grid="fast")
+    with pytest.raises(ConfigError, match=r"cv must be a whole number >= 2 or 'loo', got 'lpo'"):
+        select_model(X, y, cv="lpo", grid="fast")
 
 
 def test_mc_cv_members_splits_and_coverage():
@@ -182,13 +209,13 @@ def test_batched_member_prediction_is_identical_to_member_by_member(fam):
         np.testing.assert_allclose(new, ref, rtol=1e-5, atol=1e-5)
     ens = MonteCarloCVRegressor(base, n_splits=5, n_jobs=2, random_state=0).fit(X, y)
     mu, sd = ens.predict(Xq, return_std=True)
-    mu2, sd2 = ens._predict_validated(Xq, return_std=True)
+    mu2, sd2 = ens.predict_validated(Xq, return_std=True)
     P = np.vstack([e.predict(Xq) for e in ens.estimators_])
     np.testing.assert_allclose(mu2, mu, rtol=1e-12)
     np.testing.assert_allclose(sd2, sd, rtol=1e-12)
     np.testing.assert_allclose(mu, P.mean(axis=0), rtol=1e-5, atol=1e-5)
     with pytest.raises(ConfigError, match="expected"):
-        ens._predict_validated(Xq[:, :3])
+        ens.predict_validated(Xq[:, :3])
 
 
 def test_import_is_cheap():

@@ -48,17 +48,17 @@ class DesignTwin(Protocol):
     max_cycles: int
     feature_names: Sequence[str]
 
-    def predict(self, X: np.ndarray, *, cqas: Sequence[str] | None = None, warn: bool = True) -> pd.DataFrame:
+    def predict_frame(self, X: np.ndarray, *, cqas: Sequence[str] | None = None, warn: bool = True) -> pd.DataFrame:
         """``{cqa}_mean`` and ``{cqa}_std`` columns (CQA units) for the rows of ``X``
         (shape (n, len(feature_names))); ``warn`` lets the twin warn about extrapolation."""
 
 
 def _check_twin(twin: Any) -> None:
     if not isinstance(twin, DesignTwin):
-        missing = [a for a in ("cqas", "max_cycles", "feature_names", "predict") if not hasattr(twin, a)]
+        missing = [a for a in ("cqas", "max_cycles", "feature_names", "predict_frame") if not hasattr(twin, a)]
         raise ModelError(
             f"the twin ({type(twin).__name__}) lacks {missing}; expected a DigitalTwin with .cqas, "
-            f".max_cycles, .feature_names and predict(X, cqas=..., warn=...)"
+            f".max_cycles, .feature_names and predict_frame(X, cqas=..., warn=...)"
         )
 
 
@@ -189,7 +189,7 @@ class DesignProblem(Problem):
         cqas = self.needed_cqas if cqas is None else list(cqas)
         pred = None
         if cqas and len(X):
-            pred = self.twin.predict(self.features(X), **self.predict_kwargs(cqas))
+            pred = self.twin.predict_frame(self.features(X), **self.predict_kwargs(cqas))
             self.n_twin_calls += 1
             self.n_twin_rows += len(X)
         return self.quantity_table(X, pred, cqas)
@@ -202,7 +202,7 @@ class DesignProblem(Problem):
                 for suffix in ("_mean", "_std"):
                     if c + suffix not in pred.columns:
                         raise ModelError(
-                            f"twin.predict returned no column {c + suffix!r}; got {list(pred.columns)}"
+                            f"twin.predict_frame returned no column {c + suffix!r}; got {list(pred.columns)}"
                         )
                     out[c + suffix] = np.asarray(pred[c + suffix], dtype=float)
         out[BATCH_TIME + "_mean"] = self.space.batch_time_min(X) if len(X) else []
@@ -225,7 +225,7 @@ class DesignProblem(Problem):
             X[:, 3] = np.arange(lo, hi + 1)
         kw = self.predict_kwargs(self.needed_cqas)
         kw["warn"] = True
-        self.twin.predict(self.features(X), **kw)
+        self.twin.predict_frame(self.features(X), **kw)
 
     def _bound(self, table: pd.DataFrame, name: str, large_is_good: bool) -> np.ndarray:
         mean = np.asarray(table[name + "_mean"], dtype=float)

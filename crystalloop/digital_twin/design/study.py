@@ -118,7 +118,7 @@ def _run_lockstep(problems: list[DesignProblem], pop_size: int, n_gen: int, seed
         pred_all = None
         if needed:
             feats = np.vstack([problems[i].features(Xs[i]) for i in active])
-            pred_all = twin.predict(feats, **problems[0].predict_kwargs(needed)).reset_index(drop=True)
+            pred_all = twin.predict_frame(feats, **problems[0].predict_kwargs(needed)).reset_index(drop=True)
             calls += 1
         start = 0
         for i in active:
