@@ -65,9 +65,14 @@ def test_workflow_bad_input(tmp_path):
         train_classifier(tmp_path, labels_csv=tmp_path / "t.csv")
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    res = runner.invoke(app, ["vision", "train-seg", "--out", str(tmp_path)])
-    assert res.exit_code == 2 and "give training data" in res.output
-    res = runner.invoke(app, ["vision", "predict", str(tmp_path / "nomodel"), str(tmp_path)])
-    assert res.exit_code == 2 and "not a saved crystalloop model" in res.output
-    assert runner.invoke(app, ["vision", "--help"]).exit_code == 0
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_cli_errors_are_one_line(tmp_path, columns):
+    env = {"COLUMNS": columns}
+    res = runner.invoke(app, ["vision", "train-seg", "--out", str(tmp_path)], env=env)
+    assert res.exit_code == 2 and res.output.startswith("error: give training data") and res.output.count("\n") == 1
+    res = runner.invoke(app, ["vision", "predict", str(tmp_path / "nomodel"), str(tmp_path)], env=env)
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert res.exit_code == 2 and len(errors) == 1
+    assert errors[0] == (f"error: {tmp_path / 'nomodel'} is not a saved crystalloop model: "
+                         f"{tmp_path / 'nomodel' / 'config.json'} not found")
+    assert runner.invoke(app, ["vision", "--help"], env=env).exit_code == 0
