@@ -25,23 +25,74 @@ def _extra(epochs, device) -> dict:
 
 @vision_app.command("train-seg")
 def train_seg(
+    annotations: Annotated[Path | None, typer.Argument(
+        help="Annotated images: a folder of images with label images (NAME_mask.tif), one mask per object "
+             "(ID/images, ID/masks), a COCO or LabelMe .json (or a folder of them), scribbles "
+             "(NAME_scribbles.png) or a region of interest (NAME_roi.png).")] = None,
     out: _Out = Path("seg_model"),
+    method: Annotated[str, typer.Option("--method", help="With ANNOTATIONS: pixel (random forest on filter "
+                                                        "features, seconds) or unet (three-class U-Net, minutes).")] = "pixel",
+    fmt: Annotated[str, typer.Option("--format", help="With ANNOTATIONS: auto, masks, objects, coco or labelme.")] = "auto",
+    channel: Annotated[int | None, typer.Option("--channel", help="Use this channel of colour images (0-based); "
+                                                                  "default: all channels.")] = None,
+    boundary_px: Annotated[int, typer.Option("--boundary-px", help="Width of the object-boundary class, px.")] = 1,
+    trees: Annotated[int | None, typer.Option("--trees", help="Pixel classifier: number of trees.")] = None,
+    no_validate: Annotated[bool, typer.Option("--no-validate", help="Skip the held-out validation.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a model folder that holds files.")] = False,
     coco: Annotated[Path | None, typer.Option("--coco", help="COCO annotation JSON (polygons/RLE).")] = None,
     images: Annotated[Path | None, typer.Option("--images", help="Image folder (masks beside as NAME_mask.*, or --masks).")] = None,
     masks: Annotated[Path | None, typer.Option("--masks", help="Folder of masks named like the images.")] = None,
-    synthetic: Annotated[int, typer.Option("--synthetic", help="Train on N renderer images instead.")] = 0,
-    targets: Annotated[str, typer.Option("--targets", help="binary, boundary (splits touching objects), classes (masks are class maps) or seed002.")] = "binary",
-    tile_size: Annotated[int, typer.Option("--tile-size", help="Training crop size in px.")] = 128,
+    synthetic: Annotated[int, typer.Option("--synthetic", help="Renderer images: added to U-Net training with "
+                                                               "ANNOTATIONS, or the whole training set without.")] = 0,
+    targets: Annotated[str, typer.Option("--targets", help="Without ANNOTATIONS: binary, boundary, classes or seed002.")] = "binary",
+    tile_size: Annotated[int, typer.Option("--tile-size", help="U-Net training crop size in px.")] = 128,
     pixel_size_um: Annotated[float, typer.Option("--pixel-size-um", help="Pixel size for the PSD error.")] = 1.0,
     epochs: _Epochs = None,
     seed: _Seed = 0,
     device: _Device = "auto",
 ) -> None:
-    """Train a U-Net pixel classifier; report pixel accuracy, IoU, instance F1 and PSD error on held-out images."""
+    """Train a segmentation model and report its scores on held-out data.
+
+    With ANNOTATIONS: few-shot training from a lab's own annotated images (pixel classifier or
+    U-Net); writes MODEL/model, training.json and scores.json, for crystalloop psd --model MODEL.
+    Without: the U-Net workflow on --images/--coco/--synthetic with a test split.
+    """
     from crystalloop.commands import make_console
-    from crystalloop.vision.learn.workflows import train_segmenter
 
     console = make_console()
+    if annotations is not None:
+        from crystalloop.errors import ConfigError
+        from crystalloop.vision.learn.fewshot import train_segmentation
+
+        if coco is not None or images is not None or masks is not None:
+            raise ConfigError("give the annotations once: as ANNOTATIONS or with --images/--coco, not both")
+        params: dict = {}
+        if method == "unet":
+            params.update(tile_size=tile_size, device=device, progress=True)
+            if epochs is not None:
+                params["epochs"] = epochs
+        elif epochs is not None:
+            raise ConfigError(f"--epochs {epochs} applies to --method unet; the pixel classifier has no epochs")
+        if trees is not None:
+            if method != "pixel":
+                raise ConfigError("--trees applies to --method pixel")
+            params["n_estimators"] = trees
+        info = train_segmentation(annotations, out, method=method, format=fmt, channel=channel, validate=not no_validate,
+                                  synthetic=synthetic, boundary_px=boundary_px, random_state=seed, overwrite=overwrite,
+                                  **params)
+        n_obj = sum(i["objects"] for i in info["images"])
+        console.print(f"{method}: trained on {len(info['images'])} annotated image(s), {n_obj} objects, "
+                      f"in {info['train_wall_s']:.1f} s")
+        s = info["scores"]
+        if "f1" in s:
+            console.print(f"validation ({s['how']}): instance F1@0.5 {s['f1']:.3f} (precision {s['precision']:.3f}, "
+                          f"recall {s['recall']:.3f}), median ECD error {s['median_ecd_error']:+.1%}")
+        else:
+            console.print(f"validation: {s['how']}")
+        console.print(f"wrote model/, training.json, scores.json to {out}/ (use: crystalloop psd IMAGES --model {out})")
+        return
+    from crystalloop.vision.learn.workflows import train_segmenter
+
     m = train_segmenter(out, coco=coco, image_dir=images, mask_dir=masks, synthetic=synthetic, targets=targets,
                         pixel_size_um=pixel_size_um, random_state=seed, progress=True, tile_size=tile_size,
                         **_extra(epochs, device))

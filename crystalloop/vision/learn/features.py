@@ -117,7 +117,7 @@ def _eig2(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def pixel_features(image, *, sigmas: Sequence[float] = DEFAULT_SIGMAS, kinds: Sequence[str] = FEATURE_KINDS,
-                   channel: int | None = None) -> np.ndarray:
+                   channel: int | None = None, normalize: bool = True) -> np.ndarray:
     """Stack of filter responses for every pixel.
 
     Parameters
@@ -130,6 +130,10 @@ def pixel_features(image, *, sigmas: Sequence[float] = DEFAULT_SIGMAS, kinds: Se
         Filter families (default all of :data:`FEATURE_KINDS`).
     channel : int, optional
         Use one channel of a colour image only.
+    normalize : bool
+        Map each channel to its percentiles first (:func:`prepare_channels`). False takes the
+        image as already prepared (float ``(H, W, C)``), so that bands of one image share the
+        whole image's normalization.
 
     Returns
     -------
@@ -145,7 +149,13 @@ def pixel_features(image, *, sigmas: Sequence[float] = DEFAULT_SIGMAS, kinds: Se
     (16, 16, 16)
     """
     s, k = _check_options(sigmas, kinds)
-    chans = prepare_channels(image, channel=channel)
+    if normalize:
+        chans = prepare_channels(image, channel=channel)
+    else:
+        chans = np.asarray(image, dtype=np.float32)
+        chans = chans[:, :, None] if chans.ndim == 2 else chans
+        if channel is not None:
+            chans = chans[:, :, int(channel) : int(channel) + 1]
     h, w, nc = chans.shape
     if min(h, w) < 2:
         raise ImageError(f"image has shape {chans.shape[:2]}; pixel features need at least 2×2 pixels")

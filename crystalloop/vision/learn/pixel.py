@@ -27,6 +27,7 @@ from crystalloop.vision.learn.features import (
     FEATURE_KINDS,
     feature_names,
     pixel_features,
+    prepare_channels,
 )
 from crystalloop.vision.learn.instances import INSTANCE_METHODS, probabilities_to_labels
 
@@ -224,13 +225,14 @@ class PixelClassifier:
         if self._channels_of(a) != self.n_channels_:
             raise ImageError(f"image has {self._channels_of(a)} channel(s) but the model was trained on {self.n_channels_}"
                              f"{' (channel=' + str(self.channel) + ')' if self.channel is not None else ''}")
+        chans = prepare_channels(a, channel=self.channel)  # one normalization for all bands
         h = a.shape[0]
         halo = self._halo()
         out = np.empty(a.shape[:2] + (len(self.classes_),), np.float32)
         for r0 in range(0, h, _BAND_ROWS):
             r1 = min(h, r0 + _BAND_ROWS)
             b0, b1 = max(0, r0 - halo), min(h, r1 + halo)
-            f = self._features(a[b0:b1])[r0 - b0 : r1 - b0]
+            f = pixel_features(chans[b0:b1], sigmas=self.sigmas, kinds=self.kinds, normalize=False)[r0 - b0 : r1 - b0]
             p = self.forest_.predict_proba(f.reshape(-1, f.shape[2]))
             out[r0:r1] = p.reshape(r1 - r0, a.shape[1], -1)
         return out
@@ -282,15 +284,14 @@ class PixelClassifier:
             raise ModelError(f"{str(sp)!r} is not valid JSON: {exc}") from exc
         if not isinstance(s, dict) or s.get("kind") != "pixel_classifier":
             raise ModelError(f"{str(sp)!r} does not describe a pixel classifier (kind={s.get('kind') if isinstance(s, dict) else None!r})")
-        try:
-            untrusted = sio.get_untrusted_types(file=fp)
-        except Exception as exc:  # skops raises several types for broken archives
-            raise ModelError(f"{str(fp)!r} is not a readable skops file: {exc}") from exc
-        extra = sorted(set(untrusted) - set(SKOPS_TRUSTED_TYPES))
+        found = _archive_types(fp)
+        extra = sorted(n for n in found if n not in SKOPS_TRUSTED_TYPES and n.split(".", 1)[0] not in ("builtins", "numpy"))
         if extra:
             raise UntrustedModelError(f"{str(fp)!r} contains types outside the trusted list: {extra}; refusing to load it")
         est = cls(**s["params"])
         est.forest_ = sio.load(fp, trusted=list(SKOPS_TRUSTED_TYPES))
+        if type(est.forest_).__name__ != "RandomForestClassifier":
+            raise UntrustedModelError(f"{str(fp)!r} holds a {type(est.forest_).__name__}; expected a RandomForestClassifier")
         est.classes_ = [int(c) for c in s["classes"]]
         est.class_names_ = [str(c) for c in s["class_names"]]
         est.n_channels_ = int(s["n_channels"])
@@ -298,3 +299,25 @@ class PixelClassifier:
         est.feature_names_ = list(s["feature_names"])
         est.n_samples_ = dict(s.get("n_samples", {}))
         return est
+
+
+def _archive_types(path: Path) -> set[str]:
+    """Every ``module.class`` a skops archive would build (read from its schema, nothing loaded)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            schema = json.loads(z.read("schema.json"))
+    except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{str(path)!r} is not a readable skops file: {exc}") from exc
+    found: set[str] = set()
+    stack = [schema]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, dict):
+            if "__class__" in o:
+                found.add(f"{o.get('__module__', '')}.{o['__class__']}")
+            stack.extend(o.values())
+        elif isinstance(o, list):
+            stack.extend(o)
+    return found
