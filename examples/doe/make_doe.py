@@ -17,7 +17,7 @@ The noise-free simulator CQAs are written too (``*_truth.csv``) for accuracy che
 
 Usage::
 
-    python examples/doe/make_doe.py [--seed 2026] [--out examples/doe]
+    python examples/doe/make_doe.py [--seed 2026] [--out examples/doe] [--scheduler local:4]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import pandas as pd
 
 from crystalloop.hardware.sim import simulate
 from crystalloop.profiles import Segment, ThermocycleProfile, feature_names, profiles_to_frame
+from crystalloop.scale import map_simulations
 
 SEED = 2026
 MAX_CYCLES = 4
@@ -78,22 +79,36 @@ def measure(cqas: dict, rng: np.random.Generator) -> dict:
     return out
 
 
-def run(profiles: list[ThermocycleProfile], seeds: list[int], rng: np.random.Generator, prefix: str):
+def simulate_run(job: tuple[ThermocycleProfile, int]) -> tuple[dict, int, list[str]]:
+    """One DoE batch ``(profile, seed)``: its end-of-batch CQAs, the seed used and retry notes.
+
+    A failed batch is re-run with the next seed (at most 3 tries); everything depends only on
+    the arguments, so the batch gives the same rows in-process and on a Dask cluster.
+    """
+    profile, seed = job
+    notes = []
+    for _attempt in range(3):
+        try:
+            res = simulate(profile, kinetics="default", seed=int(seed), noise=False)
+            return dict(res.cqas), int(seed), notes
+        except (ArithmeticError, ValueError) as e:  # a failed batch: re-run with the next seed
+            notes.append(f"simulation failed with seed {seed} ({type(e).__name__}: {e}); retrying")
+            seed = int(seed) + 1
+    raise RuntimeError(f"simulation failed 3 times for {profile}")
+
+
+def run(profiles: list[ThermocycleProfile], seeds: list[int], rng: np.random.Generator, prefix: str,
+        scheduler: str | None = None):
     feats = profiles_to_frame(profiles, MAX_CYCLES)
     meas, truth = [], []
-    for i, (p, s) in enumerate(zip(profiles, seeds, strict=True)):
-        for _attempt in range(3):
-            try:
-                res = simulate(p, kinetics="default", seed=int(s), noise=False)
-                break
-            except (ArithmeticError, ValueError) as e:  # a failed batch: re-run with the next seed
-                print(f"{prefix}{i + 1:02d}: simulation failed with seed {s} ({type(e).__name__}: {e}); retrying", flush=True)
-                s = int(s) + 1
-                seeds[i] = s
-        else:
-            raise RuntimeError(f"{prefix}{i + 1:02d}: simulation failed 3 times for {p}")
-        truth.append({c: float(res.cqas[c]) for c in CQAS})
-        meas.append(measure(res.cqas, rng))
+    # the simulations in item order (in-process or on Dask); the measurement noise is drawn below, in order
+    runs = map_simulations(simulate_run, list(zip(profiles, seeds, strict=True)), scheduler)
+    for i, (p, (cqas, s, notes)) in enumerate(zip(profiles, runs, strict=True)):
+        for note in notes:
+            print(f"{prefix}{i + 1:02d}: {note}", flush=True)
+        seeds[i] = s
+        truth.append({c: float(cqas[c]) for c in CQAS})
+        meas.append(measure(cqas, rng))
         print(f"{prefix}{i + 1:02d}: {p}  ->  " + ", ".join(f"{c}={truth[-1][c]:.2f}" for c in CQAS), flush=True)
     ids = [f"{prefix}{i + 1:02d}" for i in range(len(profiles))]
     m = pd.concat([pd.DataFrame({"run_id": ids}), feats, pd.DataFrame(meas)], axis=1)
@@ -105,12 +120,14 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    ap.add_argument("--scheduler", default=None,
+                    help="run the simulations on Dask: 'local:N' or a scheduler address (crystalloop.scale)")
     a = ap.parse_args(argv)
     rng = np.random.default_rng(a.seed)
     order = rng.permutation(len(MIX))
     profiles = [random_profile(rng, MIX[j][1], name=f"DOE{i + 1:02d}") for i, j in enumerate(order)]
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, len(profiles))]
-    doe, truth = run(profiles, seeds, rng, "DOE")
+    doe, truth = run(profiles, seeds, rng, "DOE", a.scheduler)
     # missing-CQA pattern of seed 003: DoA in 21 runs, crystallinity in 15 of those
     doa_rows = np.sort(rng.choice(len(doe), 21, replace=False))
     cry_rows = np.sort(rng.choice(doa_rows, 15, replace=False))
@@ -118,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     doe.loc[~doe.index.isin(cry_rows), "crystallinity_pct"] = np.nan
     hold_profiles = [random_profile(rng, n, slow=True, name=f"HOLD{i + 1:02d}") for i, n in enumerate([9, 9, 7, 9])]
     hold_seeds = [int(s) for s in rng.integers(0, 2**31 - 1, 4)]
-    hold, hold_truth = run(hold_profiles, hold_seeds, rng, "HOLD")
+    hold, hold_truth = run(hold_profiles, hold_seeds, rng, "HOLD", a.scheduler)
     a.out.mkdir(parents=True, exist_ok=True)
     doe.to_csv(a.out / "doe.csv", index=False)
     truth.to_csv(a.out / "doe_truth.csv", index=False)
