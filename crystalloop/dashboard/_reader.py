@@ -291,6 +291,8 @@ class StoreReader:
         out: dict[str, Any] = {}
         raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         with self.connect() as c:
+            rec = self._q(c, "SELECT recipe, recipe_type FROM runs WHERE id = ?", (rid,), "read a recipe")
+            profile = _profile(*rec[0]) if rec else None
             after = self._q(c, "SELECT max(rowid) FROM samples")[0][0] or 0
             chans = [x[0] for x in self._q(c, "SELECT DISTINCT channel FROM samples WHERE run_id = ?", (rid,))]
             for ch in sorted(chans):
@@ -303,7 +305,7 @@ class StoreReader:
                 ts, ys = downsample(t, y, n_out)
                 grp, label = channel_group(ch)
                 out[ch] = {"t": ts.tolist(), "y": ys.tolist(), "n": int(len(t)), "group": grp, "label": label}
-        return {"channels": out, "tracking_error": _tracking_error(raw, n_out), "after": int(after)}
+        return {"channels": out, "tracking_error": _tracking_error(raw, n_out, profile), "after": int(after)}
 
     def increment(self, conn: sqlite3.Connection, run_id: int, after: int, *, limit: int = 20000
                   ) -> tuple[dict[str, dict[str, list[float]]], int]:
@@ -393,23 +395,50 @@ class StoreReader:
         return RUN_STATUSES
 
 
-def _tracking_error(raw: dict[str, tuple[np.ndarray, np.ndarray]], n_out: int) -> dict[str, Any] | None:
-    """Reactor temperature minus the recipe's reference (or the setpoint), at the reactor's times."""
+def _profile(recipe: str | None, rtype: str | None) -> Any:
+    """The run's ThermocycleProfile, or None (no recipe, a dict recipe, an unreadable one)."""
+    if rtype != "ThermocycleProfile" or recipe is None:
+        return None
+    from crystalloop.profiles import ThermocycleProfile
+
+    try:
+        return ThermocycleProfile.from_dict(json.loads(recipe), source="stored recipe")
+    except Exception:  # noqa: BLE001 - shown without a recipe-based tracking error
+        return None
+
+
+def _tracking_error(raw: dict[str, tuple[np.ndarray, np.ndarray]], n_out: int, profile: Any = None
+                    ) -> dict[str, Any] | None:
+    """Reactor temperature minus the reference, at the reactor's sample times.
+
+    The reference is the recipe's setpoint ``profile.setpoint_at(t)`` when the run has a
+    ThermocycleProfile (the figure :func:`crystalloop.control.tracking_metrics` reports), else
+    the logged ``T_ref_c`` (or ``T_set_c``) interpolated linearly.
+    """
     if "T_reactor_c" not in raw:
         return None
-    ref_name = "T_ref_c" if "T_ref_c" in raw else ("T_set_c" if "T_set_c" in raw else None)
-    if ref_name is None:
-        return None
     tr, yr = raw["T_reactor_c"]
-    tf, yf = raw[ref_name]
-    okf = np.isfinite(yf)
-    tf, yf = tf[okf], yf[okf]
-    if tf.size == 0 or tr.size == 0:
+    ok = np.isfinite(yr) & np.r_[np.diff(tr) != 0, True]  # a time logged twice: the last reading counts
+    tr, yr = tr[ok], yr[ok]
+    if tr.size == 0:
         return None
-    inside = (tr >= tf[0]) & (tr <= tf[-1])
-    err = yr[inside] - np.interp(tr[inside], tf, yf)
-    ts, es = downsample(tr[inside], err, n_out)
-    fin = np.isfinite(err)
-    rms = float(np.sqrt(np.mean(err[fin] ** 2))) if fin.any() else None
-    return {"t": ts.tolist(), "y": es.tolist(), "reference": ref_name, "rms_c": rms,
-            "max_abs_c": float(np.abs(err[fin]).max()) if fin.any() else None}
+    if profile is not None:
+        ref_name, ref = "recipe", profile.setpoint_at(tr)
+    else:
+        ref_name = "T_ref_c" if "T_ref_c" in raw else ("T_set_c" if "T_set_c" in raw else None)
+        if ref_name is None:
+            return None
+        tf, yf = raw[ref_name]
+        okf = np.isfinite(yf)
+        tf, yf = tf[okf], yf[okf]
+        if tf.size == 0:
+            return None
+        inside = (tr >= tf[0]) & (tr <= tf[-1])
+        tr, yr = tr[inside], yr[inside]
+        ref = np.interp(tr, tf, yf)
+    err = yr - np.asarray(ref, dtype=float)
+    if err.size == 0:
+        return None
+    ts, es = downsample(tr, err, n_out)
+    return {"t": ts.tolist(), "y": es.tolist(), "reference": ref_name, "rms_c": float(np.sqrt(np.mean(err**2))),
+            "max_abs_c": float(np.abs(err).max())}
