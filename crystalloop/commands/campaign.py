@@ -11,9 +11,10 @@ import typer
 
 def campaign(
     doe: Annotated[Path | None, typer.Argument(
-        help="Starting DoE table (CSV/Parquet/Excel). Omit to continue the campaign in --out (its doe.csv).")] = None,
+        help="Starting DoE table (CSV/Parquet/Excel). The same DoE and --out again resume the campaign; "
+             "omit it to run more rounds of the campaign in --out.")] = None,
     backend: Annotated[str, typer.Option("--backend", "-b", help="Backend URL: sim://?kinetics=default, julabo:///dev/ttyUSB0, ...")] = "sim://",
-    rounds: Annotated[int, typer.Option("--rounds", "-n", help="Rounds to run now (a resumed campaign continues its numbering).")] = 1,
+    rounds: Annotated[int, typer.Option("--rounds", "-n", help="Rounds of the campaign (with a DoE: in all, so the same command resumes; without: this many more).")] = 1,
     batch: Annotated[int, typer.Option("--batch", "-k", help="Recipes per round.")] = 2,
     objectives: Annotated[str, typer.Option("--objectives", "-o", help="Comma-separated 'max:NAME'/'min:NAME'.")] = "max:D50,min:DoA",
     out: Annotated[Path, typer.Option("--out", help="Campaign folder (doe.csv, history.csv, rounds.csv, plots, round_XX/).")] = Path("campaign"),
@@ -39,14 +40,14 @@ def campaign(
 ) -> None:
     """Run a closed-loop design campaign: fit the twin, propose recipes with NSGA-II, run them,
     measure D50 from the probe images (DoA/crystallinity from the lab), append to the DoE, repeat."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from crystalloop.campaign import TableLab, run_campaign
+    from crystalloop.commands import make_console, print_table
     from crystalloop.digital_twin.design import read_bounds
 
-    console = Console()
+    console = make_console()
     run_opts = {"sample_interval_s": sample_interval}
     if image_interval is not None:
         run_opts["image_interval_s"] = image_interval
@@ -71,6 +72,10 @@ def campaign(
             extra = f" (plant {truth:.1f} µm)" if truth == truth else ""
             console.print(f"  {info['run_id']}: {info['status']}, D50 from {info.get('n_particles', 0)} particles "
                           f"{d50:.1f} µm{extra}, DoA {info.get('DoA_pct', math.nan):.1f} %")
+        elif stage == "resume":
+            done = ", ".join(info["done"]) or "none"
+            console.print(f"round {info['round']}: resuming the interrupted round (measured before the stop: {done})",
+                          highlight=False)
         elif stage == "round":
             console.print(f"round {info['round']}: hypervolume {info['hypervolume_before']:.4g} → "
                           f"{info['hypervolume']:.4g}")
@@ -98,9 +103,19 @@ def campaign(
             or c.endswith("_s")]
     for c in rows:
         table.add_row(c, *[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r[c]])
-    console.print(table)
-    console.print(f"wrote {res.files['doe']} ({len(res.doe)} runs), history.csv, rounds.csv and "
-                  f"{', '.join(p.name for k, p in res.files.items() if p.suffix == '.png')} to {res.out_dir}/")
+    print_table(console, table)
+    out_dir = res.out_dir
+    new_runs = res.history["run_id"].astype(str).tolist() if len(res.history) else []
+    console.print(f"campaign in {out_dir}/: {len(res.doe)} runs in doe.csv, {len(new_runs)} of them by the campaign "
+                  f"({', '.join(new_runs)})", highlight=False)
+    plots = [p for p in res.files.values() if p.suffix == ".png"]
+    console.print(f"  plots:   {', '.join(str(p) for p in plots)}", highlight=False)
+    recipes = sorted(out_dir.glob("round_*/recipes"))
+    if recipes:
+        console.print(f"  recipes: {', '.join(str(d) + '/' for d in recipes)} (YAML for crystalloop run/simulate, "
+                      f"setpoint CSV for a thermostat)", highlight=False)
+    console.print(f"  tables:  {res.files['doe']}, {res.files['history']}, {res.files['rounds']}", highlight=False)
+    console.print(f"  more rounds: crystalloop campaign --out {out_dir} --rounds 1", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

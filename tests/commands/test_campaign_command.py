@@ -48,7 +48,8 @@ def test_campaign_command_runs_a_round_and_resumes(doe, tmp_path):
             "--bounds", str(bounds), "--out", str(out)]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
-    assert "C1-1: completed" in r.output and "hypervolume" in r.output and "wrote" in r.output
+    assert "C1-1: completed" in r.output and "hypervolume" in r.output
+    assert f"recipes: {out / 'round_01' / 'recipes'}/" in r.output and f"{out / 'fronts.png'}" in r.output
     r = CliRunner().invoke(app, ["campaign", "--backend", "sim://?n_classes=60", "--batch", "1", "--cycles", "1",
                                  "--pop", "8", "--gens", "3", "--splits", "3", "--frames", "6",
                                  "--sample-interval", "600", "--bounds", str(bounds), "--out", str(out)])
@@ -58,3 +59,7 @@ def test_campaign_command_runs_a_round_and_resumes(doe, tmp_path):
     runs = ExperimentStore(out / "campaign.sqlite").runs()
     assert list(runs["kind"]) == ["campaign", "campaign"]
     assert (out / "fronts.png").is_file() and (out / "parity.png").is_file()
+    # the first command again: its one round is done, nothing runs
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert len(ExperimentStore(out / "campaign.sqlite").runs()) == 2 and len(pd.read_csv(out / "doe.csv")) == 12
