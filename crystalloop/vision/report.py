@@ -85,6 +85,15 @@ def check_out_dir(out_dir: str | os.PathLike, *, overwrite: bool = False) -> Pat
     return d
 
 
+def _check_inputs_exist(files: list[str], what: str) -> None:
+    """Fail before touching any output when no input exists at all (a typo in the path)."""
+    missing = [f for f in files if not Path(f).exists()]
+    if missing and len(missing) == len(files):
+        shown = ", ".join(repr(f) for f in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ImageError(f"no {what} found: {shown} does not exist" if len(missing) == 1
+                         else f"no {what} found: {shown} do not exist")
+
+
 def _write_frame_outputs(stem, img, res_labels, particles, pixel_size_um, overlay_dir, label_dir):
     if overlay_dir is not None and img is not None:
         save_overlay(Path(overlay_dir) / f"{stem}_overlay.png", img, res_labels, particles,
@@ -192,6 +201,7 @@ def measure_psd(
     files = expand_sources(sources)
     if not files:
         raise ConfigError("no images given: pass image files, folders or glob patterns")
+    _check_inputs_exist(files, "image")
     if out_dir is not None:
         check_out_dir(out_dir, overwrite=overwrite)
     overlay_dir = str(Path(out_dir) / "overlays") if (out_dir is not None and overlays) else None
@@ -283,6 +293,7 @@ def measure_label_images(
     files = expand_sources(label_sources)
     if not files:
         raise ConfigError("no label images given: pass label files, folders or glob patterns")
+    _check_inputs_exist(files, "label image")
     img_files = expand_sources(images) if images is not None else None
     if img_files is not None and len(img_files) != len(files):
         raise ConfigError(f"{len(files)} label image(s) but {len(img_files)} image(s): give one image per label "
