@@ -265,7 +265,7 @@ def flag_particles(particles: pd.DataFrame, settings: PipelineSettings,
 
 
 def analyze_image(image: np.ndarray, *, pixel_size_um: float, settings: PipelineSettings | None = None,
-                  **overrides) -> ImageResult:
+                  segmenter=None, **overrides) -> ImageResult:
     """Run the pipeline on one image.
 
     Parameters
@@ -275,6 +275,10 @@ def analyze_image(image: np.ndarray, *, pixel_size_um: float, settings: Pipeline
     pixel_size_um : float
         Pixel size in µm (> 0).
     settings : PipelineSettings, optional
+    segmenter : Segmenter, optional
+        A trained model (:func:`crystalloop.vision.segmenters.load_segmenter`) whose
+        ``predict_labels(image)`` replaces the threshold/watershed step; its labels are measured,
+        flagged and pooled exactly as the pipeline's own.
     **overrides
         Individual settings, e.g. ``min_size_px=10`` (applied on top of ``settings``).
 
@@ -296,7 +300,12 @@ def analyze_image(image: np.ndarray, *, pixel_size_um: float, settings: Pipeline
     s = (settings or PipelineSettings()).replace(**overrides) if overrides else (settings or PipelineSettings())
     img = check_image(image)
     sig, pol = prepare_signal(img, s)
-    labels, slices, level = _segment(sig, s)
+    if segmenter is not None:
+        from crystalloop.vision.segmenters import segment_labels
+
+        labels, slices, level = segment_labels(segmenter, img), None, float("nan")
+    else:
+        labels, slices, level = _segment(sig, s)
     parts = _measure_labels(labels, slices, sig, s, px)
     parts = flag_particles(parts, s, labels.shape)
     return ImageResult(particles=parts, labels=labels, polarity=pol, settings=s, threshold_level=level)
@@ -313,9 +322,9 @@ def _measure_labels(labels, slices, sig, s: PipelineSettings, px: float) -> pd.D
                     skeleton_min_aspect=s.skeleton_min_aspect)
 
 
-def _work(item, pixel_size_um, settings):
+def _work(item, pixel_size_um, settings, segmenter=None):
     name, image = item
-    res = analyze_image(image, pixel_size_um=pixel_size_um, settings=settings)
+    res = analyze_image(image, pixel_size_um=pixel_size_um, settings=settings, segmenter=segmenter)
     return name, res.particles, res.info(name)
 
 
@@ -330,6 +339,7 @@ def analyze_images(
     spacing: str = "log",
     progress: Callable[[int, int | None], None] | None = None,
     on_result: Callable[[str, np.ndarray, ImageResult], None] | None = None,
+    segmenter=None,
 ) -> BatchResult:
     """Run the pipeline over many images and pool the PSD.
 
@@ -350,6 +360,9 @@ def analyze_images(
     on_result : callable, optional
         Called as ``on_result(name, image, result)`` for each image (in-process only, e.g. to
         write overlays); forces ``workers=1``.
+    segmenter : Segmenter, optional
+        Trained model that segments each image instead of the threshold step (see
+        :func:`analyze_image`).
 
     Returns
     -------
@@ -369,7 +382,7 @@ def analyze_images(
     done = 0
     if workers == 1 or on_result is not None:
         for name, image in items:
-            res = analyze_image(image, pixel_size_um=px, settings=s)
+            res = analyze_image(image, pixel_size_um=px, settings=s, segmenter=segmenter)
             if on_result is not None:
                 on_result(name, image, res)
             tables.append(res.particles.assign(image=name))
@@ -384,7 +397,7 @@ def analyze_images(
         with ProcessPoolExecutor(max_workers=int(workers)) as ex:
             futs = []
             for item in items:
-                futs.append(ex.submit(_work, item, px, s))
+                futs.append(ex.submit(_work, item, px, s, segmenter))
             for f in futs:
                 name, parts, inf = f.result()
                 tables.append(parts.assign(image=name))
