@@ -162,6 +162,7 @@ def measure_psd(
     n_classes: int = 30,
     spacing: str = "log",
     progress: Callable[[int, int], None] | None = None,
+    scheduler=None,
 ) -> BatchResult:
     """Measure the pooled PSD of image files and write every output.
 
@@ -187,6 +188,11 @@ def measure_psd(
         PSD classes.
     progress : callable, optional
         ``progress(files_done, files_total)``.
+    scheduler : str or distributed.Client, optional
+        Map the files over a Dask cluster instead of ``workers`` processes: ``"local:N"`` or a
+        scheduler address (:mod:`crystalloop.scale`). The tables are identical to the
+        in-process run; overlays and label images are written by the workers, so ``out_dir``
+        must be a folder they share.
 
     Returns
     -------
@@ -208,7 +214,13 @@ def measure_psd(
     label_dir = str(Path(out_dir) / "labels") if (out_dir is not None and labels) else None
     stems = _stems(files)
     results = []
-    if int(workers) == 1 or len(files) == 1:
+    if scheduler is not None:
+        from crystalloop.scale import map_tasks
+
+        n = len(files)
+        results = map_tasks(_process_file, files, [px] * n, [s] * n, [overlay_dir] * n, [label_dir] * n,
+                            [stems[f] for f in files], scheduler=scheduler, progress=progress)
+    elif int(workers) == 1 or len(files) == 1:
         for k, f in enumerate(files):
             results.append(_process_file(f, px, s, overlay_dir, label_dir, stems[f]))
             if progress:
