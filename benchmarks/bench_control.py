@@ -134,7 +134,7 @@ def bench_dnc(url: str, settings: list[tuple[float, float]]) -> tuple[list[list[
     def one(label, profile, ctrl, opts):
         cz = connect(url, recipe=profile)
         res = run(profile, crystallizer=cz, controller=ctrl, controller_options=opts, recipe_margin_c=10.0)
-        psd = cz.plant.psd()
+        psd = cz.ground_truth.psd()
         runs[label] = (res, psd)
         cz.close()
         rows.append([label, f"{100 * _fines(psd):.3f}", f"{res.cqas['D10_um']:.1f}", f"{res.cqas['D50_um']:.1f}",

@@ -12,7 +12,7 @@
 """
 
 from crystalloop.campaign._labels import CampaignWarning, campaign_rounds, round_of, run_label
-from crystalloop.campaign.execute import execute_recipe
+from crystalloop.campaign.execute import execute_recipe, finished_run, recover_recipe
 from crystalloop.campaign.lab import DEFAULT_LAB_NOISE, LabRequest, SimulatedLab, TableLab, as_lab
 from crystalloop.campaign.loop import DEFAULT_TWIN_OPTIONS, CampaignResult, run_campaign
 from crystalloop.campaign.measure import measure_images
@@ -27,7 +27,7 @@ from crystalloop.campaign.report import (
 __all__ = [
     "run_campaign", "CampaignResult", "DEFAULT_TWIN_OPTIONS", "CampaignWarning",
     "propose", "select_batch", "ACQUISITIONS",
-    "execute_recipe", "measure_images",
+    "execute_recipe", "recover_recipe", "finished_run", "measure_images",
     "LabRequest", "SimulatedLab", "TableLab", "DEFAULT_LAB_NOISE", "as_lab",
     "round_summary", "plot_campaign", "measured_front", "objective_values",
     "run_label", "round_of", "campaign_rounds",

@@ -94,7 +94,7 @@ def test_dnc_vs_linear_cooling_on_sim():
                                                  max_duration_min=1500))]:
         cz = connect("sim://?seed=1", recipe=lin)
         r = run(lin, crystallizer=cz, controller=ctrl, controller_options=opts, recipe_margin_c=10)
-        psd = cz.plant.psd()
+        psd = cz.ground_truth.psd()
         out[name] = (r, float(psd.loc[psd["size_upper_um"] <= 20.0, "Q3"].max()))
     assert out["dnc"][0].timeseries["T_reactor_c"].iloc[-1] == pytest.approx(10.0, abs=0.5)
     assert out["dnc"][1] < out["linear"][1]  # fewer fines
