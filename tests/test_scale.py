@@ -119,6 +119,25 @@ def test_map_simulations_identical_on_cluster(threads_cluster):
     assert map_simulations(_sim_cqas, jobs, scheduler=threads_cluster) == map_simulations(_sim_cqas, jobs)
 
 
+def test_psd_on_cluster_identical_to_in_process(threads_cluster, tmp_path):
+    import cv2
+
+    from crystalloop.vision.render import render_particles, sample_particles
+    from crystalloop.vision.report import measure_psd
+
+    for k in range(4):
+        parts = sample_particles(np.geomspace(20, 200, 10), np.full(10, 3.0), shape=(240, 320), pixel_size_um=1.5,
+                                 seed=k)
+        img, _ = render_particles(parts, shape=(240, 320), pixel_size_um=1.5, seed=k)
+        cv2.imwrite(str(tmp_path / f"img_{k}.png"), img)
+    files = sorted(str(p) for p in tmp_path.glob("img_*.png"))
+    local = measure_psd(files, pixel_size_um=1.5)
+    remote = measure_psd(files, pixel_size_um=1.5, scheduler=threads_cluster)
+    assert len(local.particles) > 20
+    pd.testing.assert_frame_equal(remote.particles, local.particles)
+    pd.testing.assert_frame_equal(remote.psd, local.psd)
+
+
 def test_twin_fit_on_cluster_identical(threads_cluster):
     from crystalloop.digital_twin import fit_twin
 
@@ -192,3 +211,33 @@ def test_unreachable_scheduler(monkeypatch):
     monkeypatch.setattr(scale, "CONNECT_TIMEOUT_S", 2.0)
     with pytest.raises(SchedulerError, match=r"Cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9 within 2 s"):
         map_tasks(abs, [1], scheduler="127.0.0.1:9")
+
+
+# ---- command line ---------------------------------------------------------------------------------
+
+
+def test_psd_command_scheduler_local_gives_identical_tables(tmp_path):
+    import cv2
+
+    from crystalloop.vision.render import render_particles, sample_particles
+
+    for k in range(2):
+        parts = sample_particles(np.geomspace(20, 200, 10), np.full(10, 3.0), shape=(240, 320), pixel_size_um=1.5,
+                                 seed=10 + k)
+        img, _ = render_particles(parts, shape=(240, 320), pixel_size_um=1.5, seed=k)
+        cv2.imwrite(str(tmp_path / f"img_{k}.png"), img)
+    exe = [str(Path(sys.executable).parent / "crystalloop")]  # the console script of this environment
+    common = [str(tmp_path / "img_*.png"), "--pixel-size-um", "1.5", "--no-overlays", "--no-label-images"]
+    a = subprocess.run([*exe, "psd", *common, "--out", str(tmp_path / "a")], capture_output=True, text=True,
+                       timeout=300)
+    b = subprocess.run([*exe, "psd", *common, "--out", str(tmp_path / "b"), "--scheduler", "local:2"],
+                       capture_output=True, text=True, timeout=300)
+    assert a.returncode == 0 and b.returncode == 0, a.stderr[-2000:] + b.stderr[-2000:]
+    for name in ("particles.csv", "psd.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    bad = subprocess.run([*exe, "psd", *common, "--out", str(tmp_path / "c"), "--scheduler", "local:two"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == ("error: --scheduler must be 'local:N' (a local cluster of N "
+                                                   "workers) or a Dask scheduler address such as "
+                                                   "'tcp://10.0.0.5:8786', got 'local:two'")

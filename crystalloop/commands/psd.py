@@ -50,6 +50,10 @@ def psd(
         "--store", "-s", help="Experiment store for --run (default: $CRYSTALLOOP_STORE or ./crystalloop.db).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("psd"),
     workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (one file per task).")] = 1,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Map the images over Dask instead: 'local:N' or a scheduler address such as "
+                            "tcp://10.0.0.5:8786 (--out must be a folder the workers share; needs "
+                            "crystalloop[scale]).")] = None,
     settings: Annotated[Path | None, typer.Option(
         "--settings", help="Pipeline settings JSON (e.g. written by calibration).")] = None,
     polarity: Annotated[str | None, typer.Option("--polarity", help="auto, dark or bright particles.")] = None,
@@ -109,9 +113,13 @@ def psd(
 
     from crystalloop.commands import make_console
     from crystalloop.errors import ConfigError
+    from crystalloop.scale import parse_scheduler
     from crystalloop.vision.pipeline import PipelineSettings
     from crystalloop.vision.report import measure_label_images, measure_psd
 
+    parse_scheduler(scheduler)  # a bad address fails before any image is read
+    if scheduler is not None and labels:
+        raise ConfigError("--scheduler maps image files over Dask; --labels measures label images in this process")
     console = make_console()
     if run is not None:
         if images:
@@ -161,7 +169,7 @@ def psd(
         else:
             batch = measure_psd(images, pixel_size_um=pixel_size_um, out_dir=out, settings=s, workers=workers,
                                 overlays=not no_overlays, labels=not no_label_images, overwrite=overwrite,
-                                fmt=fmt, progress=_cb)
+                                fmt=fmt, progress=_cb, scheduler=scheduler)
     sm = batch.summary
     console.print(f"images read: {sm['images_read']}, skipped: {sm['images_skipped']}")
     for f, why in batch.skipped:
