@@ -24,12 +24,13 @@ from crystalloop.dashboard._serve import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     DashboardServer,
+    access_token,
     is_loopback,
     serve,
 )
 
 __all__ = [
-    "create_app", "serve", "DashboardServer", "is_loopback", "DEFAULT_HOST", "DEFAULT_PORT", "TOKEN_COOKIE",
+    "create_app", "serve", "DashboardServer", "is_loopback", "access_token", "DEFAULT_HOST", "DEFAULT_PORT", "TOKEN_COOKIE",
     "StoreReader", "channel_group", "ALARM_LEVELS",
     "downsample", "DEFAULT_POINTS",
     "campaign_view", "list_campaigns",

@@ -20,7 +20,7 @@ from crystalloop.dashboard._app import create_app
 from crystalloop.dashboard._downsample import DEFAULT_POINTS
 from crystalloop.errors import ConfigError
 
-__all__ = ["DashboardServer", "serve", "is_loopback", "DEFAULT_HOST", "DEFAULT_PORT"]
+__all__ = ["DashboardServer", "serve", "is_loopback", "access_token", "DEFAULT_HOST", "DEFAULT_PORT"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8050
@@ -58,6 +58,22 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def access_token(host: str, token: str | None) -> str | None:
+    """The token the server will require: ``token`` if given, a new one for a non-loopback host, else None.
+
+    Raises
+    ------
+    ConfigError
+        ``token`` shorter than 8 characters, with spaces or unprintable characters.
+    """
+    if token is not None:
+        if not isinstance(token, str) or len(token) < 8 or not token.isprintable() or " " in token:
+            got = f"a string of {len(token)} characters" if isinstance(token, str) else repr(token)
+            raise ConfigError(f"token must be a printable string of at least 8 characters without spaces, got {got}")
+        return token
+    return None if is_loopback(host) else secrets.token_urlsafe(18)
+
+
 class DashboardServer:
     """The dashboard served from a background thread (tests, notebooks, benchmarks).
 
@@ -88,12 +104,7 @@ class DashboardServer:
 
     def __init__(self, store: str | Path, *, host: str = DEFAULT_HOST, port: int = 0, token: str | None = None,
                  poll_s: float = 0.25, points: int = DEFAULT_POINTS) -> None:
-        if token is not None and (not isinstance(token, str) or len(token) < 8 or not token.isprintable()
-                                  or " " in token):
-            raise ConfigError("token must be a printable string of at least 8 characters without spaces, got "
-                              f"{'a string of ' + str(len(token)) + ' characters' if isinstance(token, str) else repr(token)}")
-        if token is None and not is_loopback(host):
-            token = secrets.token_urlsafe(18)
+        token = access_token(host, token)
         self.store, self.host, self.token = Path(store), host, token
         self.app = create_app(self.store, token=token, poll_s=poll_s, points=points)
         self._sock = _bind(host, port)
