@@ -38,10 +38,11 @@ def _skeletonize(obj: np.ndarray) -> np.ndarray:
 
 
 def _graph(rr: np.ndarray, cc: np.ndarray, shape) -> sparse.csr_matrix:
-    """8-connected pixel graph (edge weights 1 and √2) of the pixels ``(rr, cc)``."""
+    """8-connected pixel graph (edge weights 1 and √2) of the pixels ``(rr, cc)``, each edge
+    stored once (csgraph's undirected mode reads it both ways)."""
     n = rr.size
-    idx = np.full((shape[0] + 2, shape[1] + 2), -1, np.int64)
-    idx[rr + 1, cc + 1] = np.arange(n)
+    idx = np.full((shape[0] + 2, shape[1] + 2), -1, np.int32)
+    idx[rr + 1, cc + 1] = np.arange(n, dtype=np.int32)
     src, dst, wts = [], [], []
     for dr, dc, w in _HALF:
         nb = idx[rr + 1 + dr, cc + 1 + dc]
@@ -50,8 +51,11 @@ def _graph(rr: np.ndarray, cc: np.ndarray, shape) -> sparse.csr_matrix:
         dst.append(nb[ok])
         wts.append(np.full(int(ok.sum()), w))
     s, d, w = np.concatenate(src), np.concatenate(dst), np.concatenate(wts)
-    g = sparse.coo_matrix((w, (s, d)), shape=(n, n)).tocsr()
-    return g + g.T
+    # CSR straight from the edge list (already grouped by offset; sort by source)
+    order = np.argsort(s, kind="stable")
+    indptr = np.zeros(n + 1, np.int32)
+    np.cumsum(np.bincount(s, minlength=n), out=indptr[1:])
+    return sparse.csr_matrix((w[order], d[order].astype(np.int32), indptr), shape=(n, n))
 
 
 def _bridge(g: sparse.csr_matrix, rr: np.ndarray, cc: np.ndarray) -> sparse.csr_matrix:
@@ -62,7 +66,7 @@ def _bridge(g: sparse.csr_matrix, rr: np.ndarray, cc: np.ndarray) -> sparse.csr_
         return g
     pts = np.stack((rr, cc), axis=1).astype(float)
     groups = [np.flatnonzero(comp == k) for k in range(n_comp)]
-    dmin = np.full((n_comp, n_comp), np.inf)
+    dmin = np.zeros((n_comp, n_comp))
     pair = {}
     for a in range(n_comp):
         for b in range(a + 1, n_comp):
@@ -72,12 +76,10 @@ def _bridge(g: sparse.csr_matrix, rr: np.ndarray, cc: np.ndarray) -> sparse.csr_
             ia, ib = divmod(k, d.shape[1])
             dmin[a, b] = d.flat[k]
             pair[(a, b)] = (groups[a][ia], groups[b][ib])
-    mst = csgraph.minimum_spanning_tree(sparse.csr_matrix(np.where(np.isfinite(dmin), dmin, 0)))
-    mst = mst.tocoo()
-    extra_s = [pair[(min(a, b), max(a, b))][0] for a, b in zip(mst.row, mst.col, strict=True)]
-    extra_d = [pair[(min(a, b), max(a, b))][1] for a, b in zip(mst.row, mst.col, strict=True)]
-    add = sparse.coo_matrix((mst.data, (extra_s, extra_d)), shape=g.shape).tocsr()
-    return g + add + add.T
+    mst = csgraph.minimum_spanning_tree(sparse.csr_matrix(dmin)).tocoo()
+    ends = [pair[(min(a, b), max(a, b))] for a, b in zip(mst.row, mst.col, strict=True)]
+    add = sparse.csr_matrix((mst.data, ([e[0] for e in ends], [e[1] for e in ends])), shape=g.shape)
+    return g + add
 
 
 def _end_extension(obj: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
@@ -140,19 +142,25 @@ def skeleton_length(obj: np.ndarray, *, skeleton: np.ndarray | None = None, dt: 
         # a blob thinned to one pixel: its extent along the longer axis
         ext = [_end_extension(obj, p, p - v) for v in ((0, 1), (0, -1), (1, 0), (-1, 0))]
         return float(max(ext[0] + ext[1], ext[2] + ext[3]))
-    g = _bridge(_graph(rr, cc, obj.shape), rr, cc)
+    g = _graph(rr, cc, obj.shape)
     d0 = csgraph.dijkstra(g, directed=False, indices=0)
+    if not np.all(np.isfinite(d0)):  # pieces (a crystal cut by another): bridge them
+        g = _bridge(g, rr, cc)
+        d0 = csgraph.dijkstra(g, directed=False, indices=0)
     a = int(np.argmax(np.where(np.isfinite(d0), d0, -1)))
-    da, pred = csgraph.dijkstra(g, directed=False, indices=a, return_predecessors=True)
+    da = csgraph.dijkstra(g, directed=False, indices=a)
     b = int(np.argmax(np.where(np.isfinite(da), da, -1)))
-    path = [b]
-    while path[-1] != a:
-        path.append(int(pred[path[-1]]))
+    db = csgraph.dijkstra(g, directed=False, indices=b)
+    # the nodes of a shortest a–b path, in order of their distance from a (no Python walk)
+    on = np.flatnonzero(np.abs(da + db - da[b]) <= 1e-6 * max(da[b], 1.0))
+    path = on[np.argsort(da[on], kind="stable")]
+    _, first = np.unique(np.round(da[path], 6), return_index=True)
+    path = path[first]  # one node per distance (equal-length detours around a pixel corner)
     pts = np.stack((rr[path], cc[path]), axis=1).astype(float)
     if dt is None:
         import cv2
 
-        dt = cv2.distanceTransform(np.pad(obj.view(np.uint8), 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+        dt = cv2.distanceTransform(np.pad(obj.view(np.uint8), 1), cv2.DIST_L2, cv2.DIST_MASK_5)[1:-1, 1:-1]
     rad = dt[rr[path], cc[path]]
     # thinning runs into corners and tapering tips: trim each end of the path back to where the
     # skeleton is in the crystal's body (local half-width ≥ 80 % of the median), then cast a ray
