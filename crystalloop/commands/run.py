@@ -58,6 +58,9 @@ def run_command(
     resume: Annotated[int | None, typer.Option(help="Continue this interrupted/failed/aborted run id.")] = None,
     real_time: Annotated[bool, typer.Option(
         "--real-time", help="Run sim:// on the wall clock instead of a virtual clock.")] = False,
+    trace: Annotated[Path | None, typer.Option(
+        "--trace", help="Serial thermostats: write every exchange (time, bytes out, bytes in) to this "
+                        "plain-text file (replay it with 'crystalloop thermostat replay').")] = None,
 ) -> None:
     """Run a recipe or controller with live display; log everything to the store; save a plot."""
     import math
@@ -79,6 +82,9 @@ def run_command(
         opts["delta_c_setpoint"] = delta_c
     if recipe is None and resume is None:
         raise ConfigError("give a RECIPE file (or --resume RUN_ID)")
+    from crystalloop.hardware.trace import with_trace
+
+    device_url = with_trace(backend, trace)  # checked here: --trace needs a serial thermostat
     # every option is checked before the store is opened; the recipe, backend, limits and the
     # sensors the controller needs are checked by run() before it creates the run
     options = RunOptions(controller=controller, controller_options=opts, sample_interval_s=sample_interval_s,
@@ -90,7 +96,7 @@ def run_command(
         def on_tick(tick: dict) -> None:
             live.update(_table(tick, options.controller_name))
 
-        res = run(recipe, backend=backend, store=db, options=options, image_root=out / "images",
+        res = run(recipe, backend=device_url, store=db, options=options, image_root=out / "images",
                   clock=RealClock() if real_time else None, resume_run_id=resume, on_tick=on_tick)
     console.print()
     colour = {"completed": "green", "failed": "red", "aborted": "yellow"}.get(res.status, "white")

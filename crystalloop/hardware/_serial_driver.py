@@ -420,6 +420,11 @@ def _short(exc: BaseException) -> str:
     return text.split(": ", 1)[1] if text.startswith(("JULABO", "Huber", "LAUDA")) and ": " in text else text
 
 
+for _name in TRACED_OPERATIONS:  # the base class's own operations (initialize) are traced too
+    if _name in SerialThermostat.__dict__:
+        setattr(SerialThermostat, _name, _traced(_name, SerialThermostat.__dict__[_name]))
+
+
 def split_options(
     options: Mapping[str, Any], extra: frozenset[str], *, vendor: str, url: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:

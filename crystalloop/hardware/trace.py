@@ -391,7 +391,7 @@ def replay_trace(path: str | Path) -> ReplayResult:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     if name == "initialize":
-                        driver, value = connect(factory_url, clock=clock, transport=transport, **options).thermostat, None
+                        driver = value = connect(factory_url, clock=clock, transport=transport, **options).thermostat
                     else:
                         value = getattr(driver, name)(float(arg)) if arg else getattr(driver, name)()
                 got = ("RET", encode_result(value))

@@ -161,7 +161,7 @@ def simulate(
         raise ProfileError(f"profile must be a ThermocycleProfile, dict or recipe file, got {type(profile).__name__}")
     th = thermal if isinstance(thermal, ThermalParams) else ThermalParams()
     if limits is None:
-        limits = ThermostatLimits(th.min_c, th.max_c)
+        limits = ThermostatLimits(th.min_c, th.max_c, th.max_ramp_c_min, source="device")
     profile.validate(bounds, limits)
     if not (np.isfinite(sample_interval_s) and sample_interval_s > 0):
         raise ConfigError(f"sample_interval_s must be > 0 s, got {sample_interval_s!r}")

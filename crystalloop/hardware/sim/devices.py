@@ -76,7 +76,7 @@ class SimThermostat(_SimDevice):
     def __init__(self, plant, clock, lock, name="sim-thermostat", limits: ThermostatLimits | None = None):
         super().__init__(plant, clock, lock, name)
         th = plant.thermal
-        self.limits = limits or ThermostatLimits(th.min_c, th.max_c)
+        self.limits = limits or ThermostatLimits(th.min_c, th.max_c, th.max_ramp_c_min, source="device")
         if self.limits.min_c < th.min_c or self.limits.max_c > th.max_c:
             raise LimitError(
                 f"limits {self.limits.min_c}..{self.limits.max_c} °C of thermostat '{name}' exceed the unit's "
