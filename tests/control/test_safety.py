@@ -159,3 +159,28 @@ def test_bad_safe_state_and_watchdog(thermostat):
         SafeThermostat(thermostat, safe_state="explode")
     with pytest.raises(ConfigError, match="max_failures must be a whole number >= 1"):
         Watchdog(max_failures=0)
+
+
+def test_impossible_ramp_on_sim_is_refused_before_the_run_is_created(tmp_path):
+    from crystalloop.control import run
+    from crystalloop.store import ExperimentStore
+
+    fast = ThermocycleProfile(40, 0.1, 50.0, [Segment(30.0, 1000.0)], name="fast")
+    db = ExperimentStore(tmp_path / "runs.db")
+    with pytest.raises(SafetyError, match=r"recipe 'fast' is incompatible with the limits: segment 1 rate 1000 °C/min "
+                                          r"exceeds the ramp limit 4 °C/min of thermostat 'sim-thermostat'"):
+        run(fast, backend="sim://", store=db)
+    assert db.runs().empty
+
+
+def test_device_ramp_capability_is_part_of_the_effective_limits(clock, make_thermostat):
+    th = make_thermostat(clock, limits=ThermostatLimits(-20.0, 80.0, 0.5, source="device"))
+    safe = SafeThermostat(th, limits=ThermostatLimits(0.0, 60.0, 3.0, source="recipe"))
+    assert safe.limits == ThermostatLimits(0.0, 60.0, 0.5, source="device+recipe")
+    with pytest.raises(SafetyError, match=r"ramp 2 °C/min exceeds the ramp limit 0.5 °C/min \(device\+recipe limits\)"):
+        safe.ramp_to(10.0, 2.0)
+
+
+def test_limits_must_be_the_limits_type(thermostat):
+    with pytest.raises(ConfigError, match="SafeThermostat limits must be ThermostatLimits, got tuple"):
+        SafeThermostat(thermostat, limits=(0.0, 50.0))
