@@ -193,7 +193,10 @@ def create_app(store: str | Path, *, token: str | None = None, poll_s: float = 0
         if rec is None:
             raise _NotFound(await run_in_threadpool(_no_run_text, reader, rid))
         events = await run_in_threadpool(reader.events, rid)
-        return page("run.html", run=rec, events=events, alarm_levels=ALARM_LEVELS, points=points)
+        n = _int(request.query_params.get("points", str(points)), "points")  # ?points=N: other resolution
+        if n < 4:
+            raise _NotFound(f"points {n} is too small; expected at least 4 points per channel")
+        return page("run.html", run=rec, events=events, alarm_levels=ALARM_LEVELS, points=n)
 
     async def campaigns_page(request: Request) -> Response:
         camps = await run_in_threadpool(list_campaigns, reader)

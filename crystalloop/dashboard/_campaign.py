@@ -135,7 +135,7 @@ def _points(folder: Path | None, runs: list[dict], objs_names: list[str]) -> tup
 
 
 def _next_round(folder: Path | None, runs: list[dict]) -> dict[str, Any] | None:
-    """The recipes of the newest round folder, each with its prediction and run status."""
+    """The newest round's plan (``proposal.csv`` and ``recipes/``), each recipe with its prediction and status."""
     if folder is None:
         return None
     dirs = sorted(folder.glob("round_[0-9]*"))
@@ -148,24 +148,33 @@ def _next_round(folder: Path | None, runs: list[dict]) -> dict[str, Any] | None:
     import yaml
 
     status = {str(r["meta"].get("campaign_run")): r for r in runs}
+    plan = _read_csv(rdir / "proposal.csv")  # the round's plan, written before anything runs
+    files = {p.stem: p for p in sorted((rdir / "recipes").glob("*.yaml"))}
+    labels = [str(v) for v in plan["run_id"]] if plan is not None and "run_id" in plan else list(files)
     recipes = []
-    for p in sorted((rdir / "recipes").glob("*.yaml")):
-        try:
-            d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
-            continue
-        if not isinstance(d, dict):
-            continue
-        label = str(d.get("name") or p.stem)
+    for i, label in enumerate(labels):
+        d: dict = {}
+        p = files.get(label)
+        if p is not None:
+            try:
+                loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+                d = loaded if isinstance(loaded, dict) else {}
+            except (OSError, yaml.YAMLError, UnicodeDecodeError):
+                d = {}
         pred: dict[str, dict[str, float | None]] = {}
-        for name, kind, val in _PRED.findall(str(d.get("description") or "")):
-            pred.setdefault(name, {})[kind] = _f(val)
+        if plan is not None and "run_id" in plan:
+            for c in [c[: -len("_mean")] for c in plan.columns if c.endswith("_mean")]:
+                pred[c] = {"mean": _f(plan[f"{c}_mean"].iloc[i]),
+                           "std": _f(plan[f"{c}_std"].iloc[i]) if f"{c}_std" in plan else None}
+        else:
+            for name, kind, val in _PRED.findall(str(d.get("description") or "")):
+                pred.setdefault(name, {})[kind] = _f(val)
         segs = d.get("segments") or []
         text = (f"{d.get('c0_mg_g')} mg/g, seeds {d.get('seed_loading')}, {d.get('t_start_c')} °C → "
                 + " → ".join(f"{s.get('target_c')} °C @ {s.get('rate_c_min')} °C/min" for s in segs
-                             if isinstance(s, dict)))
+                             if isinstance(s, dict))) if d else "recipe file missing"
         run = status.get(label)
-        recipes.append({"label": label, "recipe": text, "predicted": pred, "file": str(p),
+        recipes.append({"label": label, "recipe": text, "predicted": pred, "file": str(p) if p else None,
                         "status": run["status"] if run else "pending", "run_id": run["run_id"] if run else None})
     return {"round": int(m.group(1)), "folder": str(rdir), "recipes": recipes,
             "complete": bool(recipes) and all(r["status"] not in ("pending", "running") for r in recipes)}

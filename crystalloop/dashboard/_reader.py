@@ -253,6 +253,9 @@ class StoreReader:
         lv = dict(self._q(c, "SELECT level, count(*) FROM events WHERE run_id = ? GROUP BY level", (rid,)))
         rec["n_events"] = int(sum(lv.values()))
         rec["n_alarms"] = int(sum(lv.get(k, 0) for k in ALARM_LEVELS))
+        last = self._q(c, f"SELECT message FROM events WHERE run_id = ? AND level IN ({', '.join('?' * len(ALARM_LEVELS))}) "
+                          "ORDER BY id DESC LIMIT 1", (rid, *ALARM_LEVELS)) if rec["n_alarms"] else []
+        rec["last_alarm"] = last[0][0] if last else None
         rec["cqas"] = {n: _finite(v) for n, v in self._q(c, "SELECT name, value FROM cqas WHERE run_id = ? "
                                                              "ORDER BY rowid", (rid,))}
         if full:

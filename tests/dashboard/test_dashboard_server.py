@@ -202,3 +202,56 @@ def test_cli_refuses_a_missing_store_and_bad_options(tmp_path):
     assert r.exit_code == 2 and "port must be a whole number from 0 to 65535" in r.output
     r = CliRunner().invoke(cli_app, ["dashboard", "--store", str(db), "--token", "abc"])
     assert r.exit_code == 2 and "token must be a printable string of at least 8 characters" in r.output
+
+
+def test_stream_of_a_run_the_runner_is_writing_loses_and_repeats_nothing(tmp_path):
+    """The real runner writes a run on sim:// while the dashboard streams it: every stored
+    sample arrives exactly once, in order, and the final status and CQAs follow."""
+    from crystalloop.control import run
+
+    path = tmp_path / "runner.db"
+    ExperimentStore(path).close()
+    recipe = tmp_path.parent / "linear.yaml"
+    recipe.write_text("name: linear\nc0_mg_g: 45.0\nseed_loading: 0.1\nt_start_c: 50.0\n"
+                      "segments:\n  - {target_c: 20.0, rate_c_min: 0.15}\n")
+    with DashboardServer(path, port=0, poll_s=0.05) as srv:
+        done = threading.Event()
+
+        def writer():
+            try:
+                run(recipe, backend="sim://?seed=2", store=path, sample_interval_s=20.0)
+            finally:
+                done.set()
+
+        th = threading.Thread(target=writer)
+        th.start()
+        rid = None
+        for _ in range(400):
+            runs = json.loads(get(srv.url + "/api/runs")[1])["runs"]
+            if runs:
+                rid = runs[0]["run_id"]
+                break
+            time.sleep(0.01)
+        assert rid is not None, "the run never appeared"
+        got: dict[str, list] = {}
+        final: dict = {}
+        with urllib.request.urlopen(srv.url + f"/api/runs/{rid}/stream?after=0&status=running", timeout=60) as resp:
+            event = None
+            for raw in resp:
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith("event:"):
+                    event = line.split(":", 1)[1].strip()
+                elif line.startswith("data:") and event == "update":
+                    upd = json.loads(line[5:])
+                    for ch, d in upd.get("samples", {}).items():
+                        got.setdefault(ch, []).extend(zip(d["t"], d["y"], strict=True))
+                    if upd.get("status") and upd["status"] != "running":
+                        final = upd
+                        break
+        th.join()
+    assert final["status"] == "completed" and final["cqas"]["D50_um"] > 0
+    with ExperimentStore(path, create=False) as db:
+        for ch in db.channels(rid):
+            s = db.samples(rid, ch)
+            assert got[ch] == list(zip(s["time_s"], s["value"], strict=True)), ch
+    assert len(got["T_reactor_c"]) > 50
