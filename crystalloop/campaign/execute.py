@@ -56,7 +56,8 @@ def execute_recipe(profile: ThermocycleProfile, *, label: str, round_: int, back
     cz = connect(backend, recipe=profile, seed=int(seed), **dict(backend_options or {}))
     frames: list = []
     try:
-        opts = RunOptions(controller=controller, kind="campaign",
+        # a batch stopped while running is run again on resume: commit in batches (fast on sim://)
+        opts = RunOptions(controller=controller, kind="campaign", commit_interval_s=1.0,
                           meta={"campaign_round": int(round_), "campaign_run": label, **(meta or {})})
         res = run(profile, crystallizer=cz, store=store, options=opts, **(run_options or {}))
         run_id = res.run_id

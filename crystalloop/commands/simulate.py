@@ -49,7 +49,7 @@ def simulate_command(
                           f"(use --no-images for none)")
     if n_classes is not None and n_classes < 10:
         raise ConfigError(f"--n-classes must be at least 10 size classes, got {n_classes}")
-    options = RunOptions(kind="simulation", sample_interval_s=sample_interval_s,
+    options = RunOptions(kind="simulation", sample_interval_s=sample_interval_s, commit_interval_s=1.0,
                          image_interval_s=image_interval_min * 60.0 if images else None,
                          meta={"kinetics": str(kinetics)})
     path = recipe if recipe is not None else default_recipe_path()

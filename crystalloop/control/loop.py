@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,14 +49,21 @@ __all__ = ["RunLoop"]
 
 
 class _Recorder:
-    """Every sample, event and image in memory; each batch written to the store at once.
+    """Every sample, event and image in memory; samples committed to the store in batches.
 
+    Samples are committed when they are read if ``commit_s`` wall seconds have passed since the
+    last commit (every instant of a real-time run), otherwise with the next commit (a
+    virtual-clock run commits about once per ``commit_s`` instead of once per instant); events,
+    images and the run's end commit what is buffered first, so the store keeps their order.
     A :class:`~crystalloop.errors.StoreError` is raised once (it ends the run); from then on
     writes are kept in order and :meth:`flush` tries them again at the end of the run.
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, commit_s: float = 0.0) -> None:
         self.store = store
+        self.commit_s = float(commit_s)
+        self._buffer: list[tuple[float, str, float]] = []
+        self._last_commit = -math.inf
         self.run_id: Any = None
         self.rows: list[tuple[float, str, float]] = []
         self.events: list[tuple[float, str, str]] = []
@@ -92,14 +100,25 @@ class _Recorder:
         if not batch:
             return
         self.rows.extend(batch)
-        self._write("log_samples", self.run_id, batch)
+        self._buffer.extend(batch)
+        if time.monotonic() - self._last_commit >= self.commit_s:
+            self.commit()
+
+    def commit(self) -> None:
+        """Write the buffered samples (one transaction)."""
+        if self._buffer:
+            batch, self._buffer = self._buffer, []
+            self._last_commit = time.monotonic()
+            self._write("log_samples", self.run_id, batch)
 
     def event(self, t: float, level: str, message: str) -> None:
         self.events.append((float(t), level, message))
+        self.commit()
         self._write("log_event", self.run_id, float(t), level, message)
 
     def image(self, t: float, path: Path, pixel_size_um: float, meta: dict) -> None:
         self.images.append(path)
+        self.commit()
         self._write("log_image", self.run_id, float(t), str(path), pixel_size_um, meta=meta)
 
     def wide(self) -> pd.DataFrame:
@@ -170,7 +189,7 @@ class RunLoop:
         self.offset_s = float(offset_s)
         self.resumed_from = resumed_from
         self.on_tick = on_tick
-        self.rec = _Recorder(store)
+        self.rec = _Recorder(store, options.commit_interval_s)
         self.latest: dict[str, float] = {}
         self.status: str | None = None
         self.reason: str | None = None
@@ -390,6 +409,7 @@ class RunLoop:
             self.safe.enter_safe_state(reason)
         try:
             self.rec.samples(self.batch)
+            self.rec.commit()
         except StoreError:
             pass  # kept for the retry in finish()
         self.batch = []

@@ -44,6 +44,7 @@ def store(tmp_path):
     ("counts_from", "fbrm", "counts_from must be one of counter, camera, got 'fbrm'"),
     ("recipe_margin_c", -1.0, "recipe_margin_c must be a finite number >= 0 °C, got -1.0"),
     ("limits", (0, 50), "limits must be a ThermostatLimits, got tuple"),
+    ("commit_interval_s", -1, "commit_interval_s must be a finite number >= 0 s, got -1"),
 ])
 def test_run_options_refuse_bad_values(field, value, match):
     with pytest.raises(ConfigError, match=match.replace("(", r"\(").replace(")", r"\)")):
@@ -133,6 +134,29 @@ def test_argument_errors_create_no_run(crystallizer, short_recipe, store, tmp_pa
 
 
 # ------------------------------------------------------------------ the steps one by one
+def test_samples_are_committed_in_batches_on_a_virtual_clock(crystallizer, short_recipe, store):
+    calls = []
+
+    class Counting:
+        path = store.path
+
+        def __getattr__(self, name):
+            fn = getattr(store, name)
+            if name == "log_samples":
+                def wrapped(*a, **kw):
+                    calls.append(len(a[1]))
+                    return fn(*a, **kw)
+                return wrapped
+            return fn
+
+    res = run(short_recipe, crystallizer=crystallizer, store=Counting(), sample_interval_s=60.0, commit_interval_s=1.0)
+    assert res.status == "completed" and sum(calls) == len(res.samples) == len(store.samples(res.run_id))
+    assert len(calls) < 10 < len(res.timeseries)  # a few commits, not one per instant
+    calls.clear()
+    res = run(short_recipe, crystallizer=crystallizer, store=Counting(), sample_interval_s=600.0)
+    assert len(calls) == len(res.timeseries) + 1  # the default: one commit per instant (+ the readings at start)
+
+
 def test_run_loop_steps(crystallizer, thermostat, short_recipe, store, clock):
     loop = RunLoop(crystallizer, short_recipe, RunOptions(sample_interval_s=600.0, control_interval_s=300.0),
                    store=store)
