@@ -29,6 +29,17 @@ def design(
     t_min: Annotated[float | None, typer.Option("--t-min", help="Thermostat lower limit, °C.")] = None,
     t_max: Annotated[float | None, typer.Option("--t-max", help="Thermostat upper limit, °C.")] = None,
     max_rate: Annotated[float | None, typer.Option("--max-rate", help="Thermostat ramp limit, °C/min.")] = None,
+    solubility: Annotated[str | None, typer.Option(
+        "--solubility", help="Solubility polynomial c*(T) = a0 + a1 T + a2 T^2 ... in kg/kg with T in °C, as "
+                             "'a0,a1,a2' (e.g. the kinetic set's coefficients): judges which recipes dissolve "
+                             "their product. Without it, reheating to the start temperature stands in.")] = None,
+    max_distance: Annotated[str, typer.Option(
+        "--max-distance", help="Largest distance of a designed recipe to the nearest measured one (fraction of "
+                               "the bound widths, RMS), 'auto' (as far as the measured recipes lie from each "
+                               "other) or 'none'.")] = "auto",
+    domain: Annotated[bool, typer.Option(
+        "--domain/--no-domain", help="Keep designs where the twin was trained: near measured recipes, measured "
+                                     "structures, no more dissolution than measured runs had.")] = True,
     color: Annotated[str | None, typer.Option(
         "--color", help="CQA shown as colour in the front plot (default: first non-objective CQA).")] = None,
     pop: Annotated[int, typer.Option("--pop", help="NSGA-II population size.")] = 100,
@@ -57,6 +68,25 @@ def design(
         limits = ThermostatLimits(-inf if t_min is None else t_min, inf if t_max is None else t_max,
                                   inf if max_rate is None else max_rate, source="user")
     console = make_console()
+    from crystalloop.digital_twin.design import solubility_polynomial
+    from crystalloop.errors import ConfigError
+
+    sol = None
+    if solubility is not None:
+        try:
+            coeffs = [float(v) for v in solubility.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"--solubility must be comma-separated numbers a0,a1,a2 (kg/kg, T in °C), "
+                              f"got {solubility!r}") from None
+        sol = solubility_polynomial(coeffs, unit="kg/kg")
+    md = max_distance.strip().lower()
+    if md in ("auto", "none"):
+        max_dist: float | str | None = "auto" if md == "auto" else None
+    else:
+        try:
+            max_dist = float(md)
+        except ValueError:
+            raise ConfigError(f"--max-distance must be a number > 0, 'auto' or 'none', got {max_distance!r}") from None
     tw = load_twin(twin)
     n_inst = 1 if mixed else len(parse_cycles(cycles))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -69,7 +99,8 @@ def design(
         result = optimize_design(
             tw, objectives, cycles=cycles, mixed=mixed, constraints=constraint or None,
             pessimistic=pessimistic, bounds=read_bounds(bounds), limits=limits,
-            max_batch_time_min=max_batch_time, holds=holds, pop_size=pop, n_gen=gens, seed=seed, n_jobs=jobs, callback=_cb,
+            max_batch_time_min=max_batch_time, holds=holds, domain="auto" if domain else None, solubility=sol,
+            max_distance=max_dist, pop_size=pop, n_gen=gens, seed=seed, n_jobs=jobs, callback=_cb,
         )
     paths = write_design(result, out, color=color)
     summ = result.summary()
@@ -81,8 +112,13 @@ def design(
     console.print(table)
     for label, msg in result.infeasible.items():
         console.print(f"[yellow]{label}: {msg}[/yellow]")
-    knee = knee_point(result)
+    knee, row = knee_point(result, return_row=True)
     console.print(f"knee point: {knee.name}")
+    if "distance_to_doe" in result.front:
+        console.print(f"knee point extrapolation: distance {row['distance_to_doe']:.3g} to the nearest measured recipe "
+                      f"{row['nearest_run']} (limit {result.settings['domain']['max_distance'] or float('inf'):.3g}); "
+                      f"front distances {result.front['distance_to_doe'].min():.3g}-"
+                      f"{result.front['distance_to_doe'].max():.3g}", highlight=False)
     console.print(f"{result.n_evaluations} twin evaluations in {result.wall_time_s:.1f} s; wrote "
                   f"{len(result.front)} Pareto profiles, plots and recipes to {out}/ "
                   f"(recipe: {paths['recipe_knee']})")

@@ -7,6 +7,8 @@
   :func:`tell_measured`);
 * :mod:`.study` — instances run side by side and written to a folder (:func:`optimize_design`,
   :func:`write_design`, :func:`run_design_study`);
+* :mod:`.validity` — where the twin can be trusted (:class:`ValidityDomain`: distance to the
+  measured recipes, structures run, dissolution);
 * :mod:`.result`, :mod:`.selection`, :mod:`.plots`, :mod:`.pareto` — the Pareto set, picking and
   exporting a recipe, figures, dominance and hypervolume.
 """
@@ -27,7 +29,16 @@ from .spec import (
     parse_objectives,
     resolve_quantity,
 )
-from .study import load_twin, optimize_design, read_bounds, run_design_study, write_design
+from .study import (
+    TrainedTwin,
+    load_twin,
+    optimize_design,
+    read_bounds,
+    resolve_domain,
+    run_design_study,
+    write_design,
+)
+from .validity import Solubility, ValidityDomain, solubility_polynomial, solubility_table
 
 __all__ = [
     "BATCH_TIME", "Objective", "OutcomeConstraint", "parse_constraints", "parse_cycles", "parse_objectives",
@@ -38,5 +49,6 @@ __all__ = [
     "nondominated", "hypervolume",
     "DesignResult", "knee_point", "best_under", "shortest_batch", "spread_points", "export_recipe",
     "plot_fronts", "plot_convergence",
-    "optimize_design", "write_design", "run_design_study", "load_twin", "read_bounds",
+    "optimize_design", "write_design", "run_design_study", "load_twin", "read_bounds", "resolve_domain",
+    "TrainedTwin", "ValidityDomain", "Solubility", "solubility_polynomial", "solubility_table",
 ]

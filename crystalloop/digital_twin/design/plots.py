@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from crystalloop._plotting import save_figure
 from crystalloop.errors import OptimizationError
 
 from .result import DesignResult
@@ -117,7 +118,7 @@ def plot_fronts(
     ax.grid(alpha=0.3)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(Path(path), format="png")
+        save_figure(fig, path, close=False)
     return fig
 
 
@@ -142,5 +143,5 @@ def plot_convergence(result: DesignResult, *, path: str | Path | None = None, ax
     ax.grid(alpha=0.3)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(Path(path), format="png")
+        save_figure(fig, path, close=False)
     return fig

@@ -22,6 +22,7 @@ from crystalloop.profiles import DEFAULT_BOUNDS, ProfileBounds
 
 from .space import DesignSpace
 from .spec import BATCH_TIME, Objective, OutcomeConstraint, parse_constraints, parse_objectives
+from .validity import ValidityDomain
 
 __all__ = ["DesignProblem", "DesignTwin", "NO_RESULT", "bounds_from"]
 
@@ -103,6 +104,10 @@ class DesignProblem(Problem):
         should be large and ``mean + k std`` for those that should be small (0 = mean).
     holds, final_cooling, min_step_c
         See :class:`DesignSpace`.
+    domain : ValidityDomain, optional
+        Keep candidates where the twin can be trusted: near the measured recipes, with a
+        measured number of segments, without dissolving the product unless a measured run did
+        (:class:`~crystalloop.digital_twin.design.validity.ValidityDomain`; one ``G`` column each).
 
     Attributes
     ----------
@@ -129,6 +134,7 @@ class DesignProblem(Problem):
         holds: bool = False,
         final_cooling: bool = True,
         min_step_c: float = 1.0,
+        domain: ValidityDomain | None = None,
     ) -> None:
         _check_twin(twin)
         self.twin = twin
@@ -164,10 +170,14 @@ class DesignProblem(Problem):
         self._twin_max_cycles = int(twin.max_cycles)
         names = {o.name for o in self.objectives} | {c.name for c in self.outcome_constraints}
         self.needed_cqas = sorted(names - {BATCH_TIME})
+        if domain is not None and int(domain.max_cycles) != int(twin.max_cycles):
+            raise OptimizationError(f"the validity domain has max_cycles={domain.max_cycles} but the twin "
+                                    f"{twin.max_cycles}; build it from the twin's training data")
+        self.domain = domain
         self.constraint_labels = [
             f"segment {k + 1} must {'cool' if k % 2 == 0 else 'heat'} by >= {min_step_c:g} °C"
             for k in range(self.space.n_slots)
-        ] + [str(c) for c in self.outcome_constraints]
+        ] + [str(c) for c in self.outcome_constraints] + ([] if domain is None else domain.labels())
         self.n_twin_calls = 0
         self.n_twin_rows = 0
         self.best_g = np.full(len(self.constraint_labels), np.inf)
@@ -244,6 +254,8 @@ class DesignProblem(Problem):
         gs = [self.space.alternation_constraints(X)]
         for c in self.outcome_constraints:
             gs.append(c.g(self._bound(table, c.name, c.op == ">="))[:, None])
+        if self.domain is not None:
+            gs.append(self.domain.constraints(self.space.features(X, self._twin_max_cycles)))
         G = np.hstack(gs)
         if len(G):
             self.best_g = np.minimum(self.best_g, np.nanmin(np.where(np.isnan(G), np.inf, G), axis=0))

@@ -33,8 +33,12 @@ class DesignResult:
         ``pareto_global`` (not dominated by any row of another instance), the decision
         variables (``c0_mg_g``, ``seed_loading``, ``t_start_c``, ``n_segments``,
         ``T{k}_c``, ``rate{k}_c_min``, ``hold{k}_min``; NaN for unused segments), the
-        predicted ``{cqa}_mean``/``{cqa}_std`` of every twin CQA, ``batch_time_min`` and
-        ``{objective}_objective`` (the value optimized: mean, or the pessimistic bound).
+        predicted ``{cqa}_mean``/``{cqa}_std`` of every twin CQA, ``batch_time_min``,
+        ``{objective}_objective`` (the value optimized: mean, or the pessimistic bound) and, with
+        a validity domain, how far the recipe extrapolates: ``distance_to_doe`` (to the nearest
+        measured recipe of the same structure, fraction of the bound widths), ``nearest_run``,
+        ``structure_seen``, ``dissolution_temperature_c``, ``heating_peak_excess_c``,
+        ``dissolves`` and ``inside_domain``.
     profiles : list of ThermocycleProfile
         Aligned with the rows of ``front``.
     history : DataFrame
@@ -87,6 +91,10 @@ class DesignResult:
             for c in cqas:
                 tab[c + "_mean"], tab[c + "_std"] = pred[c + "_mean"], pred[c + "_std"]
             tab[BATCH_TIME] = pred[BATCH_TIME + "_mean"]
+            if problem.domain is not None:  # how far each recipe extrapolates from the measured ones
+                dom = problem.domain.table(problem.space.features(X, int(problem.domain.max_cycles)))
+                for col in dom.columns:
+                    tab[col] = dom[col].to_numpy()
             vals = problem.objective_values(pred)
             for j, o in enumerate(objectives):
                 tab[f"{o.name}_objective"] = vals[:, j]

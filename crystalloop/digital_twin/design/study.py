@@ -13,9 +13,10 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
+import pandas as pd
 
 from crystalloop.errors import ConfigError, InfeasibleError, ModelError, OptimizationError
 from crystalloop.limits import ThermostatLimits
@@ -23,12 +24,40 @@ from crystalloop.profiles import ProfileBounds
 
 from .algorithm import GivenEvaluation, make_algorithm
 from .plots import plot_convergence, plot_fronts
-from .problem import DesignProblem, DesignTwin
+from .problem import DesignProblem, DesignTwin, bounds_from
 from .result import DesignResult
 from .selection import export_recipe, knee_point
 from .spec import Objective, OutcomeConstraint, parse_cycles
+from .validity import Solubility, ValidityDomain
 
-__all__ = ["optimize_design", "write_design", "run_design_study", "load_twin", "read_bounds"]
+__all__ = ["optimize_design", "write_design", "run_design_study", "load_twin", "read_bounds", "resolve_domain",
+           "TrainedTwin"]
+
+
+@runtime_checkable
+class TrainedTwin(Protocol):
+    """A twin that exposes the measured recipes it learned from (a fitted ``DigitalTwin`` does)."""
+
+    max_cycles: int
+    training_data_: pd.DataFrame
+
+
+def resolve_domain(twin: Any, domain: Any, *, bounds: ProfileBounds, solubility: Solubility | None = None,
+                   max_distance: float | str | None = "auto") -> ValidityDomain | None:
+    """The :class:`ValidityDomain` a study uses: given, built from a table of measured recipes, or
+    from the twin's training data (``"auto"``, when the twin implements :class:`TrainedTwin`)."""
+    if domain is None or isinstance(domain, ValidityDomain):
+        return domain
+    if isinstance(domain, pd.DataFrame):
+        return ValidityDomain.from_frame(domain, int(twin.max_cycles), bounds=bounds, solubility=solubility,
+                                         max_distance=max_distance)
+    if isinstance(domain, str) and domain == "auto":
+        if isinstance(twin, TrainedTwin) and twin.training_data_ is not None:
+            return ValidityDomain.from_frame(twin.training_data_, int(twin.max_cycles), bounds=bounds,
+                                             solubility=solubility, max_distance=max_distance)
+        return None
+    raise OptimizationError(f"domain must be 'auto', a ValidityDomain, a DataFrame of measured recipes or None; "
+                            f"got {type(domain).__name__}")
 
 
 def load_twin(twin: str | Path | DesignTwin) -> DesignTwin:
@@ -157,6 +186,9 @@ def optimize_design(
     holds: bool = False,
     final_cooling: bool = True,
     min_step_c: float = 1.0,
+    domain: ValidityDomain | pd.DataFrame | Literal["auto"] | None = "auto",
+    solubility: Solubility | None = None,
+    max_distance: float | Literal["auto"] | None = "auto",
     pop_size: int = 100,
     n_gen: int = 200,
     seed: int = 0,
@@ -177,6 +209,17 @@ def optimize_design(
         One instance where the number of cycles (within ``cycles``) is a decision variable.
     constraints, pessimistic, bounds, limits, max_batch_time_min, holds, final_cooling, min_step_c
         See :class:`DesignProblem`.
+    domain : "auto", ValidityDomain, DataFrame or None
+        Where the twin may be trusted (:class:`~crystalloop.digital_twin.design.validity.ValidityDomain`):
+        ``"auto"`` builds it from the twin's training data when the twin has some (a fitted
+        :class:`~crystalloop.digital_twin.DigitalTwin` does), a DataFrame of measured recipes
+        (feature columns), or ``None`` for no domain constraints.
+    solubility : callable, optional
+        ``c*(T °C) -> mg/g`` for the dissolution check
+        (:func:`~crystalloop.digital_twin.design.validity.solubility_polynomial`); without it,
+        reheating to the start temperature stands in.
+    max_distance : float, "auto" or None
+        Largest distance to the nearest measured recipe (fraction of the bound widths, RMS).
     pop_size, n_gen : int
         NSGA-II population size and number of generations per instance.
     seed : int
@@ -208,7 +251,8 @@ def optimize_design(
     ncs = parse_cycles(cycles)
     instances: list[int | tuple[int, int]] = [(ncs[0], ncs[-1])] if mixed and len(ncs) > 1 else list(ncs)
     seeds = np.random.SeedSequence(int(seed)).generate_state(len(instances))
-    kw = dict(constraints=constraints, bounds=bounds, limits=limits, max_batch_time_min=max_batch_time_min,
+    dom = resolve_domain(twin, domain, bounds=bounds_from(bounds), solubility=solubility, max_distance=max_distance)
+    kw = dict(domain=dom, constraints=constraints, bounds=bounds, limits=limits, max_batch_time_min=max_batch_time_min,
               pessimistic=pessimistic, holds=holds, final_cooling=final_cooling, min_step_c=min_step_c)
     problems = [DesignProblem(twin, objectives, n_cycles=nc, **kw) for nc in instances]
     for p in problems:
@@ -245,7 +289,13 @@ def optimize_design(
                                                 holds=bool(holds), final_cooling=bool(final_cooling),
                                                 min_step_c=float(min_step_c),
                                                 bounds=problems[0].space.bounds.to_dict(),
-                                                max_batch_time_min=max_batch_time_min),
+                                                max_batch_time_min=max_batch_time_min,
+                                                domain=None if dom is None else {
+                                                    "max_distance": dom.max_distance_,
+                                                    "structures_seen": dom.structures_seen_,
+                                                    "excess_allowed_c": dom.excess_allowed_c_,
+                                                    "solubility": solubility is not None,
+                                                    "n_runs": len(dom.features)}),
                                   infeasible=infeasible, wall_time_s=wall, twin_calls=shared_calls)
 
 
@@ -265,7 +315,9 @@ def write_design(result: DesignResult, out_dir: str | Path, *, color: str | None
     """
     out = Path(out_dir)
     paths = result.save(out)
-    import matplotlib.pyplot as plt
+    from crystalloop._plotting import pyplot
+
+    plt = pyplot()
 
     if color is None:
         objs = {o.name for o in result.objectives}
