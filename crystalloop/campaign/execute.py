@@ -16,23 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from crystalloop._plotting import save_png
 from crystalloop.campaign._labels import CampaignWarning
 from crystalloop.campaign.lab import LabRequest
 from crystalloop.campaign.measure import measure_images
 from crystalloop.profiles import ThermocycleProfile
 
 __all__ = ["execute_recipe", "recover_recipe", "finished_run"]
-
-
-def _save_png(path: Path, image: np.ndarray) -> None:
-    import cv2
-
-    img = np.asarray(image)
-    if img.dtype != np.uint8:
-        lo, hi = float(np.nanmin(img)), float(np.nanmax(img))
-        img = ((img - lo) / (hi - lo if hi > lo else 1.0) * 255).astype(np.uint8)
-    if not cv2.imwrite(str(path), img[..., ::-1] if img.ndim == 3 else img):
-        raise OSError(f"could not write image {path}")
 
 
 def execute_recipe(profile: ThermocycleProfile, *, label: str, round_: int, backend: str, seed: int, store: Any,
@@ -71,7 +61,7 @@ def execute_recipe(profile: ThermocycleProfile, *, label: str, round_: int, back
                 fr = cz.camera.grab()
                 frames.append(fr)
                 path = image_dir / f"final_{i:02d}.png"
-                _save_png(path, fr.image)
+                save_png(fr.image, path)
                 store.log_image(run_id, t_end + float(cz.clock.now()) - c0, str(path), fr.pixel_size_um,
                                 meta={"stage": "final", "frame": i, "campaign_run": label})
     finally:

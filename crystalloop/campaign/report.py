@@ -107,7 +107,7 @@ def round_summary(r: int, frame: pd.DataFrame, new: pd.DataFrame, objs, limits, 
 def plot_campaign(out_dir: str | Path, frame: pd.DataFrame, history: pd.DataFrame, rounds: pd.DataFrame, objs,
                   reference, max_cycles: int, limits=()) -> dict[str, Path]:
     """Write the campaign's PNG plots into ``out_dir``; return their paths."""
-    from crystalloop._plotting import pyplot
+    from crystalloop._plotting import pyplot, save_figure
 
     plt = pyplot()
 
@@ -145,8 +145,7 @@ def plot_campaign(out_dir: str | Path, frame: pd.DataFrame, history: pd.DataFram
         fig.suptitle("twin predictions vs measurements of the campaign runs")
         fig.tight_layout()
         files["parity"] = out / "parity.png"
-        fig.savefig(files["parity"], dpi=110)
-        plt.close(fig)
+        save_figure(fig, files["parity"], dpi=110)
 
     # --- front growth
     vals = _values(frame, objs, max_cycles)
@@ -175,8 +174,7 @@ def plot_campaign(out_dir: str | Path, frame: pd.DataFrame, history: pd.DataFram
         ax.legend(fontsize=7)
         fig.tight_layout()
         files["fronts"] = out / "fronts.png"
-        fig.savefig(files["fronts"], dpi=110)
-        plt.close(fig)
+        save_figure(fig, files["fronts"], dpi=110)
 
     # --- hypervolume per round
     full = np.all(np.isfinite(V), axis=1)
@@ -189,8 +187,7 @@ def plot_campaign(out_dir: str | Path, frame: pd.DataFrame, history: pd.DataFram
     ax.set_xticks(rs)
     fig.tight_layout()
     files["hypervolume"] = out / "hypervolume.png"
-    fig.savefig(files["hypervolume"], dpi=110)
-    plt.close(fig)
+    save_figure(fig, files["hypervolume"], dpi=110)
 
     # --- image vs plant D50
     if "plant_D50_um" in history and "D50_image_um" in history:
@@ -207,6 +204,5 @@ def plot_campaign(out_dir: str | Path, frame: pd.DataFrame, history: pd.DataFram
             ax.set_title(f"image measurement: mean |error| {err:.1f} %")
             fig.tight_layout()
             files["d50_image"] = out / "d50_image_vs_plant.png"
-            fig.savefig(files["d50_image"], dpi=110)
-            plt.close(fig)
+            save_figure(fig, files["d50_image"], dpi=110)
     return files

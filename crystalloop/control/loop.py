@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crystalloop._plotting import save_png
 from crystalloop.control._signals import RunTerminated, deferred_signals, stop_signals
 from crystalloop.control.controller import Controller, make_controller
 from crystalloop.control.dnc import ImageCounter
@@ -129,19 +130,6 @@ class _Recorder:
         wide = wide.reset_index()
         wide.columns.name = None
         return wide
-
-
-def _save_png(path: Path, image: np.ndarray) -> None:
-    import cv2
-
-    img = np.asarray(image)
-    if img.dtype != np.uint8:
-        lo, hi = float(np.nanmin(img)), float(np.nanmax(img))
-        img = ((img - lo) / (hi - lo if hi > lo else 1.0) * 255).astype(np.uint8)
-    if img.ndim == 3:
-        img = img[..., ::-1]  # RGB -> BGR for OpenCV
-    if not cv2.imwrite(str(path), img):
-        raise OSError(f"could not write image {path}")
 
 
 def _next_due(due: float, period: float, now: float) -> float:
@@ -379,7 +367,7 @@ class RunLoop:
             frame = camera.grab()
             self.image_dir.mkdir(parents=True, exist_ok=True)
             path = self.image_dir / f"t{int(round(t)):07d}s.png"
-            _save_png(path, frame.image)
+            save_png(frame.image, path)
         except Exception as e:  # a camera fault must not end a crystallization
             self.cam_failures += 1
             rec.event(t, "error", f"image at t={t:.0f} s from camera '{camera.name}' failed "

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crystalloop._plotting import save_figure
 from crystalloop.errors import ModelError
 
 __all__ = ["plot_parity", "plot_alpha_curves", "plot_feature_importance", "feature_importances"]
@@ -26,8 +27,7 @@ def _plt():
 
 def _save(fig, path):
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        save_figure(fig, path, dpi=120, bbox_inches="tight", close=False)
     return fig
 
 

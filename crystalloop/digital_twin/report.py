@@ -158,9 +158,9 @@ def _clean(obj):
 
 
 def _close(fig) -> None:
-    import matplotlib.pyplot as plt
+    from crystalloop._plotting import pyplot
 
-    plt.close(fig)
+    pyplot().close(fig)
 
 
 def fit_and_save(doe, out_dir: str | Path, *, holdout=None, report: bool = True, progress=None, **fit_kw):

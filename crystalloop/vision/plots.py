@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from crystalloop._plotting import save_png
 from crystalloop.vision._validate import check_image, check_same_shape
 from crystalloop.vision.preprocess import to_uint8
 from crystalloop.vision.psd import fit_lognormal, lognormal_q3
@@ -101,13 +102,7 @@ def overlay(image: np.ndarray, labels: np.ndarray, particles: pd.DataFrame | Non
 def save_overlay(path: str | os.PathLike, image: np.ndarray, labels: np.ndarray,
                  particles: pd.DataFrame | None = None, *, pixel_size_um: float | None = None) -> Path:
     """Write :func:`overlay` (with a scale bar when ``pixel_size_um`` is given) as a PNG."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    ok = cv2.imwrite(str(p), cv2.cvtColor(overlay(image, labels, particles, pixel_size_um=pixel_size_um),
-                                          cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError(f"could not write overlay PNG {str(p)!r}")
-    return p
+    return save_png(overlay(image, labels, particles, pixel_size_um=pixel_size_um), path)
 
 
 def plot_psd(table: pd.DataFrame, path: str | os.PathLike | None = None, *, sizes=None,

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crystalloop._plotting import pyplot, save_figure
 from crystalloop.errors import ConfigError, ModelError, SchemaError
 
 __all__ = [
@@ -298,22 +299,13 @@ def metastable_zone_width(points: pd.DataFrame, *, clear: str = "clear", cloud: 
     return out.reset_index()
 
 
-def _agg():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_sequence(table: pd.DataFrame, path: str | Path, *, events: pd.DataFrame | None = None,
                   extra: Mapping[str, pd.Series] | None = None, title: str = "image sequence") -> Path:
     """Temperature and presence score over time, with clear/cloud events marked; saved as PNG.
 
     ``extra`` adds curves on the score axis (e.g. transmissivity scaled to 0–1).
     """
-    plt = _agg()
+    plt = pyplot()
     t = _check_seq(table, ["time_s", "T_c", "score"])
     ev = detect_events(t) if events is None and "present" in t.columns else events
     fig, ax = plt.subplots(figsize=(8, 3.6))
@@ -332,11 +324,7 @@ def plot_sequence(table: pd.DataFrame, path: str | Path, *, events: pd.DataFrame
     ax2.legend(loc="upper right", fontsize=7)
     ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_solubility(points: pd.DataFrame, path: str | Path, *, curve: SolubilityCurve | None = None,
@@ -344,7 +332,7 @@ def plot_solubility(points: pd.DataFrame, path: str | Path, *, curve: Solubility
                     title: str = "solubility and metastable zone") -> Path:
     """Clear points, cloud points, fitted solubility curve and an optional reference
     ``reference(T_c) -> c*`` (e.g. the simulator's solubility); saved as PNG."""
-    plt = _agg()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     styles = {"clear": ("o", "tab:green", "clear points"), "cloud": ("s", "tab:blue", "cloud points"),
               "clear_0": ("D", "darkgreen", "clear, rate → 0"), "cloud_0": ("D", "navy", "cloud, rate → 0")}
@@ -363,8 +351,4 @@ def plot_solubility(points: pd.DataFrame, path: str | Path, *, curve: Solubility
     ax.legend(fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

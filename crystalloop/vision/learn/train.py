@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from crystalloop._plotting import pyplot, save_figure
 from crystalloop.errors import ConfigError, ModelError
 
 __all__ = [
@@ -353,13 +354,9 @@ def _unjson(obj):
 
 def plot_history(history: list[dict[str, float]], path: str | Path, *, title: str = "training") -> Path:
     """Save the training curves (loss and any validation metrics per epoch) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not history:
         raise ModelError("no training history to plot; fit the model first")
+    plt = pyplot()
     keys = [k for k in history[0] if k not in ("epoch", "time_s")]
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
@@ -370,8 +367,4 @@ def plot_history(history: list[dict[str, float]], path: str | Path, *, title: st
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crystalloop._plotting import save_png
 from crystalloop.errors import ConfigError, ImageError, SchemaError
 
 __all__ = ["train_segmenter", "train_classifier", "train_regressor", "predict_images", "read_images"]
@@ -253,7 +254,6 @@ def predict_images(model_dir: str | Path, images: Sequence[str | Path], out_dir:
     segmenter, one label image per input under ``labels/`` plus ``particles.csv`` when
     ``pixel_size_um`` is given). Returns the predictions table (one row per image).
     """
-    import cv2
 
     from crystalloop.vision.learn.classify import CrystalClassifier
     from crystalloop.vision.learn.impurity import (
@@ -276,8 +276,7 @@ def predict_images(model_dir: str | Path, images: Sequence[str | Path], out_dir:
         row: dict = {"file": str(f)}
         if isinstance(model, UNetSegmenter):
             lab = model.segment_instances(img)[0]
-            (out / "labels").mkdir(exist_ok=True)
-            cv2.imwrite(str(out / "labels" / f"{f.stem}_labels.png"), lab.astype(np.uint16))
+            save_png(lab.astype(np.uint16), out / "labels" / f"{f.stem}_labels.png")
             row["n_objects"] = int(lab.max())
             if pixel_size_um is not None and lab.max():
                 from crystalloop.vision.measure import measure_particles
