@@ -8,6 +8,12 @@ timestamped Reading). On a real RS232 line at 9600 baud one 8-byte exchange alon
 ≈ 17 ms of wire time, and JULABO needs 250 ms between commands, so any host overhead
 below ~1 ms per exchange is invisible in practice.
 
+Two more tables: the cost of ``--trace`` (driver ``read_bath()`` with a trace file against the
+same call without, in the same run), and what probing capabilities at connect costs per model
+family (exchanges, time on the run's clock including JULABO's 250 ms rule, and wire time at 9600
+baud), against the connect of the drivers before capability probing (identify + limits: 3
+exchanges) as baseline.
+
 Run: ``python benchmarks/bench_hardware.py [--n 400]``
 """
 
@@ -15,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
+import warnings
 import select
 import statistics
 import threading
@@ -23,10 +31,12 @@ import tty
 
 import serial
 
-from crystalloop.hardware.base import VirtualClock
+from crystalloop.hardware.base import VirtualClock, connect
 from crystalloop.hardware.huber import HUBER_SETTINGS, HuberThermostat
 from crystalloop.hardware.julabo import JULABO_SETTINGS, JulaboThermostat
 from crystalloop.hardware.lauda import LAUDA_SETTINGS, LaudaThermostat
+from crystalloop.hardware.testing import FAKE_FAMILIES, start_fake
+from crystalloop.hardware.trace import TraceWriter
 from crystalloop.hardware.transport import Transport
 
 
@@ -95,16 +105,41 @@ def main(n: int) -> None:
             q = _time(lambda t=transport, c=command: t.query(c), n)
             dev = cls(transport)
             d = _time(dev.read_bath, n)
+            with tempfile.TemporaryDirectory() as tmp:
+                transport.trace = TraceWriter(os.path.join(tmp, "t.trace"), url="bench://", clock=transport.clock)
+                traced = _time(dev.read_bath, n)
+                transport.trace.close()
+                transport.trace = None
             transport.close()
         finally:
             resp.close()
         b = statistics.median(base)
-        for label, xs in (("raw pyserial (baseline)", base), ("Transport.query", q), ("driver read_bath()", d)):
+        for label, xs in (("raw pyserial (baseline)", base), ("Transport.query", q), ("driver read_bath()", d),
+                          ("read_bath() with --trace", traced)):
             m = statistics.median(xs)
             rows.append((vendor, label, m * 1e6, sorted(xs)[int(0.95 * len(xs))] * 1e6, 1.0 / m, m / b))
     print(f"{'device':<7} {'path':<25} {'median µs':>10} {'p95 µs':>9} {'exch/s':>8} {'× baseline':>11}")
     for vendor, label, med, p95, rate, ratio in rows:
         print(f"{vendor:<7} {label:<25} {med:>10.0f} {p95:>9.0f} {rate:>8.0f} {ratio:>11.2f}")
+    connect_cost()
+
+
+def connect_cost() -> None:
+    """Exchanges and time of one connect per model family (capability probe included)."""
+    print()
+    print(f"{'family':<22} {'exchanges':>9} {'× baseline':>11} {'clock s':>8} {'wire s @9600':>13} {'warnings':>9}")
+    for family in sorted(FAKE_FAMILIES):
+        clock = VirtualClock()
+        unit, url = start_fake(family, clock=clock)
+        with unit, warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            t0 = clock.now()
+            with connect(url + "?timeout_s=0.5", clock=clock):
+                elapsed = clock.now() - t0
+            n_bytes = sum(len(c) + 2 + len(r or "") + 2 for _, c, r in unit.exchanges)
+        wire = n_bytes * 10 / 9600  # 10 bits per byte on an 8N1 line
+        n = len(unit.exchanges)
+        print(f"{family:<22} {n:>9} {n / 3:>11.1f} {elapsed:>8.2f} {wire + elapsed:>13.2f} {len(warned):>9}")
 
 
 if __name__ == "__main__":
