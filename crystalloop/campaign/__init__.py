@@ -16,7 +16,7 @@ from crystalloop.campaign.execute import execute_recipe, finished_run, recover_r
 from crystalloop.campaign.lab import DEFAULT_LAB_NOISE, LabRequest, SimulatedLab, TableLab, as_lab
 from crystalloop.campaign.loop import DEFAULT_TWIN_OPTIONS, CampaignResult, run_campaign
 from crystalloop.campaign.measure import measure_images
-from crystalloop.campaign.propose import ACQUISITIONS, propose, select_batch
+from crystalloop.campaign.propose import ACQUISITIONS, propose, select_batch, select_ehvi
 from crystalloop.campaign.report import (
     measured_front,
     objective_values,
@@ -26,7 +26,7 @@ from crystalloop.campaign.report import (
 
 __all__ = [
     "run_campaign", "CampaignResult", "DEFAULT_TWIN_OPTIONS", "CampaignWarning",
-    "propose", "select_batch", "ACQUISITIONS",
+    "propose", "select_batch", "select_ehvi", "ACQUISITIONS",
     "execute_recipe", "recover_recipe", "finished_run", "measure_images",
     "LabRequest", "SimulatedLab", "TableLab", "DEFAULT_LAB_NOISE", "as_lab",
     "round_summary", "plot_campaign", "measured_front", "objective_values",

@@ -372,7 +372,8 @@ def run_campaign(
             profiles, pred = propose(twin, objectives, int(batch_size), existing=existing, cycles=cycles,
                                      mixed=mixed, constraints=constraints, acquisition=acquisition, kappa=kappa,
                                      min_distance=min_distance, pop_size=pop_size, n_gen=n_gen,
-                                     seed=int(seed) + r, bounds=bounds)
+                                     seed=int(seed) + r, bounds=bounds,
+                                     measured=objective_values(frame, objs, mc).to_numpy(float), reference=ref)
             t_prop = time.perf_counter() - t_prop
             plan = _save_plan(rdir, r, profiles, pred, list(twin.cqas), t_learn, t_prop)
         else:

@@ -18,9 +18,9 @@ from crystalloop.campaign._labels import CampaignWarning
 from crystalloop.errors import ConfigError
 from crystalloop.profiles import ThermocycleProfile, profiles_to_frame
 
-__all__ = ["ACQUISITIONS", "propose", "select_batch"]
+__all__ = ["ACQUISITIONS", "propose", "select_batch", "select_ehvi"]
 
-ACQUISITIONS = ("mean", "pessimistic", "optimistic")
+ACQUISITIONS = ("mean", "pessimistic", "optimistic", "ehvi")
 
 
 class _AcquisitionTwin:
@@ -50,7 +50,7 @@ def _acquire(twin: Any, objectives, acquisition: str, kappa: float) -> tuple[Any
         raise ConfigError(f"kappa must be a number >= 0 (std multiples), got {kappa!r}")
     if acquisition == "pessimistic":
         return twin, float(kappa)
-    if acquisition == "optimistic" and kappa > 0:
+    if acquisition in ("optimistic", "ehvi") and kappa > 0:  # EHVI draws its candidates from the optimistic front
         objs = parse_objectives(objectives, list(twin.cqas))
         return _AcquisitionTwin(twin, {o.name: (kappa if o.direction == "max" else -kappa) for o in objs
                                        if o.name in twin.cqas}), 0.0
@@ -133,10 +133,79 @@ def select_batch(front: pd.DataFrame, F: np.ndarray, Xf: np.ndarray, existing: n
     return chosen
 
 
+def _hv_min(F: np.ndarray, ref: np.ndarray) -> float:
+    """Hypervolume of points ``F`` (to minimize) up to ``ref``; exact sweep in 2-D, pymoo beyond."""
+    F = F[np.all(np.isfinite(F), axis=1) & np.all(F < ref, axis=1)]
+    if not len(F):
+        return 0.0
+    if F.shape[1] != 2:
+        from pymoo.indicators.hv import HV
+
+        return float(HV(ref_point=ref)(F))
+    F = F[np.lexsort((F[:, 1], F[:, 0]))]
+    hv, y = 0.0, float(ref[1])
+    for f1, f2 in F:
+        if f2 < y:
+            hv += (float(ref[0]) - f1) * (y - f2)
+            y = float(f2)
+    return hv
+
+
+def select_ehvi(mu: np.ndarray, sd: np.ndarray, measured: np.ndarray, sign: np.ndarray, reference: np.ndarray,
+                n: int, *, eligible: np.ndarray | None = None, n_samples: int = 128, seed: int = 0) -> list[int]:
+    """Greedy batch by expected hypervolume improvement over the measured runs.
+
+    For each candidate the improvement of the measured front's hypervolume is averaged over
+    ``n_samples`` draws of its objectives from the twin's predictive distribution
+    ``N(mu, sd)`` (independent per objective; common random numbers for every candidate).
+    The best candidate joins the batch and its predicted mean joins the front (the "believer"
+    rule for batches), so the next pick improves on a different part of the front.
+
+    Parameters
+    ----------
+    mu, sd : ndarray, shape (m, n_obj)
+        Predicted mean and standard deviation of each candidate, natural units.
+    measured : ndarray, shape (k, n_obj)
+        Objective values of the runs measured so far, natural units.
+    sign : ndarray, shape (n_obj,)
+        +1 for minimized, -1 for maximized objectives.
+    reference : ndarray, shape (n_obj,)
+        Hypervolume reference point, natural units.
+    n : int
+        Batch size.
+    eligible : ndarray of bool, shape (m,), optional
+        Candidates allowed (e.g. far enough from the runs already made).
+    n_samples, seed : int
+
+    Returns
+    -------
+    list of int
+        Chosen candidates in order of choice (fewer than ``n`` if fewer are eligible).
+    """
+    mu, sd = np.atleast_2d(np.asarray(mu, float)), np.atleast_2d(np.nan_to_num(np.asarray(sd, float)))
+    sign, ref = np.asarray(sign, float), np.asarray(reference, float) * np.asarray(sign, float)
+    front = np.atleast_2d(np.asarray(measured, float)).reshape(-1, mu.shape[1]) * sign
+    ok = np.ones(len(mu), bool) if eligible is None else np.asarray(eligible, bool).copy()
+    Z = np.random.default_rng(seed).standard_normal((int(n_samples), mu.shape[1]))
+    chosen: list[int] = []
+    while len(chosen) < n and ok.any():
+        base = _hv_min(front, ref)
+        gain = np.full(len(mu), -np.inf)
+        for i in np.flatnonzero(ok):
+            draws = (mu[i] + sd[i] * Z) * sign
+            gain[i] = np.mean([_hv_min(np.vstack([front, d]), ref) for d in draws]) - base
+        best = int(np.argmax(gain))
+        chosen.append(best)
+        ok[best] = False
+        front = np.vstack([front, mu[best] * sign])
+    return chosen
+
+
 def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.ndarray | None = None,
             cycles: str | int | Sequence[int] = "1-4", mixed: bool = True, constraints: Any = None,
             acquisition: str = "optimistic", kappa: float = 1.0, min_distance: float = 0.05,
             pop_size: int = 40, n_gen: int = 30, seed: int = 0, bounds: Any = None, limits: Any = None,
+            measured: np.ndarray | None = None, reference: Sequence[float] | None = None,
             callback: Callable[[str, int, int], None] | None = None) -> tuple[list[ThermocycleProfile], pd.DataFrame]:
     """``n`` recipes to run next: NSGA-II on the twin, then :func:`select_batch`.
 
@@ -154,13 +223,20 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
         Default: one instance where 1–4 cycles is itself a variable.
     constraints : optional
         Outcome constraints (``"crystallinity>=75"``) judged on the acquisition values.
-    acquisition : {"mean", "pessimistic", "optimistic"}
+    acquisition : {"mean", "pessimistic", "optimistic", "ehvi"}
         What NSGA-II optimizes: the predicted mean, ``mean ∓ κ std`` (pessimistic) or
-        ``mean ± κ std`` (optimistic: explores where the twin is uncertain).
+        ``mean ± κ std`` (optimistic: explores where the twin is uncertain). ``"ehvi"`` takes
+        the optimistic front as candidates and picks the batch by expected hypervolume
+        improvement over the measured runs (:func:`select_ehvi`, needs ``measured`` and
+        ``reference``) instead of spreading it along the front.
     kappa : float
         κ, in standard deviations.
     min_distance, pop_size, n_gen, seed, bounds, limits, callback
         Selection distance (features scaled to [0, 1]) and the NSGA-II settings.
+    measured : ndarray (k, n_objectives), optional
+        Objective values of the runs measured so far (natural units; for ``"ehvi"``).
+    reference : sequence of float, optional
+        Hypervolume reference point (natural units; for ``"ehvi"``).
 
     Returns
     -------
@@ -173,6 +249,9 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
 
     if int(n) != n or n < 1:
         raise ConfigError(f"batch size must be a whole number >= 1, got {n!r}")
+    if acquisition == "ehvi" and (measured is None or reference is None):
+        raise ConfigError("acquisition 'ehvi' needs measured= (objective values of the runs so far) and reference= "
+                          "(the hypervolume reference point)")
     acq_twin, pess = _acquire(twin, objectives, acquisition, kappa)
     res = optimize_design(acq_twin, objectives, cycles=cycles, mixed=mixed, constraints=constraints,
                           pessimistic=pess, bounds=bounds, limits=limits, pop_size=pop_size, n_gen=n_gen,
@@ -185,10 +264,16 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
     Xf = profiles_to_frame(profiles_all, int(twin.max_cycles))[list(twin.feature_names)].to_numpy(float)
     F = res.objective_matrix(order)
     ex = np.zeros((0, Xf.shape[1])) if existing is None else np.atleast_2d(np.asarray(existing, float))
-    picks = select_batch(sub.iloc[: len(glob)] if len(glob) >= n else sub, F[: len(glob)] if len(glob) >= n else F,
-                         Xf[: len(glob)] if len(glob) >= n else Xf, ex, int(n), min_distance=min_distance)
+    if acquisition == "ehvi":
+        picks = _ehvi_picks(twin, objectives, profiles_all, Xf, ex, int(n), measured, reference,
+                            min_distance=min_distance, seed=seed)
+        how = ["ehvi"] * len(picks)
+    else:
+        picks = select_batch(sub.iloc[: len(glob)] if len(glob) >= n else sub,
+                             F[: len(glob)] if len(glob) >= n else F, Xf[: len(glob)] if len(glob) >= n else Xf,
+                             ex, int(n), min_distance=min_distance)
+        how = ["front"] * len(picks)
     chosen = [profiles_all[i] for i in picks]
-    how = ["front"] * len(chosen)
     if len(chosen) < n:  # a front shorter than the batch: fill with random feasible profiles
         from crystalloop.digital_twin.design import DesignSpace, parse_cycles
 
@@ -206,3 +291,26 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
     pred = twin.predict_frame(chosen, warn=False)  # optimize_design already warned about extrapolation once
     table = pd.concat([pd.DataFrame({"selected_by": how}), pred.reset_index(drop=True)], axis=1)
     return chosen, table
+
+
+def _ehvi_picks(twin: Any, objectives, profiles: list[ThermocycleProfile], Xf: np.ndarray, existing: np.ndarray,
+                n: int, measured, reference, *, min_distance: float, seed: int) -> list[int]:
+    """EHVI batch among the candidate profiles (those not within ``min_distance`` of a run made)."""
+    from crystalloop.digital_twin.design import parse_objectives
+
+    objs = parse_objectives(objectives, list(twin.cqas))
+    pred = twin.predict_frame(profiles, warn=False)
+    mu = np.column_stack([pred[f"{o.name}_mean"].to_numpy(float) if o.name in twin.cqas
+                          else np.array([p.batch_time_min for p in profiles]) for o in objs])
+    sd = np.column_stack([pred[f"{o.name}_std"].to_numpy(float) if o.name in twin.cqas
+                          else np.zeros(len(profiles)) for o in objs])
+    lo = np.vstack([Xf, existing]).min(axis=0) if len(existing) else Xf.min(axis=0)
+    hi = np.vstack([Xf, existing]).max(axis=0) if len(existing) else Xf.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    Z, E = (Xf - lo) / span, (existing - lo) / span
+    far = (np.sqrt(((Z[:, None, :] - E[None]) ** 2).mean(axis=2)).min(axis=1) >= min_distance if len(E)
+           else np.ones(len(Z), bool))
+    M = np.atleast_2d(np.asarray(measured, float))
+    M = M[np.all(np.isfinite(M), axis=1)] if M.size else np.zeros((0, len(objs)))
+    return select_ehvi(mu, sd, M, np.array([o.sign for o in objs]), np.asarray(reference, float), n,
+                       eligible=far, seed=seed)

@@ -23,7 +23,8 @@ def campaign(
     limit: Annotated[str, typer.Option("--limit", help="Report the best first objective under this limit ('' for none).")] = "DoA<=10",
     lab: Annotated[Path | None, typer.Option("--lab", help="Table of offline CQAs (run_id + CQA columns); required on real hardware.")] = None,
     lab_wait: Annotated[float, typer.Option("--lab-wait", help="Seconds to wait for a run's row in --lab.")] = 0.0,
-    acquisition: Annotated[str, typer.Option("--acquisition", help="mean, pessimistic or optimistic (mean ± kappa std).")] = "optimistic",
+    acquisition: Annotated[str, typer.Option("--acquisition", help="optimistic (NSGA-II on mean ± kappa std, batch spread along the front), "
+                  "ehvi (the same candidates, batch by expected hypervolume improvement), mean or pessimistic.")] = "optimistic",
     kappa: Annotated[float, typer.Option("--kappa", help="Std multiples of the acquisition bound.")] = 1.0,
     cycles: Annotated[str, typer.Option("--cycles", "-c", help="Numbers of cycles of the proposals, e.g. '1-4'.")] = "1-4",
     bounds: Annotated[Path | None, typer.Option(
