@@ -139,6 +139,8 @@ def format_error(exc: BaseException) -> str:
             except OSError:  # the working directory itself is gone
                 pass
         return f"{where}: {exc.strerror or type(exc).__name__}"
+    if isinstance(exc, OSError) and not isinstance(exc, UnicodeError):  # a socket, a pipe, a device
+        return _one_line(str(exc)) or type(exc).__name__
     if isinstance(exc, UnicodeDecodeError):
         bad = exc.object[exc.start:exc.start + 1]
         return (f"input is not {exc.encoding} text: byte {bad.hex() if bad else '?'} at position {exc.start} "

@@ -198,6 +198,7 @@ def test_format_error_for_file_system_errors(tmp_path):
     e = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "out"))
     assert format_error(e) == f"{tmp_path / 'out'}: Permission denied"
     assert format_error(OSError(errno.EROFS, "Read-only file system", "out")).startswith("out (in ")
+    assert format_error(ConnectionResetError("the scheduler went away")) == "the scheduler went away"
 
 
 # --- warnings -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import typer
-from conftest import ROOT, error_lines, run_cli
+from _cli import ROOT, error_lines, run_cli
 from typer.testing import CliRunner
 
 from crystalloop.cli import app
