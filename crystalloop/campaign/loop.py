@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,17 @@ from crystalloop.campaign.report import objective_values
 from crystalloop.errors import ConfigError
 from crystalloop.profiles import ThermocycleProfile, feature_names, profiles_to_frame
 
-__all__ = ["CampaignResult", "run_campaign", "DEFAULT_TWIN_OPTIONS"]
+__all__ = ["CampaignResult", "run_campaign", "DEFAULT_TWIN_OPTIONS", "SavableTwin"]
+
+@runtime_checkable
+class SavableTwin(Protocol):
+    """A twin that can write itself to a model folder (the default ``fit_twin`` twin can; a
+    stand-in ``learn=`` may not): each round's twin is then kept in ``round_XX/twin``."""
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model folder; return its path."""
+        ...
+
 
 #: fast twin fitting for a campaign round (seconds, not minutes); override with ``twin_options``
 DEFAULT_TWIN_OPTIONS: dict[str, Any] = {"grid": "fast", "n_splits": 20, "augment": False, "cv": 3,
@@ -362,7 +372,7 @@ def run_campaign(
             twin = learn_fn(frame, needed, int(seed) + r)
             t_learn = time.perf_counter() - t_learn
             twins.append(twin)
-            if hasattr(twin, "save"):
+            if isinstance(twin, SavableTwin):
                 twin_dir = twin.save(rdir / "twin")
                 store.save_model("campaign-twin", twin_dir, {"round": r, "campaign_dir": str(out),
                                                              "n_runs": len(frame), "cqas": list(twin.cqas)})
