@@ -141,7 +141,9 @@ def feret_many(hulls: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndar
     P = pad_polygons(hulls, lens, kmax).astype(np.float64)
     valid = np.arange(kmax)[None, :] < lens[:, None]
     cnt = np.maximum(lens, 1)[:, None]
-    P = P - ((P * valid[..., None]).sum(axis=1) / cnt)[:, None, :]
+    # sequential sums (cumsum): a polygon's result must not depend on how far the others pad it
+    # (pairwise summation splits differently for different lengths: last-bit differences)
+    P = P - (np.cumsum(P * valid[..., None], axis=1)[:, -1] / cnt)[:, None, :]
     sq = P[..., 0] ** 2 + P[..., 1] ** 2
     dist2 = sq[:, :, None] + sq[:, None, :] - 2.0 * (P @ P.transpose(0, 2, 1))
     k = np.argmax(dist2.reshape(n, -1), axis=1)
@@ -152,7 +154,7 @@ def feret_many(hulls: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndar
     ang = np.degrees(np.arctan2(-v[:, 1], v[:, 0])) % 180.0
     e = np.concatenate((P[:, 1:], P[:, :1]), axis=1) - P
     ln = np.sqrt(e[..., 0] ** 2 + e[..., 1] ** 2)
-    per = ln.sum(axis=1)
+    per = np.cumsum(ln, axis=1)[:, -1]
     ok = ln > 1e-12
     with np.errstate(invalid="ignore", divide="ignore"):
         nrm = np.stack((-e[..., 1], e[..., 0]), axis=-1) / np.where(ok, ln, 1.0)[..., None]

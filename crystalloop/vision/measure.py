@@ -170,7 +170,7 @@ def measure_particles(
 
 def _measure(lab: np.ndarray, px: float, *, focus_gray: np.ndarray | None = None,
              focus_background: float | None = None, slices=None,
-             skeleton_min_aspect: float | None = 2.0) -> pd.DataFrame:
+             skeleton_min_aspect: float | None = 2.0, origin: tuple[int, int] = (0, 0)) -> pd.DataFrame:
     """:func:`measure_particles` on validated input (int32 labels, float focus image or None).
 
     ``slices`` (``ndi.find_objects`` of ``lab``, e.g. kept from the segmentation) saves a pass
@@ -253,6 +253,10 @@ def _measure(lab: np.ndarray, px: float, *, focus_gray: np.ndarray | None = None
         lw = np.where(width > 0, length / width, np.inf)
     b = np.array(boxes, dtype=np.int64)
     idx = np.array(ids, dtype=np.int64)
+    # the frame test on the local boxes; coordinates in the frame of the whole image (``origin``:
+    # where this label image sits in it, for tiles), computed by the same expression
+    frame_edge = (b[:, 0] == 0) | (b[:, 1] == 0) | (b[:, 2] == h) | (b[:, 3] == w)
+    b = b + np.array([origin[0], origin[1], origin[0], origin[1]], dtype=np.int64)
     out = pd.DataFrame({
         "label": idx, "area_px": area.astype(np.int64), "area_um2": area * px * px,
         "ecd_um": np.sqrt(4 * area / np.pi) * px, "perimeter_um": per * px,
@@ -260,7 +264,7 @@ def _measure(lab: np.ndarray, px: float, *, focus_gray: np.ndarray | None = None
         "ellipse_major_um": major * px, "ellipse_minor_um": minor * px, "aspect_ratio": aspect,
         "circularity": circ, "solidity": np.minimum(area / hull_area, 1.0), "convexity": convex,
         "length_um": length * px, "width_um": width * px, "length_width_ratio": lw,
-        "edge": (b[:, 0] == 0) | (b[:, 1] == 0) | (b[:, 2] == h) | (b[:, 3] == w),
+        "edge": frame_edge,
         "focus": focus_scores[idx] if focus_scores is not None else np.full(n, np.nan),
         "centroid_row_px": mo[:, 2] / area - 1 + b[:, 0], "centroid_col_px": mo[:, 1] / area - 1 + b[:, 1],
         "bbox_row0_px": b[:, 0], "bbox_col0_px": b[:, 1], "bbox_row1_px": b[:, 2], "bbox_col1_px": b[:, 3],

@@ -264,8 +264,13 @@ def flag_particles(particles: pd.DataFrame, settings: PipelineSettings,
     return p
 
 
+#: Images with more pixels than this are processed in tiles by default (bounded memory).
+AUTO_TILE_PIXELS = 4096 * 4096
+
+
 def analyze_image(image: np.ndarray, *, pixel_size_um: float, settings: PipelineSettings | None = None,
-                  segmenter=None, **overrides) -> ImageResult:
+                  segmenter=None, tile_px: int | None = None, tile_overlap_px: int = 256,
+                  **overrides) -> ImageResult:
     """Run the pipeline on one image.
 
     Parameters
@@ -279,6 +284,14 @@ def analyze_image(image: np.ndarray, *, pixel_size_um: float, settings: Pipeline
         A trained model (:func:`crystalloop.vision.segmenters.load_segmenter`) whose
         ``predict_labels(image)`` replaces the threshold/watershed step; its labels are measured,
         flagged and pooled exactly as the pipeline's own.
+    tile_px : int, optional
+        Process the image in tiles of this size with ``tile_overlap_px`` of overlap
+        (:func:`~crystalloop.vision.tiling.analyze_tiled`: bounded memory, the same particles);
+        by default images of more than :data:`AUTO_TILE_PIXELS` pixels use 2048 px tiles (not
+        with a ``segmenter``). 0 never tiles. A tiled result has no full-frame label image
+        (``labels`` is None).
+    tile_overlap_px : int
+        Overlap of the tiles (px): particles smaller than this are measured exactly as untiled.
     **overrides
         Individual settings, e.g. ``min_size_px=10`` (applied on top of ``settings``).
 
@@ -299,6 +312,12 @@ def analyze_image(image: np.ndarray, *, pixel_size_um: float, settings: Pipeline
     px = check_pixel_size(pixel_size_um)
     s = (settings or PipelineSettings()).replace(**overrides) if overrides else (settings or PipelineSettings())
     img = check_image(image)
+    if segmenter is None and tile_px is None and img.shape[0] * img.shape[1] > AUTO_TILE_PIXELS:
+        tile_px = 2048
+    if segmenter is None and tile_px:
+        from crystalloop.vision.tiling import analyze_tiled
+
+        return analyze_tiled(img, pixel_size_um=px, settings=s, tile_px=tile_px, overlap_px=tile_overlap_px)
     sig, pol = prepare_signal(img, s)
     if segmenter is not None:
         from crystalloop.vision.segmenters import segment_labels
@@ -311,7 +330,7 @@ def analyze_image(image: np.ndarray, *, pixel_size_um: float, settings: Pipeline
     return ImageResult(particles=parts, labels=labels, polarity=pol, settings=s, threshold_level=level)
 
 
-def _measure_labels(labels, slices, sig, s: PipelineSettings, px: float) -> pd.DataFrame:
+def _measure_labels(labels, slices, sig, s: PipelineSettings, px: float, origin=(0, 0)) -> pd.DataFrame:
     if slices is not None and not any(sl is not None for sl in slices):
         return empty_particle_table()
     if slices is None and labels.max() == 0:
@@ -319,7 +338,7 @@ def _measure_labels(labels, slices, sig, s: PipelineSettings, px: float) -> pd.D
     # labels, image and signal are validated and of one shape: skip measure_particles' checks
     return _measure(labels, px, focus_gray=None if sig is None else to_gray_float(sig),
                     focus_background=0.0 if s.background is not None else None, slices=slices,
-                    skeleton_min_aspect=s.skeleton_min_aspect)
+                    skeleton_min_aspect=s.skeleton_min_aspect, origin=origin)
 
 
 def _work(item, pixel_size_um, settings, segmenter=None):

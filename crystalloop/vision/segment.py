@@ -61,22 +61,33 @@ def threshold_value(image: np.ndarray, *, method: str = "otsu") -> float:
     u8, lo, scale = _to_u8(sub0)
     if u8.min() == u8.max():
         return float(lo)
+    t = _level_of_u8(u8, lo, scale, method)
+    if method == "midpoint":
+        t = _midpoint(t, img[:: max(1, img.shape[0] // 512), :: max(1, img.shape[1] // 512)])
+    return t
+
+
+def _level_of_u8(u8: np.ndarray, lo: float, scale: float, method: str) -> float:
+    """Otsu/triangle level of an 8-bit image (or any uint8 array with its histogram), mapped
+    back to image units."""
     flag = cv2.THRESH_TRIANGLE if method == "triangle" else cv2.THRESH_OTSU
     t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY | flag)
     # cv2 returns t with "> t" as foreground; map the bin back to image units (bin centre + ½)
-    t = lo + (t + 0.5) * scale
-    if method == "midpoint":
-        # half-way between the median levels of the two Otsu classes (iterated): the 50 % edge
-        # level of flat particles, unbiased by how few pixels the particles cover
-        sub = img[:: max(1, img.shape[0] // 512), :: max(1, img.shape[1] // 512)].ravel()
-        for _ in range(5):
-            a, b = sub[sub <= t], sub[sub > t]
-            if a.size == 0 or b.size == 0:
-                break
-            t_new = 0.5 * (float(np.median(a)) + float(np.median(b)))
-            if abs(t_new - t) <= 1e-6 * (abs(t) + 1e-12):
-                break
-            t = t_new
+    return lo + (t + 0.5) * scale
+
+
+def _midpoint(t: float, sub: np.ndarray) -> float:
+    """Half-way between the median levels of the two Otsu classes (iterated): the 50 % edge
+    level of flat particles, unbiased by how few pixels the particles cover."""
+    sub = sub.ravel()
+    for _ in range(5):
+        a, b = sub[sub <= t], sub[sub > t]
+        if a.size == 0 or b.size == 0:
+            break
+        t_new = 0.5 * (float(np.median(a)) + float(np.median(b)))
+        if abs(t_new - t) <= 1e-6 * (abs(t) + 1e-12):
+            break
+        t = t_new
     return t
 
 
@@ -89,7 +100,13 @@ def detect_polarity(image: np.ndarray) -> str:
     img = to_gray_float(check_image(image))
     if img.max() == img.min():
         return "dark"
-    sub = img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)]
+    return _polarity_of(img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)])
+
+
+def _polarity_of(sub: np.ndarray) -> str:
+    """:func:`detect_polarity` on its subsample (tiled processing gathers the same one)."""
+    if sub.max() == sub.min():
+        return "dark"
     t = threshold_value(sub, method="otsu")
     above = np.count_nonzero(sub >= t)
     return "dark" if above >= sub.size - above else "bright"
@@ -98,7 +115,11 @@ def detect_polarity(image: np.ndarray) -> str:
 def _noise_sigma(img: np.ndarray) -> float:
     """Robust noise level: MAD of the difference of neighbouring pixels / √2."""
     step = max(1, int(np.sqrt(img.size / 40_000)))
-    sub = img[::step, :: max(1, step // 2)]
+    return _sigma_of(img[::step, :: max(1, step // 2)])
+
+
+def _sigma_of(sub: np.ndarray) -> float:
+    """:func:`_noise_sigma` of its subsample."""
     if sub.shape[1] < 2:
         return 0.0
     d = np.diff(sub, axis=1).ravel()
@@ -174,12 +195,18 @@ def _threshold(image, *, method="otsu", polarity="auto", offset=0.0, block_size=
         if not np.isfinite(t):
             raise ConfigError(f"a fixed threshold must be a finite grey level, got {method!r}")
     bg = float(np.median(img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)]))
+    t = _final_level(t, pol, offset, noise_floor, bg, lambda: _noise_sigma(img), lo, hi)
+    return ((img < t) if pol == "dark" else (img > t)), float(t)
+
+
+def _final_level(t, pol, offset, noise_floor, bg, sigma, lo, hi) -> float:
+    """Offset towards the background level ``bg`` and the noise floor (``sigma()``: noise σ)."""
     t = t + offset * (bg - t)
     if noise_floor > 0:
         # at least a millionth of the value range: rounding noise is never a particle
-        margin = max(noise_floor * _noise_sigma(img), 1e-6 * max(abs(lo), abs(hi)))
+        margin = max(noise_floor * sigma(), 1e-6 * max(abs(lo), abs(hi)))
         t = min(t, bg - margin) if pol == "dark" else max(t, bg + margin)
-    return ((img < t) if pol == "dark" else (img > t)), float(t)
+    return float(t)
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
