@@ -95,6 +95,9 @@ def psd(
     labels: Annotated[list[str] | None, typer.Option(
         "--labels", help="Measure these label images (from Cellpose, StarDist, ilastik, Fiji ...) instead of "
                          "segmenting; IMAGES, if given, are their images (paired in order).")] = None,
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="Segment with a trained model folder (crystalloop vision train-seg) instead of the "
+                        "classical threshold and watershed.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="Table format: csv or parquet.")] = "csv",
     no_overlays: Annotated[bool, typer.Option("--no-overlays", help="Do not write overlay PNGs.")] = False,
     no_label_images: Annotated[bool, typer.Option(
@@ -162,6 +165,13 @@ def psd(
         def _cb(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
+        if labels and model is not None:
+            raise ConfigError("--labels measures finished label images; --model segments images: give one of them")
+        segmenter = None
+        if model is not None:
+            from crystalloop.vision.segmenters import load_segmenter
+
+            segmenter = load_segmenter(model)
         if labels:
             batch = measure_label_images(labels, images=images or None, pixel_size_um=pixel_size_um, out_dir=out,
                                          settings=s, overlays=not no_overlays, overwrite=overwrite, fmt=fmt,
@@ -169,7 +179,8 @@ def psd(
         else:
             batch = measure_psd(images, pixel_size_um=pixel_size_um, out_dir=out, settings=s, workers=workers,
                                 overlays=not no_overlays, labels=not no_label_images, overwrite=overwrite,
-                                fmt=fmt, progress=_cb, scheduler=scheduler)
+                                fmt=fmt, progress=_cb, scheduler=scheduler, segmenter=segmenter,
+                                segmenter_name=None if model is None else str(model))
     sm = batch.summary
     console.print(f"images read: {sm['images_read']}, skipped: {sm['images_skipped']}")
     for f, why in batch.skipped:

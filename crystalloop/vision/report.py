@@ -95,6 +95,8 @@ def _check_inputs_exist(files: list[str], what: str) -> None:
 
 
 def _write_frame_outputs(stem, img, res_labels, particles, pixel_size_um, overlay_dir, label_dir):
+    if res_labels is None:  # a tiled image: no full-frame label image (memory bound)
+        return
     if overlay_dir is not None and img is not None:
         save_overlay(Path(overlay_dir) / f"{stem}_overlay.png", img, res_labels, particles,
                      pixel_size_um=pixel_size_um)
@@ -103,7 +105,7 @@ def _write_frame_outputs(stem, img, res_labels, particles, pixel_size_um, overla
 
 
 def _process_file(path: str, pixel_size_um: float, settings: PipelineSettings, overlay_dir: str | None,
-                  label_dir: str | None = None, stem: str | None = None):
+                  label_dir: str | None = None, stem: str | None = None, segmenter=None):
     """Worker: read one file (all frames), analyse, write overlays and label images. Never
     raises for bad files."""
     try:
@@ -115,7 +117,7 @@ def _process_file(path: str, pixel_size_um: float, settings: PipelineSettings, o
     for i, img in enumerate(frames):
         name = path if len(frames) == 1 else f"{path}[{i}]"
         try:
-            res = analyze_image(img, pixel_size_um=pixel_size_um, settings=settings)
+            res = analyze_image(img, pixel_size_um=pixel_size_um, settings=settings, segmenter=segmenter)
         except Exception as exc:
             return path, out, f"frame {i}: {exc}"
         fstem = stem + ("" if len(frames) == 1 else f"_p{i:04d}")
@@ -163,6 +165,8 @@ def measure_psd(
     spacing: str = "log",
     progress: Callable[[int, int], None] | None = None,
     scheduler=None,
+    segmenter=None,
+    segmenter_name: str | None = None,
 ) -> BatchResult:
     """Measure the pooled PSD of image files and write every output.
 
@@ -193,6 +197,10 @@ def measure_psd(
         scheduler address (:mod:`crystalloop.scale`). The tables are identical to the
         in-process run; overlays and label images are written by the workers, so ``out_dir``
         must be a folder they share.
+    segmenter : Segmenter, optional
+        A trained model (:func:`crystalloop.vision.segmenters.load_segmenter`) that segments the
+        images instead of the threshold step; recorded in the summary as ``segmentation``
+        (with ``segmenter_name``, e.g. the model folder).
 
     Returns
     -------
@@ -219,25 +227,27 @@ def measure_psd(
 
         n = len(files)
         results = map_tasks(_process_file, files, [px] * n, [s] * n, [overlay_dir] * n, [label_dir] * n,
-                            [stems[f] for f in files], scheduler=scheduler, progress=progress)
+                            [stems[f] for f in files], [segmenter] * n, scheduler=scheduler, progress=progress)
     elif int(workers) == 1 or len(files) == 1:
         for k, f in enumerate(files):
-            results.append(_process_file(f, px, s, overlay_dir, label_dir, stems[f]))
+            results.append(_process_file(f, px, s, overlay_dir, label_dir, stems[f], segmenter))
             if progress:
                 progress(k + 1, len(files))
     else:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=int(workers)) as ex:
-            futs = [ex.submit(_process_file, f, px, s, overlay_dir, label_dir, stems[f]) for f in files]
+            futs = [ex.submit(_process_file, f, px, s, overlay_dir, label_dir, stems[f], segmenter) for f in files]
             for k, fut in enumerate(futs):
                 results.append(fut.result())
                 if progress:
                     progress(k + 1, len(files))
-    return _finish(results, s, px, out_dir, fmt, edges, n_classes, spacing)
+    seg = "classical" if segmenter is None else f"model {segmenter_name or type(segmenter).__name__}"
+    return _finish(results, s, px, out_dir, fmt, edges, n_classes, spacing, seg)
 
 
-def _finish(results, s: PipelineSettings, px: float, out_dir, fmt, edges, n_classes, spacing) -> BatchResult:
+def _finish(results, s: PipelineSettings, px: float, out_dir, fmt, edges, n_classes, spacing,
+            segmentation: str = "classical") -> BatchResult:
     tables, names, skipped, info = [], [], [], []
     for path, frames, err in results:
         for name, t, inf in frames:
@@ -247,6 +257,7 @@ def _finish(results, s: PipelineSettings, px: float, out_dir, fmt, edges, n_clas
         if err is not None:
             skipped.append((path, err))
     batch = _assemble(tables, names, skipped, s, px, edges, n_classes, spacing, info)
+    batch.summary["segmentation"] = segmentation
     if out_dir is not None:
         if not names:
             # nothing was read (every input missing or corrupt): write no tables at all
