@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
-import warnings
 import select
 import statistics
+import tempfile
 import threading
 import time
 import tty
+import warnings
 
 import serial
 

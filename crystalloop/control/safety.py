@@ -25,7 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from crystalloop.errors import ConfigError, DeviceAlarm, DeviceError, LimitError, SafetyError, WatchdogError
+from crystalloop.errors import (
+    ConfigError,
+    DeviceAlarm,
+    DeviceError,
+    LimitError,
+    SafetyError,
+    WatchdogError,
+)
 from crystalloop.hardware.base import Reading, Thermostat, ThermostatStatus
 from crystalloop.limits import ThermostatLimits
 from crystalloop.profiles import ThermocycleProfile

@@ -2,13 +2,16 @@
 
 from crystalloop.hardware.base import (
     Camera,
+    Capability,
     Clock,
     ConcentrationSensor,
     Crystallizer,
     Frame,
+    GroundTruth,
     ParticleCounter,
     Reading,
     RealClock,
+    ReportsCapabilities,
     Stirrer,
     Thermostat,
     ThermostatLimits,
@@ -16,16 +19,17 @@ from crystalloop.hardware.base import (
     TransmissivitySensor,
     VirtualClock,
     connect,
+    is_simulated,
     parse_backend_url,
     register_backend,
     registered_backends,
 )
 
 __all__ = [
-    "Camera", "Clock", "ConcentrationSensor", "Crystallizer", "Frame", "ParticleCounter",
-    "Reading", "RealClock", "Stirrer", "Thermostat", "ThermostatLimits", "ThermostatStatus",
-    "TransmissivitySensor", "VirtualClock", "connect", "parse_backend_url", "register_backend",
-    "registered_backends",
+    "Camera", "Capability", "Clock", "ConcentrationSensor", "Crystallizer", "Frame", "GroundTruth",
+    "ParticleCounter", "Reading", "RealClock", "ReportsCapabilities", "Stirrer", "Thermostat",
+    "ThermostatLimits", "ThermostatStatus", "TransmissivitySensor", "VirtualClock", "connect",
+    "is_simulated", "parse_backend_url", "register_backend", "registered_backends",
 ]
 
 # Serial drivers and transport, imported on first use (``crystalloop.hardware.JulaboThermostat``)
@@ -40,6 +44,9 @@ _LAZY = {
     "open_lauda": "crystalloop.hardware.lauda",
     "probe_line_settings": "crystalloop.hardware.probe",
     "snapshot": "crystalloop.hardware.probe",
+    "format_capabilities": "crystalloop.hardware.probe",
+    "read_trace": "crystalloop.hardware.trace",
+    "replay_trace": "crystalloop.hardware.trace",
 }
 __all__ += list(_LAZY)
 

@@ -29,7 +29,13 @@ import math
 import re
 from typing import Any
 
-from crystalloop.errors import CommandNotSupported, ConfigError, DeviceAlarm, LimitError, ProtocolError
+from crystalloop.errors import (
+    CommandNotSupported,
+    ConfigError,
+    DeviceAlarm,
+    LimitError,
+    ProtocolError,
+)
 from crystalloop.hardware._serial_driver import (
     CapabilitySpec,
     DeviceInfo,

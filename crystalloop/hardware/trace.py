@@ -155,7 +155,7 @@ class TraceWriter:
         else:
             self._fh = target  # type: ignore[assignment]
         self.depth = 0
-        started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        started = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self._fh.write(f"{HEADER}\n# url: {url}\n# started: {started}\n")
         self._fh.flush()
 

@@ -4,7 +4,13 @@ import math
 
 import pytest
 
-from crystalloop.errors import CapabilityWarning, ConfigError, DeviceAlarm, LimitError, ProtocolError
+from crystalloop.errors import (
+    CapabilityWarning,
+    ConfigError,
+    DeviceAlarm,
+    LimitError,
+    ProtocolError,
+)
 from crystalloop.hardware.base import Thermostat
 from crystalloop.hardware.huber import (
     HUBER_SETTINGS,

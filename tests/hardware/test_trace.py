@@ -11,7 +11,13 @@ from crystalloop.cli import app
 from crystalloop.errors import BackendError, ConfigError, DeviceTimeout
 from crystalloop.hardware.base import VirtualClock, connect
 from crystalloop.hardware.testing import start_fake
-from crystalloop.hardware.trace import decode_bytes, encode_bytes, read_trace, replay_trace, with_trace
+from crystalloop.hardware.trace import (
+    decode_bytes,
+    encode_bytes,
+    read_trace,
+    replay_trace,
+    with_trace,
+)
 
 TRACES = Path(__file__).parent / "traces"
 

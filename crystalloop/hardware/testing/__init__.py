@@ -23,8 +23,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from crystalloop.hardware.testing.huber import FakeHuberUnit, HuberCC, HuberPilotOne, HuberPilotOneBasic
-from crystalloop.hardware.testing.julabo import FakeJulaboUnit, JulaboCorio, JulaboFSeries, JulaboMagio
+from crystalloop.hardware.testing.huber import (
+    FakeHuberUnit,
+    HuberCC,
+    HuberPilotOne,
+    HuberPilotOneBasic,
+)
+from crystalloop.hardware.testing.julabo import (
+    FakeJulaboUnit,
+    JulaboCorio,
+    JulaboFSeries,
+    JulaboMagio,
+)
 from crystalloop.hardware.testing.lauda import FakeLaudaUnit, LaudaEco, LaudaIntegral, LaudaRE
 from crystalloop.hardware.testing.scripted import ProtocolMismatch, ScriptedPort, expected_protocol
 from crystalloop.hardware.testing.unit import Bath, FakeUnit

@@ -144,7 +144,7 @@ class FakeUnit:
             self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self._server.bind(("127.0.0.1", 0))
             self._server.listen(1)
-            self.url = "127.0.0.1:%d" % self._server.getsockname()[1]
+            self.url = f"127.0.0.1:{self._server.getsockname()[1]}"
         self._thread = threading.Thread(target=self._serve, name=f"fake-{self.brand}-{self.family}", daemon=True)
         self._thread.start()
 
