@@ -12,7 +12,8 @@ and the failure names the doc file and line. The rules (also in ``docs/writing-d
 * Markers after the language in the info string: ``slow`` (run only with ``-m slow``),
   ``skip="why"`` (never run; python imports are still checked; the reason is shown in the
   report), ``hardware="URL"`` (needs a real device: python imports are checked, bash commands
-  are parsed against the CLI but not run), ``xfail="why"`` (someone's work in progress).
+  are parsed against the CLI but not run), ``parse="why"`` (bash: commands parsed against the
+  CLI, not run, e.g. they need a Dask cluster), ``xfail="why"`` (someone's work in progress).
   Renderers show only the first word, so readers see a plain ``python``/``bash`` block.
 * A python block or a bash command that names a serial device URL (``julabo:///dev/ttyUSB0``)
   needs hardware: the block's imports are checked, the command is parsed against the CLI
@@ -46,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PYTHON = {"python", "py", "python3"}
 SHELL = {"bash", "sh", "shell"}
-MARKERS = {"slow", "skip", "hardware", "xfail"}
+MARKERS = {"slow", "skip", "hardware", "parse", "xfail"}
 
 #: Command prefixes that take minutes (model fitting, optimisation, long runs): run with -m slow.
 SLOW_COMMANDS = ("crystalloop twin fit", "crystalloop design", "crystalloop campaign", "crystalloop run",
@@ -197,6 +198,8 @@ def _shell_step(doc: str, line: int, cmd: str, markers: dict[str, str]) -> Step:
         s.reason = f"needs real hardware ({markers.get('hardware') or (url and url.group(0)) or 'a device'}): parsed only"
     elif "skip" in markers:
         s.mode, s.reason, s.slow = "skip", markers["skip"] or "skip marker", False
+    elif "parse" in markers:
+        s.mode, s.reason, s.slow = "parse", f"{markers['parse'] or 'parse marker'}: parsed only", False
     elif listed:
         s.mode, s.reason, s.slow = "parse", f"{listed}: parsed only", False
     return s
@@ -265,6 +268,7 @@ SETUP = {
     "docs/vision.md": [_setup_vision],
     "docs/design.md": [_setup_twin],
     "docs/digital_twin.md": [_setup_profiles],
+    "docs/scale-out.md": [_setup_vision],
 }
 
 
