@@ -26,7 +26,14 @@ import math
 import re
 from typing import Any
 
-from crystalloop.errors import CommandNotSupported, ConfigError, DeviceAlarm, ProtocolError
+from crystalloop.errors import (
+    CommandNotSupported,
+    ConfigError,
+    DeviceAlarm,
+    DeviceError,
+    DeviceTimeout,
+    ProtocolError,
+)
 from crystalloop.hardware._serial_driver import (
     CapabilitySpec,
     DeviceInfo,
@@ -233,11 +240,30 @@ class JulaboThermostat(SerialThermostat):
                 f"expected a JULABO query such as 'in_pv_02'"
             )
         self.process_command = process_command
+        self._probing = False
 
     # -- low level -------------------------------------------------------------------------
 
+    def _ask(self, command: str) -> bytes:
+        """One query. While probing at connect, a unit that ignores an unknown ``in_*`` query
+        (no reply, and ``-08 INVALID COMMAND`` in the next ``status``) is told apart from a
+        lost reply, so either way of saying "unknown command" marks the function absent."""
+        try:
+            return self.transport.query(command)
+        except DeviceTimeout as exc:
+            if not self._probing:
+                raise
+            try:
+                status = parse_status(self.transport.query("status"), where=self.where)
+            except DeviceError:
+                raise exc from None
+            if status.code != -8:
+                raise
+            raise CommandNotSupported(f"{self.where}: {command} not answered; the next status reported "
+                                      f"{status.message}") from exc
+
     def _query_temperature(self, command: str, what: str) -> float:
-        return parse_temperature(self.transport.query(command), what=f"{what} ({command})", where=self.where)
+        return parse_temperature(self._ask(command), what=f"{what} ({command})", where=self.where)
 
     def _identify(self) -> DeviceInfo:
         line = self.transport.query("version")
@@ -253,6 +279,14 @@ class JulaboThermostat(SerialThermostat):
         self._found("version", f"{info.model} {info.version}".strip())
         return info
 
+    def initialize(self) -> JulaboThermostat:
+        """Identify the unit and probe its functions (see :meth:`SerialThermostat.initialize`)."""
+        self._probing = True
+        try:
+            return super().initialize()
+        finally:
+            self._probing = False
+
     def _probe(self) -> None:
         self._essential("setpoint", self.get_setpoint, lambda v: f"{v:.2f} °C")
         self._essential("bath", lambda: self._query_temperature("in_pv_00", "bath temperature"),
@@ -267,7 +301,7 @@ class JulaboThermostat(SerialThermostat):
         running = self._optional("mode", self.is_running, None, lambda on: "started" if on else "stopped")
         if running is not None:
             self.commanded_running = running
-        self._optional("control_sensor", lambda: parse_mode(self.transport.query("in_mode_04"), where=self.where,
+        self._optional("control_sensor", lambda: parse_mode(self._ask("in_mode_04"), where=self.where,
                                                             command="in_mode_04"),
                        None, lambda ext: "external sensor" if ext else "internal (bath) sensor")
 
@@ -373,7 +407,7 @@ class JulaboThermostat(SerialThermostat):
 
     def is_running(self) -> bool:
         """``in_mode_05`` as bool."""
-        return parse_mode(self.transport.query("in_mode_05"), where=self.where)
+        return parse_mode(self._ask("in_mode_05"), where=self.where)
 
     def status(self) -> ThermostatStatus:
         """Decoded ``status``; ``running`` from ``in_mode_05`` during an alarm.

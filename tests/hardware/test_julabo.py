@@ -2,7 +2,14 @@
 
 import pytest
 
-from crystalloop.errors import ConfigError, DeviceAlarm, LimitError, ProtocolError
+from crystalloop.errors import (
+    CapabilityWarning,
+    ConfigError,
+    DeviceAlarm,
+    DeviceTimeout,
+    LimitError,
+    ProtocolError,
+)
 from crystalloop.hardware.base import Thermostat, VirtualClock
 from crystalloop.hardware.julabo import (
     JULABO_SETTINGS,
@@ -241,3 +248,29 @@ def test_factory_with_injected_transport_builds_crystallizer():
         open_julabo(parse_backend_url("julabo:///dev/ttyUSB0"), transport=t, limits=(0, 50))
     with pytest.raises(_ConfigError, match="max_c='hot' for JULABO backend .* is not a number"):
         open_julabo(parse_backend_url("julabo:///dev/ttyUSB0?max_c=hot"), transport=t)
+
+
+def test_a_unit_that_ignores_unknown_queries_is_probed_through_the_next_status():
+    """Some units answer an unknown in_* query with nothing and report -08 in the next status:
+    at connect that is "not available" too (one warning), not a lost reply."""
+    silent_then_08 = [(b"status\r", b"-08 INVALID COMMAND\r\n")]
+    exchanges = [
+        (b"version\r", b"JULABO F12-ED VERSION 1.1\r\n"),
+        (b"in_sp_00\r", b"20.00\r\n"),
+        (b"in_pv_00\r", b"20.31\r\n"),
+        (b"in_pv_02\r", b""), *silent_then_08,
+        (b"status\r", b"03 REMOTE START\r\n"),
+        (b"in_mode_05\r", b"1\r\n"),
+        (b"in_mode_04\r", b""), *silent_then_08,
+        (b"in_sp_03\r", b""), *silent_then_08,
+        # after connect a timeout is a timeout again
+        (b"in_pv_00\r", b""),
+    ]
+    with julabo(exchanges) as dev, pytest.warns(CapabilityWarning) as record:
+        dev.initialize()
+        caps = {c.name: c for c in dev.capabilities()}
+        assert (caps["external"].present, caps["limits"].present, caps["control_sensor"].present) == (False,) * 3
+        assert "in_pv_02 not answered; the next status reported -08 INVALID COMMAND" in caps["external"].detail
+        with pytest.raises(DeviceTimeout, match="no reply to b'in_pv_00"):
+            dev.read_bath()
+    assert len(record) == 2  # external sensor and limits; the control-sensor query is table-only
