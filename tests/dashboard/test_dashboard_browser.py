@@ -38,8 +38,13 @@ def wait(drv, script: str, timeout: float = 20.0):
 def shot(drv, name: str) -> None:
     if SHOTS:
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-        time.sleep(0.5)  # let Plotly finish its transitions
+        size = drv.get_window_size()
+        for _ in range(2):  # the whole page: resizing re-lays out the charts, so measure twice
+            height = drv.execute_script("return document.documentElement.scrollHeight;")
+            drv.set_window_size(size["width"], max(600, min(int(height) + 140, 4000)))
+            time.sleep(0.8)  # let Plotly re-lay out and finish its transitions
         drv.save_screenshot(str(DOCS_IMAGES / f"dashboard-{name}.png"))
+        drv.set_window_size(size["width"], size["height"])
 
 
 def trace(drv, div: str, name: str) -> dict:
@@ -100,9 +105,7 @@ def test_run_page_draws_the_runs_points_and_its_image(browser, server, lab):
     assert "x50,3 =" in browser.find_element("id", "psd-stats").text
     assert browser.execute_script("return document.getElementById('chart-psd').data[0].y.slice(-1)[0];") == \
         pytest.approx(1.0)
-    browser.execute_script("document.getElementById('probe').scrollIntoView();")
     shot(browser, "run")
-    browser.execute_script("window.scrollTo(0, 0);")
 
 
 def test_a_sample_written_during_the_test_appears_within_two_seconds(browser, live_store):

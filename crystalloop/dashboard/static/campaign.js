@@ -3,7 +3,7 @@
 (function () {
   const palette = ["#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"];
   const color = r => palette[r % palette.length];
-  let cid = JSON.parse(document.getElementById("cfg").textContent).campaign_id;
+  const cid = JSON.parse(document.getElementById("cfg").textContent).campaign_id;
 
   function draw(c) {
     const objs = c.objectives;
@@ -55,13 +55,11 @@
 
   draw(JSON.parse(document.getElementById("cfg").textContent));
   window.__dashboard.ready = performance.now();
-  let busy = false;
   const es = new EventSource("/api/store/stream");
-  es.addEventListener("changed", async () => {
-    if (busy) return; busy = true;
+  es.addEventListener("changed", CL.throttle(async () => {
     try { draw(await CL.json(`/api/campaigns/${cid}`)); window.__dashboard.updates.push({t: Date.now()}); }
-    catch (e) { CL.banner(String(e.message || e)); } finally { busy = false; }
-  });
+    catch (e) { CL.banner(String(e.message || e)); }
+  }, 5000));
   es.addEventListener("store-error", ev => CL.banner(JSON.parse(ev.data).error));
   es.onopen = () => { CL.live(true); CL.banner(""); };
   es.onerror = () => CL.live(false);

@@ -31,6 +31,14 @@ const CL = {
     }, extra || {});
   },
   config: {responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"]},
+  throttle(fn, ms) {  // run fn at most once per ms; a call during the wait runs once at its end
+    let last = 0, timer = null;
+    return function () {
+      const wait = last + ms - Date.now();
+      if (timer) return;
+      timer = setTimeout(async () => { last = Date.now(); try { await fn(); } finally { timer = null; } }, Math.max(0, wait));
+    };
+  },
   fmt(v, d) {
     if (v === null || v === undefined || !isFinite(v)) return "-";
     return Number(v).toPrecision(d || 3);

@@ -37,19 +37,24 @@
       const data = list.map(([name, ch]) => trace(name, ch));
       list.forEach(([name], i) => { state.where[name] = [c.div, i]; });
       const extra = {yaxis: {title: {text: c.y}, gridcolor: "#e6ebf0", zeroline: false}};
-      if (g === "counts") extra.yaxis2 = {title: {text: "transmissivity (%)"}, overlaying: "y", side: "right", showgrid: false};
+      if (g === "counts") {
+        extra.yaxis2 = {title: {text: "transmissivity (%)"}, overlaying: "y", side: "right", showgrid: false};
+        extra.margin = {l: 58, r: 64, t: 10, b: 42};
+      }
       if (g === "other") document.getElementById("panel-other").hidden = list.length === 0;
       if (g === "concentration") document.getElementById("solubility-note").hidden = list.some(([n, ch]) => ch.label === "solubility");
       if (g !== "other" || list.length) Plotly.newPlot(c.div, data, CL.layout(extra), CL.config);
     }
     const te = s.tracking_error;
-    const ref = te ? te.reference : (s.channels.T_ref_c ? "T_ref_c" : (s.channels.T_set_c ? "T_set_c" : null));
-    state.refName = ref;
-    if (ref && s.channels[ref]) { state.refT = s.channels[ref].t.slice(); state.refY = s.channels[ref].y.slice(); }
+    const ref = te ? te.reference : null;
+    const refText = {recipe: "recipe setpoint", T_ref_c: "logged reference", T_set_c: "setpoint"}[ref] || "reference";
+    // live points: the error against the logged reference (the recipe's setpoint as the runner logs it)
+    state.refName = s.channels.T_ref_c ? "T_ref_c" : (s.channels.T_set_c ? "T_set_c" : null);
+    if (state.refName) { state.refT = s.channels[state.refName].t.slice(); state.refY = s.channels[state.refName].y.slice(); }
     Plotly.newPlot("chart-error", [{x: te ? te.t.map(v => v / H) : [], y: te ? te.y : [], type: "scatter", mode: "lines",
-                    name: "reactor − " + (ref === "T_ref_c" ? "recipe" : "setpoint"), line: {color: "#d62728", width: 1.4}}],
+                    name: "reactor − " + refText, line: {color: "#d62728", width: 1.4}}],
                    CL.layout({yaxis: {title: {text: "error (°C)"}, gridcolor: "#e6ebf0", zeroline: true}}), CL.config);
-    document.getElementById("error-ref").textContent = te ? `(reactor − ${ref === "T_ref_c" ? "recipe" : "setpoint"})` : "(no reactor or reference channel)";
+    document.getElementById("error-ref").textContent = te ? `(reactor − ${refText})` : "(no reactor or reference channel)";
     if (te) document.getElementById("tracking-summary").textContent =
       `RMS ${CL.fmt(te.rms_c)} °C, max |error| ${CL.fmt(te.max_abs_c)} °C (${cfg.run_id ? "controller " + (document.getElementById("run-controller").textContent) : ""})`;
     window.__dashboard.points = Object.fromEntries(Object.entries(s.channels).map(([k, v]) => [k, v.t.length]));
@@ -77,8 +82,7 @@
     el.hidden = false;
     el.dataset.imageId = img.image_id;
     const bar = document.getElementById("scale-bar");
-    bar.querySelector("span").style.width = (100 * info.scale_bar_fraction) + "%";
-    bar.style.width = (100 * info.scale_bar_fraction) + "%";
+    bar.style.width = (100 * info.scale_bar_fraction) + "%";  // of the image's displayed width
     bar.querySelector("em").textContent = `${info.scale_bar_um} µm`;
     bar.hidden = false;
     const p = info.psd;

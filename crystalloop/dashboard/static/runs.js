@@ -16,7 +16,7 @@
     } finally { pending = false; }
   }
   const es = new EventSource("/api/store/stream");
-  es.addEventListener("changed", refresh);
+  es.addEventListener("changed", CL.throttle(refresh, 2000));
   es.addEventListener("store-error", ev => CL.banner(JSON.parse(ev.data).error));
   es.onopen = () => { CL.live(true); CL.banner(""); };
   es.onerror = () => CL.live(false);
