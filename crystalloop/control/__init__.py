@@ -13,7 +13,9 @@
   to, implemented by every controller above; :func:`make_controller` by name.
 * :mod:`~crystalloop.control.runner`: :func:`run` a recipe or controller on a backend URL
   with :class:`RunOptions`, logging everything to the experiment store; the loop itself is
-  :class:`~crystalloop.control.loop.RunLoop`, step by step.
+  :class:`~crystalloop.control.loop.RunLoop`, step by step;
+  :mod:`~crystalloop.control.plots`: :func:`plot_samples` / :func:`plot_stored_run`, every
+  logged channel of a run against time.
 
 Single-batch execution only: the closed loop over many batches is :mod:`crystalloop.campaign`.
 """
@@ -25,6 +27,7 @@ from crystalloop.control.loop import RunLoop
 from crystalloop.control.nmpc import NMPCController, ThermalModel, thermal_model_from_params
 from crystalloop.control.options import RunOptions
 from crystalloop.control.pid import PID, CascadePID, Observation, ProfileTracker
+from crystalloop.control.plots import plot_samples, plot_stored_run
 from crystalloop.control.runner import (
     CONTROLLERS,
     RunResult,
@@ -45,4 +48,5 @@ __all__ = [
     "SafeThermostat", "Watchdog", "SAFE_STATES",
     "Controller", "ControllerBase", "RunOptions", "RunLoop",
     "run", "run_status", "continuation_of", "make_controller", "tracking_metrics", "RunResult", "CONTROLLERS",
+    "plot_samples", "plot_stored_run",
 ]
