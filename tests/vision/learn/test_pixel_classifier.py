@@ -79,7 +79,8 @@ def test_banded_prediction_matches_whole_image_features(scenes):
     m = PixelClassifier(**FAST).fit([a.image], [a.targets()])
     p = m.predict_proba(big)
     f = pixel_features(big, sigmas=FAST["sigmas"])
-    whole = m.forest_.predict_proba(f.reshape(-1, f.shape[2])).reshape(p.shape)
+    whole = m.forest_.predict_proba(f.reshape(-1, f.shape[2])).reshape(p.shape) * m.class_weights_
+    whole /= whole.sum(axis=2, keepdims=True)
     np.testing.assert_allclose(p, whole, atol=1e-6)
 
 
