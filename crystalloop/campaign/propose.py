@@ -16,6 +16,7 @@ import pandas as pd
 
 from crystalloop.campaign._labels import CampaignWarning
 from crystalloop.errors import ConfigError
+from crystalloop.limits import ThermostatLimits
 from crystalloop.profiles import ThermocycleProfile, profiles_to_frame
 
 __all__ = ["ACQUISITIONS", "propose", "select_batch", "select_ehvi"]
@@ -204,7 +205,8 @@ def select_ehvi(mu: np.ndarray, sd: np.ndarray, measured: np.ndarray, sign: np.n
 def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.ndarray | None = None,
             cycles: str | int | Sequence[int] = "1-4", mixed: bool = True, constraints: Any = None,
             acquisition: str = "optimistic", kappa: float = 1.0, min_distance: float = 0.05,
-            pop_size: int = 40, n_gen: int = 30, seed: int = 0, bounds: Any = None, limits: Any = None,
+            pop_size: int = 40, n_gen: int = 30, seed: int = 0, bounds: Any = None,
+            limits: ThermostatLimits | None = None,
             measured: np.ndarray | None = None, reference: Sequence[float] | None = None,
             callback: Callable[[str, int, int], None] | None = None) -> tuple[list[ThermocycleProfile], pd.DataFrame]:
     """``n`` recipes to run next: NSGA-II on the twin, then :func:`select_batch`.
@@ -231,8 +233,10 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
         ``reference``) instead of spreading it along the front.
     kappa : float
         κ, in standard deviations.
-    min_distance, pop_size, n_gen, seed, bounds, limits, callback
+    min_distance, pop_size, n_gen, seed, bounds, callback
         Selection distance (features scaled to [0, 1]) and the NSGA-II settings.
+    limits : ThermostatLimits, optional
+        The thermostat's range and ramp limit: proposals stay inside them.
     measured : ndarray (k, n_objectives), optional
         Objective values of the runs measured so far (natural units; for ``"ehvi"``).
     reference : sequence of float, optional
