@@ -216,6 +216,7 @@ def test_unreachable_scheduler(monkeypatch):
 # ---- command line ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_psd_command_scheduler_local_gives_identical_tables(tmp_path):
     import cv2
 
@@ -235,9 +236,18 @@ def test_psd_command_scheduler_local_gives_identical_tables(tmp_path):
     assert a.returncode == 0 and b.returncode == 0, a.stderr[-2000:] + b.stderr[-2000:]
     for name in ("particles.csv", "psd.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    bad = subprocess.run([*exe, "psd", *common, "--out", str(tmp_path / "c"), "--scheduler", "local:two"],
-                         capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1] == ("error: --scheduler must be 'local:N' (a local cluster of N "
-                                                   "workers) or a Dask scheduler address such as "
-                                                   "'tcp://10.0.0.5:8786', got 'local:two'")
+
+
+def test_psd_and_twin_commands_refuse_a_bad_scheduler_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from crystalloop.cli import app
+
+    expected = ("--scheduler must be 'local:N' (a local cluster of N workers) or a Dask scheduler address "
+                "such as 'tcp://10.0.0.5:8786', got 'local:two'")
+    for args in (["psd", str(tmp_path / "missing*.png"), "--pixel-size-um", "1.5", "--out", str(tmp_path / "o")],
+                 ["twin", "fit", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "t")]):
+        res = CliRunner().invoke(app, [*args, "--scheduler", "local:two"])
+        assert res.exit_code == 2, res.output
+        assert expected in res.output
+        assert not (tmp_path / "o").exists() and not (tmp_path / "t").exists()
