@@ -130,8 +130,11 @@ def _upsample(small: np.ndarray, f: int, r0: int, r1: int, c0: int, c1: int) -> 
     sub = small[rows]  # only the grid rows this region needs
     a = sub[:, j0] * (np.float32(1) - tx) + sub[:, j1] * tx
     k0, k1 = np.searchsorted(rows, i0), np.searchsorted(rows, i1)
-    out = a[k0] * (np.float32(1) - ty)[:, None]
-    out += a[k1] * ty[:, None]
+    out = np.take(a, k0, axis=0)
+    np.multiply(out, (np.float32(1) - ty)[:, None], out=out)
+    tmp = np.take(a, k1, axis=0)
+    np.multiply(tmp, ty[:, None], out=tmp)
+    np.add(out, tmp, out=out)
     return out
 
 

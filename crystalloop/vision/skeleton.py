@@ -38,8 +38,8 @@ def _skeletonize(obj: np.ndarray) -> np.ndarray:
 
 
 def _graph(rr: np.ndarray, cc: np.ndarray, shape) -> sparse.csr_matrix:
-    """8-connected pixel graph (edge weights 1 and √2) of the pixels ``(rr, cc)``, each edge
-    stored once (csgraph's undirected mode reads it both ways)."""
+    """8-connected pixel graph (edge weights 1 and √2) of the pixels ``(rr, cc)``, symmetric
+    (both directions stored, so csgraph runs in directed mode without converting)."""
     n = rr.size
     idx = np.full((shape[0] + 2, shape[1] + 2), -1, np.int32)
     idx[rr + 1, cc + 1] = np.arange(n, dtype=np.int32)
@@ -51,7 +51,8 @@ def _graph(rr: np.ndarray, cc: np.ndarray, shape) -> sparse.csr_matrix:
         dst.append(nb[ok])
         wts.append(np.full(int(ok.sum()), w))
     s, d, w = np.concatenate(src), np.concatenate(dst), np.concatenate(wts)
-    # CSR straight from the edge list (already grouped by offset; sort by source)
+    s, d, w = np.concatenate((s, d)), np.concatenate((d, s)), np.concatenate((w, w))
+    # CSR straight from the edge list (sorted by source)
     order = np.argsort(s, kind="stable")
     indptr = np.zeros(n + 1, np.int32)
     np.cumsum(np.bincount(s, minlength=n), out=indptr[1:])
@@ -79,7 +80,8 @@ def _bridge(g: sparse.csr_matrix, rr: np.ndarray, cc: np.ndarray) -> sparse.csr_
     mst = csgraph.minimum_spanning_tree(sparse.csr_matrix(dmin)).tocoo()
     ends = [pair[(min(a, b), max(a, b))] for a, b in zip(mst.row, mst.col, strict=True)]
     add = sparse.csr_matrix((mst.data, ([e[0] for e in ends], [e[1] for e in ends])), shape=g.shape)
-    return g + add
+    add = add + add.T
+    return (g + add).tocsr()
 
 
 def _end_extension(obj: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
@@ -143,14 +145,14 @@ def skeleton_length(obj: np.ndarray, *, skeleton: np.ndarray | None = None, dt: 
         ext = [_end_extension(obj, p, p - v) for v in ((0, 1), (0, -1), (1, 0), (-1, 0))]
         return float(max(ext[0] + ext[1], ext[2] + ext[3]))
     g = _graph(rr, cc, obj.shape)
-    d0 = csgraph.dijkstra(g, directed=False, indices=0)
+    d0 = csgraph.dijkstra(g, directed=True, indices=0)
     if not np.all(np.isfinite(d0)):  # pieces (a crystal cut by another): bridge them
         g = _bridge(g, rr, cc)
-        d0 = csgraph.dijkstra(g, directed=False, indices=0)
+        d0 = csgraph.dijkstra(g, directed=True, indices=0)
     a = int(np.argmax(np.where(np.isfinite(d0), d0, -1)))
-    da = csgraph.dijkstra(g, directed=False, indices=a)
+    da = csgraph.dijkstra(g, directed=True, indices=a)
     b = int(np.argmax(np.where(np.isfinite(da), da, -1)))
-    db = csgraph.dijkstra(g, directed=False, indices=b)
+    db = csgraph.dijkstra(g, directed=True, indices=b)
     # the nodes of a shortest a–b path, in order of their distance from a (no Python walk)
     on = np.flatnonzero(np.abs(da + db - da[b]) <= 1e-6 * max(da[b], 1.0))
     path = on[np.argsort(da[on], kind="stable")]
@@ -162,10 +164,11 @@ def skeleton_length(obj: np.ndarray, *, skeleton: np.ndarray | None = None, dt: 
 
         dt = cv2.distanceTransform(np.pad(obj.view(np.uint8), 1), cv2.DIST_L2, cv2.DIST_MASK_5)[1:-1, 1:-1]
     rad = dt[rr[path], cc[path]]
+    med = float(np.median(rad))
     # thinning runs into corners and tapering tips: trim each end of the path back to where the
     # skeleton is in the crystal's body (local half-width ≥ 80 % of the median), then cast a ray
     # along the body's direction to the outline
-    body = rad >= 0.8 * float(np.median(rad))
+    body = rad >= 0.8 * med
     i0, i1 = int(np.argmax(body)), len(rad) - 1 - int(np.argmax(body[::-1]))
     if i1 <= i0:
         i0, i1 = 0, len(rad) - 1
@@ -173,7 +176,7 @@ def skeleton_length(obj: np.ndarray, *, skeleton: np.ndarray | None = None, dt: 
     # measure the chords between every 5th path pixel (errors do not accumulate along the path)
     sel = np.unique(np.r_[np.arange(i0, i1, 5), i1])
     length = float(np.hypot(*np.diff(pts[sel], axis=0).T).sum())
-    k = int(np.clip(round(2.0 * float(np.median(rad))), 3, 12))
+    k = int(np.clip(round(2.0 * med), 3, 12))
     ext = _end_extension(obj, pts[i0], pts[min(i0 + k, len(pts) - 1)]) if i1 > i0 else 0.5
     ext += _end_extension(obj, pts[i1], pts[max(i1 - k, 0)]) if i1 > i0 else 0.5
     return length + ext
