@@ -7,6 +7,7 @@ physical quantities with explicit units (``pixel_size_um=``). The learned models
 
 from crystalloop.vision.calibrate import CalibrationResult, calibrate, read_reference
 from crystalloop.vision.io import expand_sources, iter_images, read_image, read_stack
+from crystalloop.vision.labelio import read_labels, write_labels
 from crystalloop.vision.measure import (
     PARTICLE_COLUMNS,
     empty_particle_table,
@@ -46,7 +47,7 @@ from crystalloop.vision.psd import (
     size_classes,
 )
 from crystalloop.vision.render import KINDS, TRUTH_COLUMNS, render_particles, sample_particles
-from crystalloop.vision.report import measure_psd, write_tables
+from crystalloop.vision.report import measure_label_images, measure_psd, write_tables
 from crystalloop.vision.segment import (
     clear_border,
     detect_polarity,
@@ -57,6 +58,8 @@ from crystalloop.vision.segment import (
     threshold_value,
     watershed_split,
 )
+from crystalloop.vision.skeleton import skeleton_length, split_elongated
+from crystalloop.vision.tiling import TiledResult, analyze_tiled
 
 __all__ = [
     "KINDS", "TRUTH_COLUMNS", "PARTICLE_COLUMNS",
@@ -72,4 +75,6 @@ __all__ = [
     "PipelineSettings", "ImageResult", "BatchResult", "analyze_image", "analyze_images",
     "measure_psd", "write_tables", "calibrate", "CalibrationResult", "read_reference",
     "overlay", "save_overlay", "plot_psd", "STATUS_COLORS", "match_instances", "InstanceMatch",
+    "skeleton_length", "split_elongated", "analyze_tiled", "TiledResult", "read_labels", "write_labels",
+    "measure_label_images",
 ]
