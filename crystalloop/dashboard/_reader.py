@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +32,10 @@ from crystalloop.errors import StoreError, StoreNotFoundError
 from crystalloop.store import RUN_STATUSES, SCHEMA_VERSION
 
 __all__ = ["StoreReader", "channel_group", "ALARM_LEVELS"]
+
+_SERIES_CACHE: OrderedDict[tuple, dict[str, Any]] = OrderedDict()  # downsampled series of finished runs
+_SERIES_LOCK = threading.Lock()
+_SERIES_CACHE_SIZE = 16
 
 #: event levels shown as alarms (watchdog, safe state, device warnings)
 ALARM_LEVELS = ("warning", "error", "critical")
@@ -289,14 +295,26 @@ class StoreReader:
 
         Returns ``{"channels": {name: {"t": [...], "y": [...], "n": raw count, "group", "label"}},
         "tracking_error": {"t", "y", "reference"} or None, "after": rowid of the last sample read}``.
+        A finished run's result is kept in a small in-process cache (keyed by the file, the run,
+        its end time and sample count), so reopening a long run costs one count query.
         """
         rid = int(run_id)
         out: dict[str, Any] = {}
         raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         with self.connect() as c:
-            rec = self._q(c, "SELECT recipe, recipe_type FROM runs WHERE id = ?", (rid,), "read a recipe")
-            profile = _profile(*rec[0]) if rec else None
+            rec = self._q(c, "SELECT recipe, recipe_type, status, ended FROM runs WHERE id = ?", (rid,), "read a run")
+            profile = _profile(*rec[0][:2]) if rec else None
             after = self._q(c, "SELECT max(rowid) FROM samples")[0][0] or 0
+            key = None
+            if rec and rec[0][2] != "running":  # a finished run no longer changes: its series is cached
+                st = self.path.stat()
+                n = self._q(c, "SELECT count(*) FROM samples WHERE run_id = ?", (rid,))[0][0]
+                key = (str(self.path.resolve()), st.st_dev, st.st_ino, rid, rec[0][3], n, int(n_out))
+                with _SERIES_LOCK:
+                    hit = _SERIES_CACHE.get(key)
+                    if hit is not None:
+                        _SERIES_CACHE.move_to_end(key)
+                        return {**hit, "after": int(after)}
             chans = [x[0] for x in self._q(c, "SELECT DISTINCT channel FROM samples WHERE run_id = ?", (rid,))]
             for ch in sorted(chans):
                 rows = self._q(c, "SELECT time_s, value FROM samples WHERE run_id = ? AND channel = ? AND rowid <= ? "
@@ -308,7 +326,13 @@ class StoreReader:
                 ts, ys = downsample(t, y, n_out)
                 grp, label = channel_group(ch)
                 out[ch] = {"t": ts.tolist(), "y": ys.tolist(), "n": int(len(t)), "group": grp, "label": label}
-        return {"channels": out, "tracking_error": _tracking_error(raw, n_out, profile), "after": int(after)}
+        res = {"channels": out, "tracking_error": _tracking_error(raw, n_out, profile), "after": int(after)}
+        if key is not None:
+            with _SERIES_LOCK:
+                _SERIES_CACHE[key] = res
+                while len(_SERIES_CACHE) > _SERIES_CACHE_SIZE:
+                    _SERIES_CACHE.popitem(last=False)
+        return res
 
     def increment(self, conn: sqlite3.Connection, run_id: int, after: int, *, limit: int = 20000
                   ) -> tuple[dict[str, dict[str, list[float]]], int]:

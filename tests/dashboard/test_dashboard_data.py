@@ -194,3 +194,16 @@ def test_reader_errors_name_the_file(tmp_path):
     junk.write_bytes(b"this is a text file, not a database\n" * 200)
     with pytest.raises(StoreError, match=r"junk\.db is not a crystalloop experiment store \(not an SQLite database\)"):
         StoreReader(junk).runs()
+
+
+def test_series_cache_of_finished_runs_follows_the_data(tmp_path):
+    path = tmp_path / "big.db"
+    rid = big_run(path, 5_000)
+    r = StoreReader(path)
+    a = r.series(rid, n_out=200)
+    assert r.series(rid, n_out=200)["channels"] == a["channels"]  # served from the cache
+    with ExperimentStore(path) as db:  # a late correction appended to the finished run
+        db.log_samples(rid, [(5_000.0, "T_reactor_c", 123.0)])
+    b = r.series(rid, n_out=200)
+    assert b["channels"]["T_reactor_c"]["n"] == 5_001 and max(b["channels"]["T_reactor_c"]["y"]) == 123.0
+    assert b["after"] > a["after"]

@@ -255,3 +255,20 @@ def test_stream_of_a_run_the_runner_is_writing_loses_and_repeats_nothing(tmp_pat
             s = db.samples(rid, ch)
             assert got[ch] == list(zip(s["time_s"], s["value"], strict=True)), ch
     assert len(got["T_reactor_c"]) > 50
+
+
+def test_campaign_whose_folder_is_gone_still_shows_its_runs(tmp_path):
+    path = tmp_path / "c.db"
+    gone = tmp_path / "moved-away"
+    with ExperimentStore(path) as db:
+        for k, (d50, doa) in enumerate([(120.0, 8.0), (140.0, 12.0)], start=1):
+            rid = db.start_run({"name": f"C1-{k}"}, kind="campaign",
+                               meta={"campaign_round": 1, "campaign_run": f"C1-{k}", "campaign_dir": str(gone)})
+            db.log_cqas(rid, {"D50_um": d50, "DoA_pct": doa})
+            db.finish_run(rid)
+    with DashboardServer(path, port=0) as srv:
+        st, page, _ = get(srv.url + "/campaigns/1")
+        assert st == 200 and f"no campaign.json in {gone}: objectives and hypervolume are unknown" in page
+        c = json.loads(get(srv.url + "/api/campaigns/1")[1])
+        assert [p["label"] for p in c["points"]] == ["C1-1", "C1-2"] and c["hypervolume"] == []
+        assert c["next_round"] is None
