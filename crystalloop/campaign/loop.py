@@ -34,7 +34,7 @@ from crystalloop.campaign._labels import campaign_rounds, run_label
 from crystalloop.campaign.execute import execute_recipe, finished_run, recover_recipe
 from crystalloop.campaign.lab import as_lab
 from crystalloop.campaign.propose import propose
-from crystalloop.campaign.report import objective_values
+from crystalloop.campaign.report import objective_values, plot_campaign, round_summary
 from crystalloop.errors import ConfigError
 from crystalloop.profiles import ThermocycleProfile, feature_names, profiles_to_frame
 
@@ -287,7 +287,6 @@ def run_campaign(
             raise ConfigError(f"no DoE given and {out / 'doe.csv'} does not exist; pass a starting DoE table")
         doe = out / "doe.csv"
     # checks above are cheap; the design and twin modules import scikit-learn, pymoo and SDV
-    from crystalloop.campaign.report import plot_campaign, round_summary
     from crystalloop.cqa import CQA_NAMES
     from crystalloop.digital_twin.design import hypervolume, parse_constraints, parse_objectives
     from crystalloop.digital_twin.doe import read_doe

@@ -17,7 +17,12 @@ import pandas as pd
 from crystalloop.campaign._labels import CampaignWarning
 from crystalloop.errors import ConfigError
 from crystalloop.limits import ThermostatLimits
-from crystalloop.profiles import ThermocycleProfile, profiles_to_frame
+from crystalloop.profiles import (
+    DEFAULT_BOUNDS,
+    ProfileBounds,
+    ThermocycleProfile,
+    profiles_to_frame,
+)
 
 __all__ = ["ACQUISITIONS", "propose", "select_batch", "select_ehvi"]
 
@@ -282,8 +287,6 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
         from crystalloop.digital_twin.design import DesignSpace, parse_cycles
 
         ncs = parse_cycles(cycles)
-        from crystalloop.profiles import DEFAULT_BOUNDS, ProfileBounds
-
         b = (ProfileBounds.from_dict({**DEFAULT_BOUNDS.to_dict(), **bounds}) if isinstance(bounds, dict)
              else bounds or DEFAULT_BOUNDS)
         space = DesignSpace((ncs[0], ncs[-1]) if len(ncs) > 1 else ncs[0], bounds=b)

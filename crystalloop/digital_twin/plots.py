@@ -11,18 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crystalloop._plotting import save_figure
+from crystalloop._plotting import pyplot, save_figure
 from crystalloop.errors import ModelError
 
 __all__ = ["plot_parity", "plot_alpha_curves", "plot_feature_importance", "feature_importances"]
 
 
 def _plt():
-    from crystalloop._plotting import pyplot
-
-    plt = pyplot()
-
-    return plt
+    return pyplot()
 
 
 def _save(fig, path):

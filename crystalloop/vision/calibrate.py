@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crystalloop.errors import ConfigError
+from crystalloop.errors import ConfigError, SchemaError
 from crystalloop.vision._validate import check_pixel_size
 from crystalloop.vision.io import iter_images
 from crystalloop.vision.measure import measure_particles
@@ -63,8 +63,6 @@ class CalibrationResult:
 def read_reference(path: str | os.PathLike):
     """Read an offline PSD from CSV: a class table (``size_um``/``size_upper_um`` + ``Q3``/``Q0``)
     is returned as a DataFrame, a particle list (``size_um`` or ``ecd_um``) as an array of µm."""
-    from crystalloop.errors import SchemaError
-
     p = Path(path)
     try:
         df = pd.read_csv(p)

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from crystalloop._plotting import save_png
-from crystalloop.vision._validate import check_image, check_same_shape
+from crystalloop._plotting import pyplot, save_figure, save_png
+from crystalloop.vision._validate import check_image, check_pixel_size, check_same_shape
 from crystalloop.vision.preprocess import to_uint8
 from crystalloop.vision.psd import fit_lognormal, lognormal_q3
 
@@ -75,8 +75,6 @@ def overlay(image: np.ndarray, labels: np.ndarray, particles: pd.DataFrame | Non
         rgb = np.repeat(g[:, :, None], 3, axis=2)
     rgb = np.ascontiguousarray(rgb)
     if pixel_size_um is not None:
-        from crystalloop.vision._validate import check_pixel_size
-
         pixel_size_um = check_pixel_size(pixel_size_um)
     if lab.max() == 0:
         return rgb if pixel_size_um is None else draw_scale_bar(rgb, pixel_size_um)
@@ -111,8 +109,6 @@ def plot_psd(table: pd.DataFrame, path: str | os.PathLike | None = None, *, size
 
     Returns the path written, or the matplotlib Figure when ``path`` is None.
     """
-    from crystalloop._plotting import pyplot
-
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
@@ -142,6 +138,4 @@ def plot_psd(table: pd.DataFrame, path: str | os.PathLike | None = None, *, size
     fig.tight_layout()
     if path is None:
         return fig
-    from crystalloop._plotting import save_figure
-
     return save_figure(fig, path)

@@ -22,7 +22,7 @@ import numpy as np
 
 from crystalloop.errors import ConfigError, ImageError
 from crystalloop.vision._validate import check_pixel_size
-from crystalloop.vision.io import expand_sources, read_stack
+from crystalloop.vision.io import expand_sources, read_image, read_stack
 from crystalloop.vision.labelio import LABEL_SUFFIX, read_labels, write_labels
 from crystalloop.vision.pipeline import (
     BatchResult,
@@ -307,8 +307,6 @@ def measure_label_images(
     -------
     BatchResult
     """
-    from crystalloop.vision.io import read_image
-
     px = check_pixel_size(pixel_size_um)
     s = settings or PipelineSettings()
     if fmt not in ("csv", "parquet"):

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from crystalloop._plotting import save_figure
+from crystalloop._plotting import pyplot, save_figure
 from crystalloop.errors import OptimizationError
 
 from .result import DesignResult
@@ -61,8 +61,6 @@ def plot_fronts(
     -------
     matplotlib.figure.Figure
     """
-    from crystalloop._plotting import pyplot
-
     plt = pyplot()
 
     names = [o.name for o in result.objectives]
@@ -124,8 +122,6 @@ def plot_fronts(
 
 def plot_convergence(result: DesignResult, *, path: str | Path | None = None, ax: Any = None) -> Any:
     """Hypervolume per generation for every instance (shared reference point)."""
-    from crystalloop._plotting import pyplot
-
     plt = pyplot()
 
     if result.history.empty:

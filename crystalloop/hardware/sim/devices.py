@@ -21,7 +21,7 @@ import threading
 from typing import Any
 from urllib.parse import urlencode
 
-from crystalloop.errors import BackendError, LimitError
+from crystalloop.errors import BackendError, DeviceDisconnected, LimitError
 from crystalloop.hardware.base import (
     BackendURL,
     Clock,
@@ -51,8 +51,6 @@ class _SimDevice:
 
     def _sync(self) -> float:
         if self._closed:
-            from crystalloop.errors import DeviceDisconnected
-
             raise DeviceDisconnected(f"simulated device '{self.name}' is closed")
         t = self.clock.now()
         self.plant.advance_to(t)

@@ -1,0 +1,275 @@
+"""The package's architecture rules, checked on the source with :mod:`ast` (docs/architecture.md).
+
+- **Private names stay private.** ``from crystalloop.x import _name`` is refused across modules,
+  and so is ``from ._module import _name`` inside a package: what another module needs is public
+  (no leading underscore) and listed in the providing module's ``__all__``. A *private module*
+  (``crystalloop/vision/_geometry.py``) may be imported by the modules of its own package and its
+  subpackages only (``crystalloop._plotting`` by every module), and only its public names.
+- **No import cycles** between crystalloop modules; an import inside a function counts (a lazy
+  import that only hides a cycle still is one).
+- **No stale lazy imports:** an import inside a function of a crystalloop module that the file
+  already imports at the top, or of a name the function never uses.
+- **Orchestrators use protocols:** no ``getattr(obj, "name", default)``/``hasattr(obj, "name")``
+  probing in ``control/`` and ``campaign/``, and no branching on the ``sim`` backend scheme
+  outside ``hardware/``.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "crystalloop"
+
+
+@cache
+def modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the package (``__init__`` = the package)."""
+    out = {}
+    for p in sorted(PKG.rglob("*.py")):
+        parts = list(p.relative_to(PKG.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = p
+    return out
+
+
+@cache
+def tree(name: str) -> ast.Module:
+    return ast.parse(modules()[name].read_text(encoding="utf-8"), filename=str(modules()[name]))
+
+
+def _is_package(name: str) -> bool:
+    return modules()[name].name == "__init__.py"
+
+
+def _resolve(name: str, node: ast.ImportFrom) -> str:
+    """Absolute module of ``from X import ...`` in module ``name``."""
+    if not node.level:
+        return node.module or ""
+    base = name.split(".")
+    if not _is_package(name):
+        base = base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+@cache
+def imports(name: str) -> tuple[tuple[str, str | None, ast.AST, bool], ...]:
+    """Every crystalloop import in module ``name``: (target module, imported name or None, node, lazy).
+
+    ``from pkg import sub`` with ``pkg.sub`` a module yields the submodule as target.
+    """
+    return tuple(_imports(name))
+
+
+def _imports(name: str):
+    mods = modules()
+    lazy_nodes = {id(n) for f in ast.walk(tree(name)) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                  for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    for node in ast.walk(tree(name)):
+        lazy = id(node) in lazy_nodes
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "crystalloop":
+                    yield a.name, None, node, lazy
+        elif isinstance(node, ast.ImportFrom):
+            src = _resolve(name, node)
+            if src.split(".")[0] != "crystalloop":
+                continue
+            for a in node.names:
+                sub = f"{src}.{a.name}"
+                if sub in mods:
+                    yield sub, None, node, lazy
+                else:
+                    yield src, a.name, node, lazy
+
+
+def _where(name: str, node: ast.AST) -> str:
+    return f"{modules()[name].relative_to(PKG.parent)}:{node.lineno}"
+
+
+def _private(part: str) -> bool:
+    return part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
+
+
+def test_the_package_is_parsed():
+    assert {"crystalloop.cli", "crystalloop.errors", "crystalloop.store", "crystalloop.campaign",
+            "crystalloop.digital_twin.design", "crystalloop.vision.render", "crystalloop.dashboard"} <= set(modules())
+    edges = {(a, t, lazy) for a in modules() for t, _, _, lazy in imports(a)}
+    assert ("crystalloop.cli", "crystalloop.errors", False) in edges  # module level
+    assert ("crystalloop.commands.psd", "crystalloop.vision.report", True) in edges  # inside the command function
+
+
+_OPEN = ("the package moves of issue 11 are landing; the owners of the modules listed in the failure "
+         "make the names public (strict once they have)")
+
+
+@pytest.mark.xfail(strict=False, reason=_OPEN)
+def test_no_private_names_imported_across_modules():
+    bad = [f"{_where(m, node)}: {name} from {src}" for m in modules() for src, name, node, _ in imports(m)
+           if name is not None and _private(name) and src != m]
+    assert not bad, "private names imported from another module (make them public or move them):\n" + "\n".join(bad)
+
+
+def test_private_modules_are_imported_only_inside_their_package():
+    bad = []
+    for m in modules():
+        for target, _, node, _ in imports(m):
+            parts = target.split(".")
+            for i, part in enumerate(parts):
+                if _private(part):
+                    owner = ".".join(parts[:i])  # the package holding the private module
+                    if not (m == owner or m.startswith(owner + ".")):
+                        bad.append(f"{_where(m, node)}: {target} (private to {owner})")
+                    break
+    assert not bad, "private modules imported from outside their package:\n" + "\n".join(bad)
+
+
+@cache
+def _graph() -> dict[str, set[str]]:
+    g: dict[str, set[str]] = {m: set() for m in modules()}
+    for m in modules():
+        for target, _, _, _ in imports(m):
+            if target in g and target != m:
+                g[m].add(target)
+    return g
+
+
+def _cycles(g: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(g[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10_000))
+    try:
+        for v in sorted(g):
+            if v not in index:
+                visit(v)
+    finally:
+        sys.setrecursionlimit(limit)
+    return out
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+@pytest.mark.xfail(strict=False, reason=_OPEN)
+def test_no_import_cycles_lazy_imports_included():
+    cycles = _cycles(_graph())
+    g = _graph()
+    text = []
+    for comp in cycles:
+        inner = [f"    {a} -> {b}" for a in comp for b in sorted(g[a]) if b in comp]
+        text.append(" <-> ".join(comp) + "\n" + "\n".join(inner))
+    assert not cycles, "import cycles between crystalloop modules:\n" + "\n".join(text)
+
+
+def _names_used(fn: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)} | {
+        n.value.id for n in ast.walk(fn) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+
+
+@pytest.mark.xfail(strict=False, reason=_OPEN)
+def test_no_stale_lazy_imports():
+    bad = []
+    for m in modules():
+        top = {t for t, _, node, lazy in imports(m) if not lazy}
+        for fn in ast.walk(tree(m)):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            direct = [n for n in ast.iter_child_nodes(fn)] + [n for b in ast.walk(fn) for n in ast.iter_child_nodes(b)]
+            used = _names_used(fn)
+            for node in {id(n): n for n in direct if isinstance(n, (ast.Import, ast.ImportFrom))}.values():
+                if isinstance(node, ast.ImportFrom) and _resolve(m, node).split(".")[0] == "crystalloop":
+                    src = _resolve(m, node)
+                    if src in top and src != "crystalloop":
+                        bad.append(f"{_where(m, node)}: {src} is already imported at the top of the module")
+                for a in node.names:
+                    bound = a.asname or a.name.split(".")[0]
+                    if bound != "*" and bound not in used:
+                        bad.append(f"{_where(m, node)}: {a.name} is imported but not used in {fn.name}()")
+    assert not bad, "stale lazy imports:\n" + "\n".join(sorted(set(bad)))
+
+
+# Calls that look like probing but are not (reviewed): (module, object expression) -> why.
+_NOT_PROBING = {
+    ("crystalloop.control.controller", "controller"): "names what a non-Controller lacks, after isinstance failed",
+    ("crystalloop.control.nmpc", "params"): "names what a non-ThermalParams lacks in the error message",
+    ("crystalloop.control._signals", "signal"): "the signal module (SIGHUP does not exist on Windows)",
+}
+
+
+def test_no_attribute_probing_in_orchestrators():
+    bad = []
+    for m in modules():
+        if not m.startswith(("crystalloop.control", "crystalloop.campaign")):
+            continue
+        for node in ast.walk(tree(m)):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            probing = ((node.func.id == "getattr" and len(node.args) == 3) or node.func.id == "hasattr")
+            if probing and (m, ast.unparse(node.args[0])) not in _NOT_PROBING:
+                bad.append(f"{_where(m, node)}: {ast.unparse(node)}")
+    assert not bad, "probing instead of a protocol (isinstance on a runtime-checkable Protocol):\n" + "\n".join(bad)
+
+
+def _mentions_sim_scheme(node: ast.AST) -> bool:
+    if isinstance(node, ast.Compare):
+        parts = [node.left, *node.comparators]
+        consts = [p.value for p in parts if isinstance(p, ast.Constant) and isinstance(p.value, str)]
+        if any(c in ("sim", "sim://") for c in consts):
+            return True
+        for p in parts:  # scheme in ("sim", ...)
+            if isinstance(p, (ast.Tuple, ast.List, ast.Set)) and any(
+                    isinstance(e, ast.Constant) and e.value in ("sim", "sim://") for e in p.elts):
+                return True
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "startswith":
+        return any(isinstance(a, ast.Constant) and isinstance(a.value, str) and a.value.startswith("sim")
+                   for a in node.args)
+    return False
+
+
+def test_no_sim_scheme_branches_outside_hardware():
+    bad = [f"{_where(m, node)}: {ast.unparse(node)}" for m in modules() if not m.startswith("crystalloop.hardware")
+           for node in ast.walk(tree(m)) if _mentions_sim_scheme(node)]
+    assert not bad, "branching on the sim:// scheme outside hardware/ (use is_simulated/GroundTruth):\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("source", ['scheme == "sim"', 'url.startswith("sim://")', 'scheme in ("sim", "x")'])
+def test_sim_scheme_detector(source):
+    assert any(_mentions_sim_scheme(n) for n in ast.walk(ast.parse(source)))
