@@ -18,7 +18,13 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from crystalloop.errors import ConfigError, InfeasibleError, ModelError, OptimizationError
+from crystalloop.errors import (
+    ConfigError,
+    DesignWarning,
+    InfeasibleError,
+    ModelError,
+    OptimizationError,
+)
 from crystalloop.limits import ThermostatLimits
 from crystalloop.profiles import ProfileBounds
 
@@ -282,7 +288,7 @@ def optimize_design(
     if len(infeasible) == len(runs):
         raise InfeasibleError("; ".join(infeasible.values()))
     for msg in infeasible.values():
-        warnings.warn(msg, stacklevel=2)
+        warnings.warn(msg, DesignWarning, stacklevel=2)
     return DesignResult.from_runs(runs, problems[0].objectives, problems[0].outcome_constraints,
                                   settings=dict(cycles=ncs, mixed=bool(mixed), pessimistic=float(pessimistic),
                                                 pop_size=int(pop_size), n_gen=int(n_gen), seed=int(seed),
