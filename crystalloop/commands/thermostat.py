@@ -37,6 +37,8 @@ def show_command(
     trace: Annotated[Path | None, typer.Option("--trace", help=_TRACE_HELP)] = None,
 ) -> None:
     """Read identity, capabilities, limits, setpoint, temperatures and status (writes nothing)."""
+    import math
+
     from crystalloop.hardware.probe import format_capabilities, snapshot
     from crystalloop.hardware.trace import with_trace
 
@@ -44,7 +46,9 @@ def show_command(
     caps = snap.pop("capabilities", ())
     width = max(len(k) for k in snap)
     for key, value in snap.items():
-        if isinstance(value, float):
+        if isinstance(value, float) and key in ("min_c", "max_c") and math.isinf(value):
+            value = "none (not reported by the unit, not given in the URL)"
+        elif isinstance(value, float):
             value = f"{value:.2f} °C" if key.endswith("_c") else f"{value:g}"
         elif isinstance(value, list):
             value = "; ".join(value) or "none"

@@ -154,9 +154,13 @@ class SafeThermostat:
         self.clock = thermostat.clock
         if limits is not None and not isinstance(limits, ThermostatLimits):
             raise ConfigError(f"SafeThermostat limits must be ThermostatLimits, got {type(limits).__name__}")
-        eff = thermostat.limits if thermostat.limits.source else thermostat.limits.with_source("device")
+        dev = thermostat.limits
+        # a unit that reports no limits (and none were given for it) contributes nothing
+        says_nothing = not dev.source and not dev.bounded and math.isinf(dev.max_rate_c_min)
+        eff = dev if dev.source else dev.with_source("device")
         if limits is not None:
-            eff = _safety(eff.intersect, limits if limits.source else limits.with_source("user"))
+            run_limits = limits if limits.source else limits.with_source("user")
+            eff = run_limits if says_nothing else _safety(eff.intersect, run_limits)
         self.limits = eff
         self.ramp = bool(ramp)
         self.watchdog = watchdog or Watchdog()

@@ -184,3 +184,11 @@ def test_device_ramp_capability_is_part_of_the_effective_limits(clock, make_ther
 def test_limits_must_be_the_limits_type(thermostat):
     with pytest.raises(ConfigError, match="SafeThermostat limits must be ThermostatLimits, got tuple"):
         SafeThermostat(thermostat, limits=(0.0, 50.0))
+
+
+def test_a_unit_without_limits_contributes_none(clock, make_thermostat):
+    th = make_thermostat(clock, limits=ThermostatLimits())  # reports nothing, nothing given for it
+    safe = SafeThermostat(th, limits=ThermostatLimits(10.0, 50.0, 1.0, source="recipe"))
+    assert safe.limits == ThermostatLimits(10.0, 50.0, 1.0, source="recipe")
+    with pytest.raises(SafetyError, match=r"upper limit 50.00 °C \(recipe limits\) of thermostat 'fake'"):
+        safe.set_setpoint(60.0)
