@@ -69,7 +69,9 @@ def test_signal_puts_the_thermostat_safe_and_records_the_end(tmp_path, sig, word
     try:
         deadline = time.monotonic() + 60.0
         while sum(1 for x in _lines(log) if x == "read_bath") < 5:  # the loop is sampling
-            assert proc.poll() is None, proc.communicate()
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                pytest.fail(f"the child ended before its run started (exit {proc.returncode}): {err[-2000:]}")
             assert time.monotonic() < deadline, "the child never started its run"
             time.sleep(0.05)
         n_before = len(_lines(log))
