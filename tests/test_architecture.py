@@ -273,3 +273,22 @@ def test_no_sim_scheme_branches_outside_hardware():
 @pytest.mark.parametrize("source", ['scheme == "sim"', 'url.startswith("sim://")', 'scheme in ("sim", "x")'])
 def test_sim_scheme_detector(source):
     assert any(_mentions_sim_scheme(n) for n in ast.walk(ast.parse(source)))
+
+
+def test_every_warning_is_a_crystalloop_warning():
+    """``warnings.warn(msg, Category)`` or ``warnings.warn(Category(msg))`` with a class of errors.py."""
+    from crystalloop import errors
+
+    ours = {n for n in errors.__all__ if isinstance(getattr(errors, n), type) and issubclass(getattr(errors, n), Warning)}
+    bad = []
+    for m in modules():
+        for node in ast.walk(tree(m)):
+            if not (isinstance(node, ast.Call) and ast.unparse(node.func) in ("warnings.warn", "warn")) or not node.args:
+                continue
+            cat = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "category"),
+                                                               None)
+            if cat is None and isinstance(node.args[0], ast.Call):  # warn(CapabilityWarning("..."))
+                cat = node.args[0].func
+            if cat is None or ast.unparse(cat).split(".")[-1] not in ours:
+                bad.append(f"{_where(m, node)}: {ast.unparse(node)[:90]}")
+    assert not bad, "warnings without a CrystalloopWarning category (add one to errors.py):\n" + "\n".join(bad)
