@@ -264,9 +264,10 @@ def _reconstruct(marker: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return prev
 
 
-def _split_one(obj: np.ndarray, strength: float) -> tuple[np.ndarray, int]:
+def _split_one(obj: np.ndarray, strength: float, dist: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Watershed split of one binary object (uint8 crop with a 1-px empty frame)."""
-    dist = cv2.distanceTransform(obj, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    if dist is None:
+        dist = cv2.distanceTransform(obj, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     peak = float(dist.max())
     h = max(0.5, (1.0 - strength) * peak)
     recon = _reconstruct(dist - h, dist)
@@ -378,11 +379,16 @@ def _split_candidates(out: np.ndarray, candidates, slices: list, strength: float
             continue
         own = out[sl] == i
         crop = cv2.copyMakeBorder(own.view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-        sub = split_elongated(crop > 0) if needles else None
+        dist = cv2.distanceTransform(crop, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        sub = None
+        # needles: only blobs far longer than their widest part (area ≥ 3 × (2·max distance)²;
+        # two touching discs: 1.6, a crossing of two needles of aspect 5: ≈ 7) are worth a skeleton
+        if needles and np.count_nonzero(own) >= 3.0 * (2.0 * float(dist.max())) ** 2:
+            sub = split_elongated(crop > 0)
         if sub is not None:
             n = int(sub.max())
         else:
-            sub, n = _split_one(crop, strength)
+            sub, n = _split_one(crop, strength, dist)
         if n < 2:
             continue
         sub = sub[1:-1, 1:-1]
