@@ -270,6 +270,11 @@ def joblib_backend(scheduler: Any) -> Iterator[Any]:
     ``Parallel`` call to the cluster's workers; give ``n_jobs=-1`` so joblib does not fall back
     to running one task at a time in this process.
 
+    If the scheduler is lost, joblib sees no workers and runs the remaining tasks in this
+    process: the results stay complete and identical, and a :class:`CrystalloopWarning` says
+    so once the block ends; an error raised by joblib because of the loss becomes a
+    :class:`SchedulerError`.
+
     Yields
     ------
     Client or None
@@ -280,4 +285,23 @@ def joblib_backend(scheduler: Any) -> Iterator[Any]:
     import joblib
 
     with dask_client(scheduler) as client, joblib.parallel_config(backend="dask"):
-        yield client
+        address = _address(client)
+        quiet = _Quiet("distributed.client")
+        try:
+            yield client
+        except Exception as e:
+            if client.status == "running":
+                raise  # the work itself failed: its own exception
+            why = " ".join(f"{type(e).__name__}: {e}".split())
+            raise SchedulerError(f"Lost the Dask scheduler at {address} during the parallel work ({why}); "
+                                 f"what was stored before is kept: restart the scheduler and run again") from None
+        finally:
+            quiet.restore()
+        if client.status != "running":  # joblib saw no workers left and ran the rest here, one task at a time
+            import warnings
+
+            from crystalloop.errors import CrystalloopWarning
+
+            warnings.warn(f"Lost the Dask scheduler at {address} during the parallel work; joblib finished the "
+                          f"remaining tasks in this process (the results are complete, but ran on one core): "
+                          f"restart the scheduler for the next run", CrystalloopWarning, stacklevel=3)

@@ -251,3 +251,30 @@ def test_psd_and_twin_commands_refuse_a_bad_scheduler_before_any_work(tmp_path):
         assert res.exit_code == 2, res.output
         assert expected in res.output
         assert not (tmp_path / "o").exists() and not (tmp_path / "t").exists()
+
+
+def _pid_after(delay_s: float) -> int:
+    time.sleep(delay_s)
+    return os.getpid()
+
+
+def test_lost_scheduler_during_joblib_work_is_a_scheduler_error(monkeypatch):
+    import logging
+
+    import dask
+    from joblib import Parallel, delayed
+
+    import crystalloop.scale as scale
+
+    monkeypatch.setattr(scale, "CONNECT_TIMEOUT_S", 2.0)  # the client's reconnect time-out
+
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0",
+                                       silence_logs=logging.CRITICAL)
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        with pytest.raises(SchedulerError, match=r"Lost the Dask scheduler at .* during the parallel work .* "
+                                                 r"restart the scheduler"):
+            with joblib_backend(cluster.scheduler_address):
+                first = Parallel(n_jobs=-1)(delayed(_pid_after)(0.0) for _ in range(4))
+                cluster.close()
+                Parallel(n_jobs=-1)(delayed(_pid_after)(0.0) for _ in range(4))
+    assert len(first) == 4
