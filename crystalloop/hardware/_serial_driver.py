@@ -8,6 +8,8 @@ from __future__ import annotations
 import functools
 import math
 import re
+import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ __all__ = ["DeviceInfo", "CapabilitySpec", "SerialThermostat", "open_serial_ther
 _T = TypeVar("_T")
 #: driver operations written to a trace (CALL/RET/ERR lines) and replayed from it
 TRACED_OPERATIONS = ("initialize", "get_setpoint", "set_setpoint", "read_bath", "read_process",
-                     "start", "stop", "status")
+                     "start", "stop", "status", "keepalive")
 
 _PRINTABLE = re.compile(rb"^[\x20-\x7e]*$")
 _DRIVER_OPTIONS = frozenset({"name", "min_c", "max_c", "max_rate_c_min", "verify", "setpoint_tolerance_c", "trace"})
@@ -107,26 +109,31 @@ class CapabilitySpec:
 
 
 def _traced(name: str, fn: Callable[..., _T]) -> Callable[..., _T]:
-    """Wrap a driver operation so that a trace records CALL, then RET or ERR."""
+    """Wrap a driver operation: one at a time (a keep-alive never splits a write from its
+    read-back), and, with a trace, recorded as CALL, then RET or ERR."""
 
     @functools.wraps(fn)
     def wrapper(self: SerialThermostat, *args: Any) -> _T:
-        trace = self.transport.trace
-        if trace is None or trace.depth:
-            return fn(self, *args)
-        from crystalloop.hardware.trace import encode_result
+        with self._op_lock:
+            try:
+                trace = self.transport.trace
+                if trace is None or trace.depth:
+                    return fn(self, *args)
+                from crystalloop.hardware.trace import encode_result
 
-        trace.event("CALL", " ".join([name] + [repr(float(a)) for a in args]))
-        trace.depth += 1
-        try:
-            out = fn(self, *args)
-        except BaseException as exc:
-            trace.depth -= 1
-            trace.event("ERR", f"{type(exc).__name__}: {exc}")
-            raise
-        trace.depth -= 1
-        trace.event("RET", encode_result(out))
-        return out
+                trace.event("CALL", " ".join([name] + [repr(float(a)) for a in args]))
+                trace.depth += 1
+                try:
+                    out = fn(self, *args)
+                except BaseException as exc:
+                    trace.depth -= 1
+                    trace.event("ERR", f"{type(exc).__name__}: {exc}")
+                    raise
+                trace.depth -= 1
+                trace.event("RET", encode_result(out))
+                return out
+            finally:
+                self._last_op_s = time.monotonic()
 
     return wrapper
 
@@ -201,6 +208,9 @@ class SerialThermostat:
         setpoint_tolerance_c: float = 0.06,
     ) -> None:
         self.transport = transport
+        self._op_lock = threading.RLock()
+        self._last_op_s = time.monotonic()
+        self._keepalive_stop: threading.Event | None = None
         self.clock = clock if clock is not None else transport.clock
         self.name = name or self.vendor.lower()
         self.verify = bool(verify)
@@ -344,6 +354,42 @@ class SerialThermostat:
     def _arm_comm_watchdog(self) -> None:
         """Arm the device's own communication watchdog where the unit has one (default: none)."""
 
+    def keepalive(self) -> float:
+        """One harmless exchange (reads the setpoint, °C) that restarts the unit's communication timeout."""
+        return self.get_setpoint()
+
+    def _start_keepalive(self, timeout_s: float) -> float | None:
+        """While connected, talk to the unit at least every ``timeout_s / 3`` of wall time.
+
+        The unit's communication watchdog then trips only when this process is gone (crashed,
+        killed, unplugged), not because a run samples less often than the timeout. Only on a
+        real clock (a virtual clock has no wall-time silence). Returns the period, s, or None.
+        """
+        if not isinstance(self.clock, RealClock) or (self._keepalive_stop is not None
+                                                     and not self._keepalive_stop.is_set()):
+            return None
+        period = max(timeout_s / 3.0, 0.05)
+        stop = self._keepalive_stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(period / 4):
+                if time.monotonic() - self._last_op_s < period or not self._op_lock.acquire(blocking=False):
+                    continue  # the run is talking anyway
+                try:
+                    self.keepalive()
+                except Exception:  # noqa: BLE001 - the run's own next exchange reports a lost unit
+                    pass
+                finally:
+                    self._op_lock.release()
+
+        threading.Thread(target=run, name=f"keepalive-{self.name}", daemon=True).start()
+        return period
+
+    def stop_keepalive(self) -> None:
+        """Stop talking on our own: the unit's communication watchdog trips after its timeout."""
+        if self._keepalive_stop is not None:
+            self._keepalive_stop.set()
+
     def _read_device_limits(self) -> ThermostatLimits | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -397,8 +443,11 @@ class SerialThermostat:
         return status
 
     def close(self) -> None:
-        """Close the port (the thermostat keeps its last setpoint and state)."""
-        self.transport.close()
+        """Close the port (the thermostat keeps its last setpoint and state; a unit with an armed
+        communication watchdog goes to its safe setpoint after its timeout)."""
+        self.stop_keepalive()
+        with self._op_lock:
+            self.transport.close()
 
     def __enter__(self) -> SerialThermostat:
         return self

@@ -166,7 +166,9 @@ class LaudaThermostat(SerialThermostat):
     them at connect (:meth:`capabilities`) and falls back where one is missing. Where the
     unit has the interface's safety mode (PRO, Integral), the driver arms it: if the
     computer stops talking for ``comm_timeout_s``, the unit goes to ``safe_setpoint_c`` on
-    its own.
+    its own; while connected on a real clock, the driver talks to the unit at least every
+    ``comm_timeout_s / 3`` (a keep-alive read of the setpoint), so the watchdog trips when this
+    process is gone, whatever the run's sampling interval.
 
     Parameters
     ----------
@@ -176,7 +178,6 @@ class LaudaThermostat(SerialThermostat):
         Query for the process (reactor) temperature, default ``IN_PV_03`` (external Pt100).
     comm_timeout_s : float
         Communication timeout armed on units with a safety mode, s (0 = do not arm).
-        Must be longer than the longest gap between two commands (the control interval).
     safe_setpoint_c : float, optional
         Setpoint the unit falls back to when the timeout expires (default: the setpoint
         found at connect).
@@ -300,8 +301,10 @@ class LaudaThermostat(SerialThermostat):
             raise ConfigError(f"safe_setpoint_c for {self.where}: {exc}") from None
         self._command(f"OUT_SP_06_{format_celsius(safe)}")
         self._command(f"OUT_SP_07_{int(round(self.comm_timeout_s))}")
+        period = self._start_keepalive(self.comm_timeout_s)
+        kept = f"; kept alive every {period:g} s while connected" if period is not None else ""
         self._found("comm_watchdog", f"armed: {safe:.2f} °C after {int(round(self.comm_timeout_s))} s without "
-                                     f"a command")
+                                     f"a command{kept}")
 
     def read_bath(self) -> Reading:
         """Outflow temperature (``IN_PV_00``), channel ``T_jacket_c``."""

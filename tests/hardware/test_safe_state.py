@@ -141,3 +141,30 @@ def test_safety_mode_not_armed_on_request_and_bad_timeout_refused():
         with pytest.raises(ConfigError, match=r"comm_timeout_s=5000.0 for thermostat 'lauda' must be 0 "
                                               r"\(do not arm\) or 1..999 s"):
             connect(f"{url}?timeout_s=0.2&comm_timeout_s=5000", clock=clock)
+
+
+def test_keepalive_holds_the_safety_mode_off_while_connected_and_the_unit_falls_back_once_gone(tmp_path):
+    """Real clock: the run may sample less often than the timeout; the driver keeps the link alive,
+    so only a gone process (here: the port closed without a word) lets the unit fall back."""
+    import time
+
+    from crystalloop.hardware.base import RealClock
+    from crystalloop.hardware.trace import replay_trace
+
+    clock = RealClock()
+    unit, url = start_fake("lauda/integral", clock=clock, setpoint_c=40.0)
+    trace = tmp_path / "k.trace"
+    with unit:
+        cz = connect(f"{url}?timeout_s=0.5&comm_timeout_s=2&safe_setpoint_c=25&trace={trace}", clock=clock)
+        detail = {c.name: c for c in cz.thermostat.capabilities()}["comm_watchdog"].detail
+        assert detail.startswith("armed: 25.00 °C after 2 s without a command; kept alive every 0.666667 s")
+        time.sleep(3.0)  # the run says nothing for 3 s: the keep-alive does
+        assert not unit.watchdog_tripped and unit.bath.setpoint_c == 40.0
+        n_alive = unit.commands().count("IN_SP_00") - 1  # one IN_SP_00 is the connect probe
+        assert 2 <= n_alive <= 10
+        cz.close()
+        assert unit.wait_for(lambda: unit.watchdog_tripped, 6.0)
+        assert unit.bath.setpoint_c == 25.0
+    res = replay_trace(trace)  # keep-alives are recorded as operations and replay like any other
+    assert res.ok, res.differences
+    assert res.calls >= 1 + n_alive
