@@ -129,10 +129,14 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=6, help="paper-grid candidates timed per family")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} CPU cores; load average at start {os.getloadavg()[0]:.2f}")
-    rows, start_up = [], {}
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         files = _images(Path(tmp), args.images)
         jobs = _sim_jobs(args.sims)
+        # both clusters start (and import crystalloop) now, next to this process's own imports, so
+        # every process runs the same code even in a checkout that changes while the benchmark runs
+        clusters = {w: _cluster(w) for w in (1, 2)}
+        start_up = {w: c[2] for w, c in clusters.items()}
         _warm()
         t0 = time.perf_counter()
         base_psd = measure_psd(files, pixel_size_um=PIXEL_UM)
@@ -148,8 +152,7 @@ def main() -> None:
         rows += [("images", "in-process", t_img0, args.images), ("simulations", "in-process", t_sim0, args.sims),
                  ("twin fit", "in-process", t_twin0, 1)]
         for w in (1, 2):
-            cluster, client, t_start = _cluster(w)
-            start_up[w] = t_start
+            cluster, client, _ = clusters[w]
             try:
                 t0 = time.perf_counter()
                 got = measure_psd(files, pixel_size_um=PIXEL_UM, scheduler=client)
