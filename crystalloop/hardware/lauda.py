@@ -31,6 +31,7 @@ from crystalloop.errors import (
     CommandNotSupported,
     ConfigError,
     DeviceAlarm,
+    DeviceError,
     LimitError,
     ProtocolError,
 )
@@ -232,6 +233,7 @@ class LaudaThermostat(SerialThermostat):
                               f"(do not arm) or 1..999 s")
         self.safe_setpoint_c = None if safe_setpoint_c is None else float(safe_setpoint_c)
         self._connect_setpoint_c: float | None = None
+        self._armed = False
 
     def _value(self, command: str) -> float:
         return parse_value(self.transport.query(command), command, self.where)
@@ -301,10 +303,25 @@ class LaudaThermostat(SerialThermostat):
             raise ConfigError(f"safe_setpoint_c for {self.where}: {exc}") from None
         self._command(f"OUT_SP_06_{format_celsius(safe)}")
         self._command(f"OUT_SP_07_{int(round(self.comm_timeout_s))}")
+        self._armed = True
         period = self._start_keepalive(self.comm_timeout_s)
         kept = f"; kept alive every {period:g} s while connected" if period is not None else ""
         self._found("comm_watchdog", f"armed: {safe:.2f} °C after {int(round(self.comm_timeout_s))} s without "
                                      f"a command{kept}")
+
+    def close(self) -> None:
+        """Disarm the safety mode (``OUT_SP_07_0``: a deliberate goodbye, the unit keeps its
+        setpoint, e.g. the hold at the end of a batch), then close the port. A process that
+        dies without closing leaves it armed, and the unit goes to its safe setpoint."""
+        self.stop_keepalive()
+        with self._op_lock:
+            if self._armed and self.transport.is_open:
+                try:
+                    self._command("OUT_SP_07_0")
+                    self._armed = False
+                except DeviceError:  # the unit or the port is gone: it falls back on its own
+                    pass
+        super().close()
 
     def read_bath(self) -> Reading:
         """Outflow temperature (``IN_PV_00``), channel ``T_jacket_c``."""

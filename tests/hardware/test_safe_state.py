@@ -129,6 +129,17 @@ def test_lauda_safety_mode_is_armed_and_the_unit_falls_back_when_the_computer_st
         assert th.get_setpoint() == 25.0
 
 
+def test_closing_the_driver_disarms_the_safety_mode_so_the_unit_keeps_its_setpoint():
+    clock = VirtualClock()
+    unit, url = start_fake("lauda/integral", clock=clock, setpoint_c=40.0)
+    with unit:
+        with connect(f"{url}?timeout_s=0.2&comm_timeout_s=30&safe_setpoint_c=25", clock=clock) as cz:
+            cz.thermostat.set_setpoint(12.0)  # e.g. the hold at the end of a batch
+        assert unit.commands()[-1] == "OUT_SP_07_0" and unit.comm_timeout_s == 0
+        clock.sleep(60.0)
+        assert not unit.wait_for(lambda: unit.watchdog_tripped, 0.3) and unit.bath.setpoint_c == 12.0
+
+
 def test_safety_mode_not_armed_on_request_and_bad_timeout_refused():
     from crystalloop.errors import ConfigError
 
@@ -162,7 +173,8 @@ def test_keepalive_holds_the_safety_mode_off_while_connected_and_the_unit_falls_
         assert not unit.watchdog_tripped and unit.bath.setpoint_c == 40.0
         n_alive = unit.commands().count("IN_SP_00") - 1  # one IN_SP_00 is the connect probe
         assert 2 <= n_alive <= 10
-        cz.close()
+        cz.thermostat.stop_keepalive()  # the process "dies": no more words, no goodbye
+        cz.thermostat.transport.close()
         assert unit.wait_for(lambda: unit.watchdog_tripped, 6.0)
         assert unit.bath.setpoint_c == 25.0
     res = replay_trace(trace)  # keep-alives are recorded as operations and replay like any other
