@@ -38,6 +38,7 @@ PARTICLE_COLUMNS = (
 )
 
 _FERET_PAD_PX = 0.5  # see measure_particles: digitisation correction of calliper diameters
+_STRAIGHT_SOLIDITY = 0.95  # elongated particles at least this convex are straight: length = axis extent
 
 _FLOAT_COLUMNS = [c for c in PARTICLE_COLUMNS if c not in ("label", "edge", "area_px") and not c.startswith("bbox")]
 
@@ -119,9 +120,11 @@ def measure_particles(
         contrast is then the particle's peak deviation from it, robust to wide blur halos.
     skeleton_min_aspect : float or None
         Particles whose moment-ellipse aspect ratio reaches this value are measured along their
-        skeleton (:func:`~crystalloop.vision.skeleton.skeleton_length`); the length of more
-        compact ones is their max Feret diameter (their skeleton degenerates to a point or a
-        short stub). 0: every particle along its skeleton; None: none.
+        skeleton (:func:`~crystalloop.vision.skeleton.skeleton_length`) — for convex ones
+        (solidity ≥ 0.95) the skeleton is a straight segment along the axis, so their length is
+        their extent along the moment-ellipse axis (+½ px, as the Feret diameters), computed
+        from the hull; the length of more compact particles is their max Feret diameter (their
+        skeleton degenerates to a point or a short stub). 0: every particle; None: none.
 
     Returns
     -------
@@ -246,7 +249,15 @@ def _measure(lab: np.ndarray, px: float, *, focus_gray: np.ndarray | None = None
     if skeleton_min_aspect is not None:
         from crystalloop.vision.skeleton import skeleton_length
 
-        for k in np.flatnonzero(aspect >= skeleton_min_aspect).tolist():
+        solid = area / hull_area
+        elongated = aspect >= skeleton_min_aspect
+        # a convex crystal's skeleton is a straight segment along its axis, and its end-corrected
+        # length is the particle's extent along that axis: exact from the hull, no thinning
+        straight = elongated & (solid >= _STRAIGHT_SOLIDITY)
+        if straight.any():
+            length[straight] = _axis_extent([hulls[k] for k in np.flatnonzero(straight)],
+                                            mu20[straight], mu02[straight], mu11[straight]) + _FERET_PAD_PX
+        for k in np.flatnonzero(elongated & ~straight).tolist():
             length[k] = skeleton_length(crops[k] > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         width = np.where(length > 0, area / length, 0.0)
@@ -270,6 +281,15 @@ def _measure(lab: np.ndarray, px: float, *, focus_gray: np.ndarray | None = None
         "bbox_row0_px": b[:, 0], "bbox_col0_px": b[:, 1], "bbox_row1_px": b[:, 2], "bbox_col1_px": b[:, 3],
     })
     return out
+
+
+def _axis_extent(hulls: list, mu20, mu02, mu11) -> np.ndarray:
+    """Extent (px) of each hull (pixel centres) along its moment-ellipse major axis."""
+    theta = 0.5 * np.arctan2(2 * mu11, mu20 - mu02)
+    lens = np.array([len(q) for q in hulls])
+    P = geo.pad_polygons(hulls, lens, max(int(lens.max()), 1)).astype(np.float64)
+    proj = P[..., 0] * np.cos(theta)[:, None] + P[..., 1] * np.sin(theta)[:, None]
+    return proj.max(axis=1) - proj.min(axis=1)
 
 
 def _perimeters_px(contours: list, area: np.ndarray) -> np.ndarray:

@@ -138,3 +138,15 @@ def test_psd_by_length_and_width():
     assert by_len["count"].tolist() == [1, 1, 1]
     by_w = psd_table(t, size="width_um", edges=[0, 10, 50])
     assert by_w["count"].tolist() == [2, 1]
+
+
+@pytest.mark.parametrize("angle", [0, 22, 45, 63])
+def test_straight_crystals_axis_extent_equals_the_skeleton_length(angle):
+    # convex elongated particles take their extent along the axis (no thinning); it must agree
+    # with the skeleton measurement it replaces
+    bar = _box(150, 12, angle)
+    t = measure_particles(bar.astype(np.int32), pixel_size_um=1.0)
+    assert t.solidity[0] >= 0.95
+    assert t.length_um[0] == pytest.approx(skeleton_length(bar), rel=0.02)
+    assert t.length_um[0] == pytest.approx(150.5, abs=2.0)
+    assert t.length_um[0] < t.feret_max_um[0]  # the max Feret is the diagonal
