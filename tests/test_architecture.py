@@ -17,75 +17,18 @@
 from __future__ import annotations
 
 import ast
-from functools import cache
+import importlib.util
 from pathlib import Path
 
+import networkx as nx
 import pytest
 
-PKG = Path(__file__).resolve().parents[1] / "crystalloop"
-
-
-@cache
-def modules() -> dict[str, Path]:
-    """Dotted module name -> file, for every module of the package (``__init__`` = the package)."""
-    out = {}
-    for p in sorted(PKG.rglob("*.py")):
-        parts = list(p.relative_to(PKG.parent).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        out[".".join(parts)] = p
-    return out
-
-
-@cache
-def tree(name: str) -> ast.Module:
-    return ast.parse(modules()[name].read_text(encoding="utf-8"), filename=str(modules()[name]))
-
-
-def _is_package(name: str) -> bool:
-    return modules()[name].name == "__init__.py"
-
-
-def _resolve(name: str, node: ast.ImportFrom) -> str:
-    """Absolute module of ``from X import ...`` in module ``name``."""
-    if not node.level:
-        return node.module or ""
-    base = name.split(".")
-    if not _is_package(name):
-        base = base[:-1]
-    base = base[: len(base) - (node.level - 1)]
-    return ".".join(base + ([node.module] if node.module else []))
-
-
-@cache
-def imports(name: str) -> tuple[tuple[str, str | None, ast.AST, bool], ...]:
-    """Every crystalloop import in module ``name``: (target module, imported name or None, node, lazy).
-
-    ``from pkg import sub`` with ``pkg.sub`` a module yields the submodule as target.
-    """
-    return tuple(_imports(name))
-
-
-def _imports(name: str):
-    mods = modules()
-    lazy_nodes = {id(n) for f in ast.walk(tree(name)) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-                  for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))}
-    for node in ast.walk(tree(name)):
-        lazy = id(node) in lazy_nodes
-        if isinstance(node, ast.Import):
-            for a in node.names:
-                if a.name.split(".")[0] == "crystalloop":
-                    yield a.name, None, node, lazy
-        elif isinstance(node, ast.ImportFrom):
-            src = _resolve(name, node)
-            if src.split(".")[0] != "crystalloop":
-                continue
-            for a in node.names:
-                sub = f"{src}.{a.name}"
-                if sub in mods:
-                    yield sub, None, node, lazy
-                else:
-                    yield src, a.name, node, lazy
+_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "architecture_graph.py"
+_spec = importlib.util.spec_from_file_location("architecture_graph", _SCRIPT)
+graph = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(graph)  # the import graph that docs/architecture.png is drawn from
+PKG = graph.PKG
+modules, tree, imports, _resolve = graph.modules, graph.tree, graph.imports, graph.resolve
 
 
 def _where(name: str, node: ast.AST) -> str:
@@ -129,73 +72,13 @@ def test_private_modules_are_imported_only_inside_their_package():
     assert not bad, "private modules imported from outside their package:\n" + "\n".join(bad)
 
 
-@cache
-def _graph() -> dict[str, set[str]]:
-    g: dict[str, set[str]] = {m: set() for m in modules()}
-    for m in modules():
-        for target, _, _, _ in imports(m):
-            if target in g and target != m:
-                g[m].add(target)
-    return g
-
-
-def _cycles(g: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on: set[str] = set()
-    out: list[list[str]] = []
-    counter = [0]
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in sorted(g[v]):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                out.append(sorted(comp))
-
-    import sys
-
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 10_000))
-    try:
-        for v in sorted(g):
-            if v not in index:
-                visit(v)
-    finally:
-        sys.setrecursionlimit(limit)
-    return out
-
-
-def test_cycle_finder_finds_a_cycle():
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert _cycles({"a": {"b"}, "b": set()}) == []
-
-
 @pytest.mark.xfail(strict=False, reason=_OPEN)
 def test_no_import_cycles_lazy_imports_included():
-    cycles = _cycles(_graph())
-    g = _graph()
-    text = []
-    for comp in cycles:
-        inner = [f"    {a} -> {b}" for a in comp for b in sorted(g[a]) if b in comp]
-        text.append(" <-> ".join(comp) + "\n" + "\n".join(inner))
+    g = graph.module_graph()
+    cycles = sorted(sorted(c) for c in nx.strongly_connected_components(g) if len(c) > 1)
+    text = [" <-> ".join(c) + "\n" + "\n".join(f"    {u} -> {v}{' (lazy)' if g.edges[u, v]['lazy'] else ''}"
+                                              for u in c for v in sorted(g.successors(u)) if v in c)
+            for c in cycles]
     assert not cycles, "import cycles between crystalloop modules:\n" + "\n".join(text)
 
 
@@ -292,3 +175,12 @@ def test_every_warning_is_a_crystalloop_warning():
             if cat is None or ast.unparse(cat).split(".")[-1] not in ours:
                 bad.append(f"{_where(m, node)}: {ast.unparse(node)[:90]}")
     assert not bad, "warnings without a CrystalloopWarning category (add one to errors.py):\n" + "\n".join(bad)
+
+
+def test_architecture_picture_is_drawn_from_the_import_graph(tmp_path):
+    a = graph.area_graph()
+    assert a.has_edge("campaign", "control") and a.has_edge("control", "hardware")
+    assert not a.has_edge("vision", "hardware") and not a.has_edge("digital_twin", "vision")  # leaves stay leaves
+    png = graph.draw(tmp_path / "architecture.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    assert graph.draw(tmp_path / "again.png").read_bytes() == png.read_bytes()  # regenerates byte for byte
