@@ -95,7 +95,8 @@ def _row(set_name, fold, method, train, test, lab, fit_s, pred_s) -> dict:
             "fit_s": fit_s, "predict_s": pred_s}
 
 
-def run(*, unet: bool, unet_epochs: int, seed: int, sets: list[str]) -> pd.DataFrame:
+def run(*, unet: bool, unet_epochs: int, seed: int, sets: list[str], unet_folds: int | None = None,
+        methods: tuple[str, ...] = ("pixel", "classical", "skimage")) -> pd.DataFrame:
     import torch
 
     torch.set_num_threads(2)
@@ -103,16 +104,18 @@ def run(*, unet: bool, unet_epochs: int, seed: int, sets: list[str]) -> pd.DataF
     for set_name, folds in load_sets().items():
         if set_name not in sets:
             continue
-        for fold, train, test in folds:
+        for k, (fold, train, test) in enumerate(folds):
             channels = 1 if test.image.ndim == 2 else 3
-            # pixel classifier
-            t0 = time.perf_counter()
-            pc = PixelClassifier(n_jobs=2, random_state=seed).fit([a.image for a in train], [a.targets() for a in train])
-            fit_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            lab = pc.predict_labels(test.image)
-            rows.append(_row(set_name, fold, "pixel", train, test, lab, fit_s, time.perf_counter() - t0))
-            if unet and "scale" not in fold:
+            n0 = len(rows)
+            if "pixel" in methods:
+                t0 = time.perf_counter()
+                pc = PixelClassifier(n_jobs=2, random_state=seed).fit([a.image for a in train],
+                                                                      [a.targets() for a in train])
+                fit_s = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                lab = pc.predict_labels(test.image)
+                rows.append(_row(set_name, fold, "pixel", train, test, lab, fit_s, time.perf_counter() - t0))
+            if unet and "scale" not in fold and (unet_folds is None or k < unet_folds):
                 est = make_segmenter("unet", channels=channels, random_state=seed, epochs=unet_epochs, n_threads=2,
                                      device="cpu", base_filters=16, tile_size=128, tiles_per_epoch=64)
                 t0 = time.perf_counter()
@@ -121,14 +124,17 @@ def run(*, unet: bool, unet_epochs: int, seed: int, sets: list[str]) -> pd.DataF
                 t0 = time.perf_counter()
                 lab = est.predict_labels(test.image)
                 rows.append(_row(set_name, fold, "unet", train, test, lab, fit_s, time.perf_counter() - t0))
-            t0 = time.perf_counter()
-            lab = analyze_image(test.image, pixel_size_um=1.0, settings=CLASSICAL).labels
-            rows.append(_row(set_name, fold, "classical", train, test, lab, 0.0, time.perf_counter() - t0))
-            t0 = time.perf_counter()
-            lab = skimage_baseline(test.image)
-            rows.append(_row(set_name, fold, "skimage", train, test, lab, 0.0, time.perf_counter() - t0))
-            print(pd.DataFrame(rows[-(4 if unet and "scale" not in fold else 3):]).to_string(
-                index=False, header=False, float_format=lambda v: f"{v:.3f}"), flush=True)
+            if "classical" in methods:
+                t0 = time.perf_counter()
+                lab = analyze_image(test.image, pixel_size_um=1.0, settings=CLASSICAL).labels
+                rows.append(_row(set_name, fold, "classical", train, test, lab, 0.0, time.perf_counter() - t0))
+            if "skimage" in methods:
+                t0 = time.perf_counter()
+                lab = skimage_baseline(test.image)
+                rows.append(_row(set_name, fold, "skimage", train, test, lab, 0.0, time.perf_counter() - t0))
+            if len(rows) > n0:
+                print(pd.DataFrame(rows[n0:]).to_string(index=False, header=False,
+                                                        float_format=lambda v: f"{v:.3f}"), flush=True)
     return pd.DataFrame(rows)
 
 
@@ -140,7 +146,8 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         abs_ecd_err_pct=("median_ecd_err_pct", lambda v: float(np.median(np.abs(v)))),
         fit_s=("fit_s", "mean"), predict_s=("predict_s", "mean")).reset_index()
     ref = out[out["method"] == "classical"].set_index("set")["f1_mean"]
-    out["f1_vs_classical"] = out["f1_mean"] / out["set"].map(ref)
+    if len(ref):
+        out["f1_vs_classical"] = out["f1_mean"] / out["set"].map(ref)
     return out
 
 
@@ -148,6 +155,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--unet", action="store_true", help="Also train the three-class U-Net per fold.")
     ap.add_argument("--unet-epochs", type=int, default=20)
+    ap.add_argument("--unet-folds", type=int, default=None, help="U-Net on the first N folds of each set only.")
+    ap.add_argument("--methods", default="pixel,classical,skimage", help="Comma-separated subset to run.")
     ap.add_argument("--sets", default="gravel,nuclei")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="Write the per-fold rows and the summary here.")
@@ -156,7 +165,8 @@ def main(argv=None) -> None:
         raise SystemExit(f"real data not found at {DATA} (see ../shared/data/README.md)")
     t0 = time.perf_counter()
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
-    df = run(unet=a.unet, unet_epochs=a.unet_epochs, seed=a.seed, sets=a.sets.split(","))
+    df = run(unet=a.unet, unet_epochs=a.unet_epochs, seed=a.seed, sets=a.sets.split(","), unet_folds=a.unet_folds,
+             methods=tuple(m for m in a.methods.split(",") if m))
     print()
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     summ = summarize(df)

@@ -155,3 +155,21 @@ def test_train_segmentation_writes_a_model_folder(tmp_path, scenes):
         train_segmentation(list(scenes[:2]), d, **FAST)
     one = train_segmentation([scenes[0]], tmp_path / "one", **FAST)
     assert one["scores"]["how"] == "trained on the left half of 's1', scored on its right half"
+
+
+def test_unet_three_class_through_the_same_interface(tmp_path, scenes):
+    from crystalloop.vision.learn import UNetSegmenter
+
+    tiny = {"epochs": 2, "tiles_per_epoch": 4, "tile_size": 64, "base_filters": 4, "device": "cpu"}
+    info = train_segmentation(list(scenes[:2]), tmp_path / "u", method="unet", synthetic=1, validate=False, **tiny)
+    assert info["method"] == "unet" and info["settings"]["synthetic"] == 1
+    assert sorted(p.name for p in (tmp_path / "u" / "model").iterdir()) == ["config.json", "model.pt"]
+    seg = load_segmenter(tmp_path / "u")
+    assert isinstance(seg, UNetSegmenter) and seg.class_names == ["background", "interior", "boundary"]
+    lab = segment_labels(seg, scenes[2].image)
+    assert lab.shape == scenes[2].image.shape and lab.dtype == np.int32
+    part = Annotation("p", scenes[0].image, scenes[0].labels, known=np.arange(128)[None, :].repeat(128, 0) < 64)
+    with pytest.raises(ConfigError, match="'p' is partial .* the U-Net needs complete annotations"):
+        train_segmentation([part, scenes[1]], tmp_path / "u2", method="unet", validate=False, **tiny)
+    with pytest.raises(ConfigError, match="renderer images are added to U-Net training only"):
+        train_segmentation(list(scenes[:2]), tmp_path / "u3", synthetic=2)
