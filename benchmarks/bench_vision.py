@@ -223,13 +223,35 @@ p = sample_particles(sizes, counts, shape=(block, block), pixel_size_um=1.0, n_p
                      kind={"ellipse": 1, "needle": 1, "rod": 1}, depth_range=(0, 0.5), seed=1)
 img0, _ = render_particles(p, shape=(block, block), pixel_size_um=1.0, seed=1)
 reps = -(-n // block)
-img = np.tile(img0, (reps, reps))[:n, :n].copy()
+img = np.tile(img0, (reps, reps))
+if img.shape[0] != n:
+    img = np.ascontiguousarray(img[:n, :n])
 del img0
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+
+try:  # reset the peak (Linux): the analysis' own peak, not the image's construction
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+except OSError:
+    pass
+base = rss()
 t0 = time.perf_counter()
 r = analyze_image(img, pixel_size_um=1.0, tile_px=tile)
 dt = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = hwm()
 print(f"{n},{tile},{len(r.particles)},{dt:.1f},{base:.0f},{peak:.0f}")
 """
 
@@ -246,7 +268,7 @@ def bench_memory(sizes: list[int]) -> pd.DataFrame:
                                  text=True, check=True).stdout.strip().splitlines()[-1]
             n_, t_, parts, secs, base, peak = out.split(",")
             rows.append({"image_px": f"{n}x{n}", "tiles": "none" if t_ == "0" else f"{t_} px + 256 overlap",
-                         "particles": int(parts), "seconds": float(secs), "input_and_setup_MB": float(base),
+                         "particles": int(parts), "seconds": float(secs), "rss_before_MB (input + imports)": float(base),
                          "peak_rss_MB": float(peak)})
     return pd.DataFrame(rows)
 
