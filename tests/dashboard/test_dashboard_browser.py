@@ -105,6 +105,10 @@ def test_run_page_draws_the_runs_points_and_its_image(browser, server, lab):
     assert "x50,3 =" in browser.find_element("id", "psd-stats").text
     assert browser.execute_script("return document.getElementById('chart-psd').data[0].y.slice(-1)[0];") == \
         pytest.approx(1.0)
+    # offline lab PCs: nothing is fetched from another host, no web font is loaded
+    fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name);")
+    assert fetched and all(u.startswith(server.url) for u in fetched), fetched
+    assert browser.execute_script("return document.fonts.size;") == 0
     shot(browser, "run")
 
 

@@ -272,3 +272,32 @@ def test_campaign_whose_folder_is_gone_still_shows_its_runs(tmp_path):
         c = json.loads(get(srv.url + "/api/campaigns/1")[1])
         assert [p["label"] for p in c["points"]] == ["C1-1", "C1-2"] and c["hypervolume"] == []
         assert c["next_round"] is None
+
+
+@pytest.mark.slow
+def test_dashboard_on_stores_made_by_the_simulate_and_campaign_commands(tmp_path):
+    """Done-when of the dashboard issue: the three views on a store written by the CLI itself."""
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    db = tmp_path / "project.db"
+    r = CliRunner().invoke(cli_app, ["simulate", str(root / "examples" / "recipes" / "three_cycle.yaml"),
+                                     "--store", str(db), "--out", str(tmp_path / "sim"), "--image-interval-min", "120"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli_app, ["campaign", str(root / "examples" / "doe" / "doe.csv"), "--rounds", "2",
+                                     "--batch", "2", "--out", str(tmp_path / "camp"), "--store", str(db),
+                                     "--pop", "12", "--gens", "3", "--grid", "fast", "--splits", "5",
+                                     "--frames", "3", "--backend", "sim://?n_classes=60"])
+    assert r.exit_code == 0, r.output
+    with ExperimentStore(db, create=False) as st:
+        runs = st.runs()
+    sim_id = int(runs.loc[runs["kind"] != "campaign", "run_id"].iloc[0])
+    with DashboardServer(db, port=0) as srv:
+        st_, page, _ = get(srv.url + "/runs")
+        assert st_ == 200 and all(f'data-run-id="{i}"' in page for i in runs["run_id"])
+        st_, page, _ = get(srv.url + f"/runs/{sim_id}")
+        assert st_ == 200 and "three-cycle" in page
+        series = json.loads(get(srv.url + f"/api/runs/{sim_id}/series")[1])
+        assert series["channels"]["T_reactor_c"]["n"] > 500
+        c = json.loads(get(srv.url + "/api/campaigns/1")[1])
+        assert [h["round"] for h in c["hypervolume"]] == [0, 1, 2]
+        assert sorted(p["label"] for p in c["points"] if p["round"] > 0) == ["C1-1", "C1-2", "C2-1", "C2-2"]
+        assert c["next_round"]["round"] == 2 and c["next_round"]["complete"]
