@@ -42,7 +42,7 @@ __all__ = ["DeviceInfo", "CapabilitySpec", "SerialThermostat", "open_serial_ther
 _T = TypeVar("_T")
 #: driver operations written to a trace (CALL/RET/ERR lines) and replayed from it
 TRACED_OPERATIONS = ("initialize", "get_setpoint", "set_setpoint", "read_bath", "read_process",
-                     "start", "stop", "status", "keepalive")
+                     "start", "stop", "status", "keepalive", "close")
 
 _PRINTABLE = re.compile(rb"^[\x20-\x7e]*$")
 _DRIVER_OPTIONS = frozenset({"name", "min_c", "max_c", "max_rate_c_min", "verify", "setpoint_tolerance_c", "trace"})
