@@ -70,7 +70,7 @@ def test_a_timeout_is_recorded_and_replays_as_the_same_error(tmp_path):
     assert any(line.endswith("CALL set_setpoint 30.0") for line in lines)
     res = replay_trace(trace)
     assert res.ok, res.differences
-    assert res.calls == 4  # initialize, set_setpoint, the failed and the good read_bath
+    assert res.calls == 5  # initialize, set_setpoint, the failed and the good read_bath, close
 
 
 @given(st.binary(max_size=64))
