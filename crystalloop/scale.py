@@ -37,10 +37,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from crystalloop.errors import ConfigError, SchedulerError
+from crystalloop.errors import ConfigError, CrystalloopWarning, SchedulerError
 
 __all__ = ["parse_scheduler", "dask_client", "map_tasks", "map_simulations", "joblib_backend",
            "CONNECT_TIMEOUT_S"]
@@ -298,10 +299,6 @@ def joblib_backend(scheduler: Any) -> Iterator[Any]:
         finally:
             quiet.restore()
         if client.status != "running":  # joblib saw no workers left and ran the rest here, one task at a time
-            import warnings
-
-            from crystalloop.errors import CrystalloopWarning
-
             warnings.warn(f"Lost the Dask scheduler at {address} during the parallel work; joblib finished the "
                           f"remaining tasks in this process (the results are complete, but ran on one core): "
                           f"restart the scheduler for the next run", CrystalloopWarning, stacklevel=3)

@@ -13,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from crystalloop.errors import ConfigError, StoreError
-from crystalloop.store._readers import _Readers
-from crystalloop.store._values import _json_default
+from crystalloop.store._readers import Readers
+from crystalloop.store._values import json_default
 
 
-class _Export(_Readers):
+class Export(Readers):
     """:meth:`export` of :class:`~crystalloop.store.ExperimentStore`."""
 
     def export(self, run_id: int, out_dir: str | os.PathLike, fmt: str = "csv") -> dict[str, Path]:
@@ -71,7 +71,7 @@ class _Export(_Readers):
         }
         written = {"run": dest / "run.json"}
         try:
-            written["run"].write_text(json.dumps(record, indent=2, default=_json_default) + "\n", encoding="utf-8")
+            written["run"].write_text(json.dumps(record, indent=2, default=json_default) + "\n", encoding="utf-8")
             for name, df in tables.items():
                 f = dest / f"{name}.{fmt}"
                 if fmt == "csv":

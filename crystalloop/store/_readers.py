@@ -15,8 +15,8 @@ import pandas as pd
 
 from crystalloop.errors import ConfigError, StoreNotFoundError
 from crystalloop.profiles import ThermocycleProfile
-from crystalloop.store._schema import _RUN_COLUMNS, RUN_STATUSES, _Connections
-from crystalloop.store._values import _from_json, _name, _number, _run_id
+from crystalloop.store._schema import RUN_COLUMNS, RUN_STATUSES, Connections
+from crystalloop.store._values import check_name, check_number, check_run_id, from_json
 
 
 def _tidy_runs(df: pd.DataFrame) -> pd.DataFrame:
@@ -26,12 +26,12 @@ def _tidy_runs(df: pd.DataFrame) -> pd.DataFrame:
     df["seed"] = df["seed"].astype("Int64")
     df["writer_pid"] = df["writer_pid"].astype("Int64")
     df["run_id"] = df["run_id"].astype("int64")
-    df["recipe"] = [_from_json(r) for r in df["recipe"]]
-    df["meta"] = [_from_json(m) for m in df["meta"]]
+    df["recipe"] = [from_json(r) for r in df["recipe"]]
+    df["meta"] = [from_json(m) for m in df["meta"]]
     return df
 
 
-class _Readers(_Connections):
+class Readers(Connections):
     """The read half of :class:`~crystalloop.store.ExperimentStore`."""
 
     def runs(self, *, status: str | None = None, kind: str | None = None, with_counts: bool = False,
@@ -52,7 +52,7 @@ class _Readers(_Connections):
         if kind is not None:
             where.append("kind = ?")
             params.append(kind)
-        cols = list(_RUN_COLUMNS)
+        cols = list(RUN_COLUMNS)
         sel = ", ".join(f"r.{c}" for c in cols)
         if with_counts:
             counts = ["samples", "images", "events", "cqas"]
@@ -67,25 +67,25 @@ class _Readers(_Connections):
 
     def run(self, run_id: int) -> dict[str, Any]:
         """One run's record as a dict (the :meth:`runs` columns)."""
-        run_id = _run_id(run_id)
-        rows = self._query(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?", (run_id,), "read a run")
+        run_id = check_run_id(run_id)
+        rows = self._query(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?", (run_id,), "read a run")
         if not rows:
             raise self._no_run(run_id)
-        return _tidy_runs(pd.DataFrame(rows, columns=_RUN_COLUMNS)).iloc[0].to_dict()
+        return _tidy_runs(pd.DataFrame(rows, columns=RUN_COLUMNS)).iloc[0].to_dict()
 
     def run_recipe(self, run_id: int) -> ThermocycleProfile | dict[str, Any] | None:
         """The recipe a run was started with: a ThermocycleProfile, a dict, or None."""
-        run_id = _run_id(run_id)
+        run_id = check_run_id(run_id)
         rows = self._query("SELECT recipe, recipe_type FROM runs WHERE id = ?", (run_id,), "read a recipe")
         if not rows:
             raise self._no_run(run_id)
-        recipe, rtype = _from_json(rows[0][0]), rows[0][1]
+        recipe, rtype = from_json(rows[0][0]), rows[0][1]
         if rtype == "ThermocycleProfile":
             return ThermocycleProfile.from_dict(recipe, source=f"{self.path} run {run_id} recipe")
         return recipe
 
     def _require_run(self, run_id: Any) -> int:
-        run_id = _run_id(run_id)
+        run_id = check_run_id(run_id)
         if not self._query("SELECT 1 FROM runs WHERE id = ?", (run_id,), "read a run"):
             raise self._no_run(run_id)
         return run_id
@@ -119,15 +119,15 @@ class _Readers(_Connections):
         if channels is not None:
             wanted = [channels] if isinstance(channels, str) else list(channels)
             for ch in wanted:
-                _name(ch, "channel")
+                check_name(ch, "channel")
             sql += f" AND channel IN ({', '.join('?' * len(wanted))})"
             params += wanted
         if start_s is not None:
             sql += " AND time_s >= ?"
-            params.append(_number(start_s, "start_s"))
+            params.append(check_number(start_s, "start_s"))
         if end_s is not None:
             sql += " AND time_s <= ?"
-            params.append(_number(end_s, "end_s"))
+            params.append(check_number(end_s, "end_s"))
         sql += " ORDER BY time_s, rowid"
         rows = self._query(sql, params, "read samples")
         df = pd.DataFrame(rows, columns=["time_s", "channel", "value"])
@@ -150,7 +150,7 @@ class _Readers(_Connections):
                            "ORDER BY time_s, id", (run_id,), "read images")
         df = pd.DataFrame(rows, columns=["image_id", "time_s", "path", "pixel_size_um", "meta"])
         df["path"] = [self._abs(p) for p in df["path"]]
-        df["meta"] = [_from_json(m) for m in df["meta"]]
+        df["meta"] = [from_json(m) for m in df["meta"]]
         return df.astype({"image_id": "int64", "time_s": "float64", "pixel_size_um": "float64"})
 
     def cqas(self, run_id: int | None = None, *, wide: bool = False) -> pd.DataFrame:
@@ -188,11 +188,11 @@ class _Readers(_Connections):
         """Saved model records: ``model_id, name, path`` (absolute), ``metadata`` (dict), ``created``."""
         sql, params = "SELECT id, name, path, metadata, created FROM models", []
         if name is not None:
-            sql, params = sql + " WHERE name = ?", [_name(name, "model name")]
+            sql, params = sql + " WHERE name = ?", [check_name(name, "model name")]
         df = pd.DataFrame(self._query(sql + " ORDER BY id", params, "read models"),
                           columns=["model_id", "name", "path", "metadata", "created"])
         df["path"] = [self._abs(p) for p in df["path"]]
-        df["metadata"] = [_from_json(m) for m in df["metadata"]]
+        df["metadata"] = [from_json(m) for m in df["metadata"]]
         df["created"] = pd.to_datetime(df["created"], utc=True, format="ISO8601")
         return df.astype({"model_id": "int64"})
 

@@ -1,7 +1,7 @@
 """Process liveness and recovery: which ``running`` runs have lost their writer (private).
 
 Every run records its writer's process id, host name and process start time, and every write
-refreshes its heartbeat. :meth:`_Recovery.recover` marks a run ``interrupted`` when its writer
+refreshes its heartbeat. :meth:`Recovery.recover` marks a run ``interrupted`` when its writer
 is provably dead on this host (process gone, a zombie, or its PID reused by a process started
 at another time) or, for a writer on another host or where liveness cannot be checked, when its
 heartbeat is older than ``stale_after_s``.
@@ -15,8 +15,8 @@ import socket
 import sys
 from datetime import datetime
 
-from crystalloop.store._schema import _Connections
-from crystalloop.store._values import _iso, _now
+from crystalloop.store._schema import Connections
+from crystalloop.store._values import iso, utc_now
 
 
 def _proc_start_token(pid: int) -> str | None:
@@ -50,7 +50,7 @@ def _pid_alive(pid: int, start_token: str | None) -> bool | None:
     return None  # e.g. Windows: decided by the heartbeat
 
 
-class _Recovery(_Connections):
+class Recovery(Connections):
     """The writer identity of this process and the search for runs whose writer died."""
 
     stale_after_s: float
@@ -78,7 +78,7 @@ class _Recovery(_Connections):
         """
         rows = self._query("SELECT id, writer_pid, writer_host, writer_start, heartbeat FROM runs "
                            "WHERE status = 'running'", action="look for interrupted runs")
-        now = _now()
+        now = utc_now()
         dead = []
         for run_id, pid, host, start, beat in rows:
             alive = _pid_alive(pid, start) if (pid is not None and host == self._host) else None
@@ -101,7 +101,7 @@ class _Recovery(_Connections):
                         "UPDATE runs SET status = 'interrupted', ended = ?, reason = ? "
                         "WHERE id = ? AND status = 'running' AND heartbeat IS ?",
                         (beat, f"{why}; last heartbeat {beat}; found by {socket.gethostname()} "
-                               f"pid {os.getpid()} at {_iso(now)}", run_id, beat))
+                               f"pid {os.getpid()} at {iso(now)}", run_id, beat))
                     if cur.rowcount:
                         marked.append(run_id)
         return marked

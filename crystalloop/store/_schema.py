@@ -1,6 +1,6 @@
 """Schema and opening: the table layout, per-thread connections, transactions, SQLite errors (private).
 
-:class:`_Connections` is the base of :class:`~crystalloop.store.ExperimentStore`: it owns the
+:class:`Connections` is the base of :class:`~crystalloop.store.ExperimentStore`: it owns the
 file, one SQLite connection per thread (fresh ones after ``fork``), the write transaction
 (``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error), the translation of ``sqlite3``
 errors into :class:`~crystalloop.errors.StoreError` messages that name the path and say what to
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from crystalloop.errors import StoreAccessError, StoreError, StoreNotFoundError
-from crystalloop.store._values import _iso, _now
+from crystalloop.store._values import iso, utc_now
 
 SCHEMA_VERSION = 1
 """Version of the table layout written by this crystalloop; newer files are refused."""
@@ -27,7 +27,7 @@ APPLICATION_ID = 0x43524C50  # "CRLP" in the SQLite header: marks the file as a 
 DEFAULT_STORE_NAME = "crystalloop.db"
 RUN_STATUSES = ("running", "completed", "failed", "aborted", "interrupted")
 EVENT_LEVELS = ("debug", "info", "warning", "error", "critical")
-_SYNCHRONOUS = ("off", "normal", "full", "extra")
+SYNCHRONOUS = ("off", "normal", "full", "extra")
 
 _SCHEMA = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -82,7 +82,7 @@ _SCHEMA = [
     "CREATE INDEX models_name ON models (name, id)",
 ]
 
-_RUN_COLUMNS = ["id", "kind", "status", "started", "ended", "backend", "seed", "recipe", "recipe_type",
+RUN_COLUMNS = ["id", "kind", "status", "started", "ended", "backend", "seed", "recipe", "recipe_type",
                 "meta", "reason", "writer_pid", "writer_host", "writer_start", "heartbeat"]
 
 _FORK_ORPHANS: list[sqlite3.Connection] = []  # connections inherited over fork: kept open, never touched
@@ -93,7 +93,7 @@ def default_store_path() -> Path:
     return Path(os.environ.get("CRYSTALLOOP_STORE") or DEFAULT_STORE_NAME)
 
 
-class _Connections:
+class Connections:
     """Connections, transactions, error translation and schema of one store file (a base class).
 
     The subclass sets ``path``, ``timeout_s``, ``synchronous``, ``_lock``, ``_local``, ``_conns``,
@@ -228,7 +228,7 @@ class _Connections:
                         c.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
                             ("application", "crystalloop"),
                             ("schema_version", str(SCHEMA_VERSION)),
-                            ("created", _iso(_now())),
+                            ("created", iso(utc_now())),
                             ("created_by", f"crystalloop {__version__}"),
                         ])
                         c.execute(f"PRAGMA application_id = {APPLICATION_ID}")

@@ -7,13 +7,13 @@ import threading
 from pathlib import Path
 
 from crystalloop.errors import ConfigError, StoreError, StoreNotFoundError
-from crystalloop.store._export import _Export
-from crystalloop.store._schema import _SYNCHRONOUS, DEFAULT_STORE_NAME
-from crystalloop.store._values import _number
-from crystalloop.store._writers import _Writers
+from crystalloop.store._export import Export
+from crystalloop.store._schema import DEFAULT_STORE_NAME, SYNCHRONOUS
+from crystalloop.store._values import check_number
+from crystalloop.store._writers import Writers
 
 
-class ExperimentStore(_Export, _Writers):
+class ExperimentStore(Export, Writers):
     """A project's experiment store: one SQLite file holding runs, samples, images, CQAs, events, models.
 
     Parameters
@@ -67,12 +67,12 @@ class ExperimentStore(_Export, _Writers):
         if p.is_dir():
             p = p / DEFAULT_STORE_NAME
         self.path = p
-        self.timeout_s = _number(timeout_s, "timeout_s", finite=True)
-        self.stale_after_s = _number(stale_after_s, "stale_after_s", finite=True)
+        self.timeout_s = check_number(timeout_s, "timeout_s", finite=True)
+        self.stale_after_s = check_number(stale_after_s, "stale_after_s", finite=True)
         if self.timeout_s < 0 or self.stale_after_s <= 0:
             raise ConfigError(f"timeout_s must be >= 0 and stale_after_s > 0, got {timeout_s!r} and {stale_after_s!r}")
-        if str(synchronous).lower() not in _SYNCHRONOUS:
-            raise ConfigError(f"synchronous must be one of {list(_SYNCHRONOUS)}, got {synchronous!r}")
+        if str(synchronous).lower() not in SYNCHRONOUS:
+            raise ConfigError(f"synchronous must be one of {list(SYNCHRONOUS)}, got {synchronous!r}")
         self.synchronous = str(synchronous).lower()
         self._lock = threading.Lock()
         self._local = threading.local()

@@ -20,15 +20,15 @@ import pandas as pd
 from crystalloop.errors import ConfigError
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _iso(t: datetime) -> str:
+def iso(t: datetime) -> str:
     return t.isoformat(timespec="microseconds")
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -40,18 +40,18 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} value {obj!r} is not JSON-serialisable")
 
 
-def _to_json(obj: Any, what: str) -> str:
+def to_json(obj: Any, what: str) -> str:
     try:
-        return json.dumps(obj, default=_json_default, sort_keys=False)
+        return json.dumps(obj, default=json_default, sort_keys=False)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{what} cannot be stored as JSON: {e}") from None
 
 
-def _from_json(text: str | None) -> Any:
+def from_json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _number(x: Any, what: str, *, finite: bool = False, allow_none: bool = False) -> float | None:
+def check_number(x: Any, what: str, *, finite: bool = False, allow_none: bool = False) -> float | None:
     if x is None and allow_none:
         return None
     if isinstance(x, (str, bytes)) or x is None:
@@ -65,13 +65,13 @@ def _number(x: Any, what: str, *, finite: bool = False, allow_none: bool = False
     return v
 
 
-def _name(x: Any, what: str) -> str:
+def check_name(x: Any, what: str) -> str:
     if not isinstance(x, str) or not x.strip() or "\x00" in x:
         raise ConfigError(f"{what} must be a non-empty string without NUL characters, got {x!r}")
     return x
 
 
-def _run_id(run_id: Any) -> int:
+def check_run_id(run_id: Any) -> int:
     if isinstance(run_id, (bool, np.bool_)):
         raise ConfigError(f"run_id must be an integer, got {run_id!r}")
     if isinstance(run_id, (int, np.integer)):
@@ -81,7 +81,7 @@ def _run_id(run_id: Any) -> int:
     raise ConfigError(f"run_id must be an integer, got {run_id!r}")
 
 
-def _sample_tuples(samples: Any) -> Iterable[Any]:
+def sample_tuples(samples: Any) -> Iterable[Any]:
     """Long or wide DataFrame → (time_s, channel, value) tuples; other iterables pass through."""
     if isinstance(samples, pd.DataFrame):
         cols = set(samples.columns)

@@ -18,12 +18,20 @@ import pandas as pd
 
 from crystalloop.errors import ConfigError, StoreError
 from crystalloop.profiles import ThermocycleProfile
-from crystalloop.store._recovery import _Recovery
+from crystalloop.store._recovery import Recovery
 from crystalloop.store._schema import EVENT_LEVELS, RUN_STATUSES
-from crystalloop.store._values import _iso, _name, _now, _number, _run_id, _sample_tuples, _to_json
+from crystalloop.store._values import (
+    check_name,
+    check_number,
+    check_run_id,
+    iso,
+    sample_tuples,
+    to_json,
+    utc_now,
+)
 
 
-class _Writers(_Recovery):
+class Writers(Recovery):
     """The write half of :class:`~crystalloop.store.ExperimentStore`."""
 
     # ---- runs -----------------------------------------------------------------------------
@@ -55,9 +63,9 @@ class _Writers(_Recovery):
         if recipe is None:
             recipe_json, recipe_type = None, None
         elif isinstance(recipe, ThermocycleProfile):
-            recipe_json, recipe_type = _to_json(recipe.to_dict(), "recipe"), "ThermocycleProfile"
+            recipe_json, recipe_type = to_json(recipe.to_dict(), "recipe"), "ThermocycleProfile"
         elif isinstance(recipe, Mapping):
-            recipe_json, recipe_type = _to_json(dict(recipe), "recipe"), "dict"
+            recipe_json, recipe_type = to_json(dict(recipe), "recipe"), "dict"
         else:
             raise ConfigError(f"recipe must be a ThermocycleProfile, a dict or None, got {type(recipe).__name__}")
         if not isinstance(backend, str):
@@ -67,11 +75,11 @@ class _Writers(_Recovery):
                     or not -(2**63) <= int(seed) < 2**63:
                 raise ConfigError(f"seed must be a 64-bit integer or None, got {seed!r}")
             seed = int(seed)
-        kind = _name(kind, "kind")
+        kind = check_name(kind, "kind")
         if meta is not None and not isinstance(meta, Mapping):
             raise ConfigError(f"meta must be a dict or None, got {type(meta).__name__}")
-        meta_json = _to_json(dict(meta or {}), "meta")
-        now = _iso(_now())
+        meta_json = to_json(dict(meta or {}), "meta")
+        now = iso(utc_now())
         with self._write("start a run") as c:
             cur = c.execute(
                 "INSERT INTO runs (kind, status, recipe, recipe_type, backend, seed, meta, started, "
@@ -84,13 +92,13 @@ class _Writers(_Recovery):
 
     def _touch(self, c: sqlite3.Connection, run_id: int) -> None:
         """Refresh the run's heartbeat inside the current transaction; raise if the run does not exist."""
-        if c.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (_iso(_now()), run_id)).rowcount == 0:
+        if c.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (iso(utc_now()), run_id)).rowcount == 0:
             raise self._no_run(run_id)
 
     def heartbeat(self, run_id: int) -> None:
         """Tell readers the writer of ``run_id`` is alive (every ``log_*`` call does this too)."""
         with self._write("update the heartbeat") as c:
-            self._touch(c, _run_id(run_id))
+            self._touch(c, check_run_id(run_id))
 
     def finish_run(self, run_id: int, status: str = "completed", reason: str | None = None) -> None:
         """End a running run with a final status and an optional reason (why it failed or was aborted).
@@ -102,12 +110,12 @@ class _Writers(_Recovery):
         StoreError
             The run does not exist or has already finished.
         """
-        run_id = _run_id(run_id)
+        run_id = check_run_id(run_id)
         if status not in RUN_STATUSES[1:]:
             raise ConfigError(f"status must be one of {list(RUN_STATUSES[1:])}, got {status!r}")
         if reason is not None and not isinstance(reason, str):
             raise ConfigError(f"reason must be a string or None, got {reason!r}")
-        now = _iso(_now())
+        now = iso(utc_now())
         with self._write("finish a run") as c:
             row = c.execute("SELECT status, writer_pid, writer_host, writer_start FROM runs WHERE id = ?",
                             (run_id,)).fetchone()
@@ -121,7 +129,7 @@ class _Writers(_Recovery):
 
     def delete_run(self, run_id: int) -> None:
         """Delete a finished run with its samples, images records, CQAs and events (files stay on disk)."""
-        run_id = _run_id(run_id)
+        run_id = check_run_id(run_id)
         with self._write("delete a run") as c:
             row = c.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
@@ -148,8 +156,8 @@ class _Writers(_Recovery):
         int
             Number of samples written. The batch is atomic: on a bad row nothing is written.
         """
-        run_id = _run_id(run_id)
-        rows = self._sample_rows(run_id, _sample_tuples(samples))
+        run_id = check_run_id(run_id)
+        rows = self._sample_rows(run_id, sample_tuples(samples))
         with self._write("log samples") as c:
             self._touch(c, run_id)
             n = c.executemany("INSERT INTO samples (run_id, time_s, channel, value) VALUES (?, ?, ?, ?)",
@@ -163,8 +171,8 @@ class _Writers(_Recovery):
                 t, ch, v = row
             except (TypeError, ValueError):
                 raise ConfigError(f"sample {i}: expected a (time_s, channel, value) tuple, got {row!r}") from None
-            yield (run_id, _number(t, f"sample {i}: time_s", finite=True), _name(ch, f"sample {i}: channel"),
-                   _number(v, f"sample {i} ({ch!r}): value", allow_none=True))
+            yield (run_id, check_number(t, f"sample {i}: time_s", finite=True), check_name(ch, f"sample {i}: channel"),
+                   check_number(v, f"sample {i} ({ch!r}): value", allow_none=True))
 
     def log_image(self, run_id: int, time_s: float, path: str | os.PathLike, pixel_size_um: float,
                   meta: Mapping[str, Any] | None = None) -> int:
@@ -173,16 +181,16 @@ class _Writers(_Recovery):
         A path inside the store's directory is kept relative to it, so the project folder
         can be moved; :meth:`images` gives absolute paths.
         """
-        run_id = _run_id(run_id)
-        t = _number(time_s, "time_s", finite=True)
-        px = _number(pixel_size_um, "pixel_size_um", finite=True)
+        run_id = check_run_id(run_id)
+        t = check_number(time_s, "time_s", finite=True)
+        px = check_number(pixel_size_um, "pixel_size_um", finite=True)
         if px <= 0:
             raise ConfigError(f"pixel_size_um must be > 0 µm, got {px!r}")
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise ConfigError(f"path must be a file path, got {path!r}")
         if meta is not None and not isinstance(meta, Mapping):
             raise ConfigError(f"meta must be a dict or None, got {type(meta).__name__}")
-        meta_json = _to_json(dict(meta or {}), "image meta")
+        meta_json = to_json(dict(meta or {}), "image meta")
         with self._write("log an image") as c:
             self._touch(c, run_id)
             cur = c.execute("INSERT INTO images (run_id, time_s, path, pixel_size_um, meta) VALUES (?, ?, ?, ?, ?)",
@@ -192,10 +200,10 @@ class _Writers(_Recovery):
 
     def log_cqas(self, run_id: int, cqas: Mapping[str, float] | pd.Series) -> None:
         """Record CQAs of a run (``{"D50_um": 182.5, ...}``); a name logged again is replaced."""
-        run_id = _run_id(run_id)
+        run_id = check_run_id(run_id)
         if not hasattr(cqas, "items"):
             raise ConfigError(f"cqas must be a mapping of name to value, got {type(cqas).__name__}")
-        rows = [(run_id, _name(k, "CQA name"), _number(v, f"CQA {k!r}", allow_none=True)) for k, v in cqas.items()]
+        rows = [(run_id, check_name(k, "CQA name"), check_number(v, f"CQA {k!r}", allow_none=True)) for k, v in cqas.items()]
         with self._write("log CQAs") as c:
             self._touch(c, run_id)
             c.executemany("INSERT INTO cqas (run_id, name, value) VALUES (?, ?, ?) "
@@ -203,8 +211,8 @@ class _Writers(_Recovery):
 
     def log_event(self, run_id: int, time_s: float, level: str, message: str) -> int:
         """Record an event (``level`` one of debug, info, warning, error, critical); return its id."""
-        run_id = _run_id(run_id)
-        t = _number(time_s, "time_s", finite=True)
+        run_id = check_run_id(run_id)
+        t = check_number(time_s, "time_s", finite=True)
         lv = level.lower() if isinstance(level, str) else level
         if lv not in EVENT_LEVELS:
             raise ConfigError(f"level must be one of {list(EVENT_LEVELS)}, got {level!r}")
@@ -218,15 +226,15 @@ class _Writers(_Recovery):
 
     def save_model(self, name: str, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> int:
         """Record a model artifact (a directory or file on disk) under ``name``; return its id."""
-        name = _name(name, "model name")
+        name = check_name(name, "model name")
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise ConfigError(f"path must be a file or directory path, got {path!r}")
         if metadata is not None and not isinstance(metadata, Mapping):
             raise ConfigError(f"metadata must be a dict or None, got {type(metadata).__name__}")
-        md = _to_json(dict(metadata or {}), "model metadata")
+        md = to_json(dict(metadata or {}), "model metadata")
         with self._write("save a model") as c:
             model_id = int(c.execute("INSERT INTO models (name, path, metadata, created) VALUES (?, ?, ?, ?)",
-                                     (name, self._rel(path), md, _iso(_now()))).lastrowid)
+                                     (name, self._rel(path), md, iso(utc_now()))).lastrowid)
         return model_id
 
     def _rel(self, path: str | os.PathLike) -> str:
