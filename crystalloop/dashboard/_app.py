@@ -36,7 +36,7 @@ from crystalloop.dashboard._images import analyze_stored_image, scale_bar
 from crystalloop.dashboard._reader import ALARM_LEVELS, StoreReader
 from crystalloop.errors import CrystalloopError, ImageError, StoreError
 
-__all__ = ["create_app", "TOKEN_COOKIE"]
+__all__ = ["create_app", "TOKEN_COOKIE", "SECURITY_HEADERS"]
 
 log = logging.getLogger("crystalloop.dashboard")
 
@@ -126,8 +126,58 @@ class _TokenGate:
         await self.app(scope, receive, send_with_cookie)
 
 
+#: sent with every response: only this server's own files run, nothing is fetched elsewhere
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                 b"img-src 'self' data: blob:; font-src 'self'; connect-src 'self'; "
+                                 b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class _Headers:
+    """ASGI middleware adding :data:`SECURITY_HEADERS` to every HTTP response."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class _HostGate:
+    """ASGI middleware: only the listed ``Host`` names (DNS-rebinding guard for a local server)."""
+
+    def __init__(self, app: Any, allowed: list[str], render_error: Any) -> None:
+        self.app, self.allowed, self.render_error = app, {h.lower() for h in allowed}, render_error
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            raw = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
+            name = raw.rsplit(":", 1)[0] if raw.count(":") == 1 or raw.startswith("[") else raw
+            if name not in self.allowed:
+                log.warning("refused %s %s: Host %r is not one of %s", scope.get("method"), scope.get("path"), raw,
+                            sorted(self.allowed))
+                msg = (f"Host {raw!r} is not accepted: this dashboard serves this machine only; open it as "
+                       f"http://127.0.0.1 or http://localhost with its port, or start it with --host (and a token) "
+                       f"to serve the network")
+                await self.render_error(scope.get("path", ""), 400, "Host not accepted", msg)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(store: str | Path, *, token: str | None = None, poll_s: float = 0.25,
-               points: int = DEFAULT_POINTS) -> Starlette:
+               points: int = DEFAULT_POINTS, allowed_hosts: list[str] | None = None) -> Starlette:
     """The dashboard as an ASGI application (serve it with uvicorn, or use :func:`serve`).
 
     Parameters
@@ -143,6 +193,9 @@ def create_app(store: str | Path, *, token: str | None = None, poll_s: float = 0
         How often a live stream checks the store for new data, s.
     points : int
         Points per channel sent for a whole run (server-side downsampling keeps extremes).
+    allowed_hosts : list of str, optional
+        Accepted ``Host`` headers (e.g. ``["127.0.0.1", "localhost"]``): a page of another
+        site that re-points its own name at 127.0.0.1 (DNS rebinding) is refused. None: any.
 
     Returns
     -------
@@ -411,10 +464,11 @@ def create_app(store: str | Path, *, token: str | None = None, poll_s: float = 0
         Route("/api/campaigns/{cid}", api_campaign, methods=get),
         Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
     ]
-    middleware = [Middleware(GZipMiddleware, minimum_size=2048)]
+    middleware = [Middleware(_Headers), Middleware(GZipMiddleware, minimum_size=2048)]
+    if allowed_hosts:
+        middleware.insert(1, Middleware(_HostGate, allowed=allowed_hosts, render_error=render_error))
     if token:
-        middleware.insert(0, Middleware(_TokenGate, token=token,
-                                        render_error=lambda path, st, title, msg: render_error(path, st, title, msg)))
+        middleware.insert(2 if allowed_hosts else 1, Middleware(_TokenGate, token=token, render_error=render_error))
     app = Starlette(routes=routes, middleware=middleware, exception_handlers={
         _NotFound: on_not_found, HTTPException: on_http, StoreError: on_store, ImageError: on_crystalloop,
         CrystalloopError: on_crystalloop, Exception: on_other})

@@ -106,7 +106,10 @@ class DashboardServer:
                  poll_s: float = 0.25, points: int = DEFAULT_POINTS) -> None:
         token = access_token(host, token)
         self.store, self.host, self.token = Path(store), host, token
-        self.app = create_app(self.store, token=token, poll_s=poll_s, points=points)
+        # on this machine only: refuse Host names other than the loopback ones (DNS rebinding);
+        # on a network the token guards every request
+        hosts = sorted({"127.0.0.1", "localhost", "::1", "[::1]", host}) if is_loopback(host) else None
+        self.app = create_app(self.store, token=token, poll_s=poll_s, points=points, allowed_hosts=hosts)
         self._sock = _bind(host, port)
         self.port = int(self._sock.getsockname()[1])
         self._server: Any = None

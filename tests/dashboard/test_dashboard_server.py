@@ -301,3 +301,11 @@ def test_dashboard_on_stores_made_by_the_simulate_and_campaign_commands(tmp_path
         assert [h["round"] for h in c["hypervolume"]] == [0, 1, 2]
         assert sorted(p["label"] for p in c["points"] if p["round"] > 0) == ["C1-1", "C1-2", "C2-1", "C2-2"]
         assert c["next_round"]["round"] == 2 and c["next_round"]["complete"]
+
+
+def test_local_server_refuses_foreign_host_names_and_sends_security_headers(server):
+    st, page, h = get(server.url + "/runs")
+    assert "default-src 'self'" in h["content-security-policy"] and h["referrer-policy"] == "no-referrer"
+    st, page, _ = get(server.url + "/runs", {"Host": "attacker.example:8050"})  # DNS rebinding
+    assert st == 400 and message(page).startswith("Host &#39;attacker.example:8050&#39; is not accepted")
+    assert get(server.url + "/runs", {"Host": f"localhost:{server.port}"})[0] == 200
