@@ -45,7 +45,8 @@ TRACED_OPERATIONS = ("initialize", "get_setpoint", "set_setpoint", "read_bath", 
                      "start", "stop", "status", "keepalive", "close")
 
 _PRINTABLE = re.compile(rb"^[\x20-\x7e]*$")
-_DRIVER_OPTIONS = frozenset({"name", "min_c", "max_c", "max_rate_c_min", "verify", "setpoint_tolerance_c", "trace"})
+_DRIVER_OPTIONS = frozenset({"name", "min_c", "max_c", "max_rate_c_min", "verify", "setpoint_tolerance_c", "trace",
+                             "comm_timeout_s", "safe_setpoint_c"})
 # keyword arguments a generic caller (the runner) may pass to any backend; the simulator uses them
 _IGNORED_KWARGS = frozenset({"recipe", "seed", "kinetics", "thermal"})
 
@@ -206,6 +207,8 @@ class SerialThermostat:
         max_rate_c_min: float = math.inf,
         verify: bool = True,
         setpoint_tolerance_c: float = 0.06,
+        comm_timeout_s: float = 120.0,
+        safe_setpoint_c: float | None = None,
     ) -> None:
         self.transport = transport
         self._op_lock = threading.RLock()
@@ -220,6 +223,15 @@ class SerialThermostat:
                 f"must be >= 0 °C"
             )
         self.setpoint_tolerance_c = float(setpoint_tolerance_c)
+        try:
+            self.comm_timeout_s = float(comm_timeout_s)
+        except (TypeError, ValueError):
+            self.comm_timeout_s = math.nan
+        if not (self.comm_timeout_s == 0 or 1 <= self.comm_timeout_s <= 999):
+            raise ConfigError(f"comm_timeout_s={comm_timeout_s!r} for thermostat '{self.name}' must be 0 "
+                              f"(do not arm) or 1..999 s")
+        #: setpoint the unit's communication watchdog falls back to, °C (None: the one found at connect)
+        self.safe_setpoint_c = None if safe_setpoint_c is None else float(safe_setpoint_c)
         self._user_min_c = None if min_c is None else float(min_c)
         self._user_max_c = None if max_c is None else float(max_c)
         self._max_rate = float(max_rate_c_min)

@@ -215,8 +215,7 @@ class LaudaThermostat(SerialThermostat):
                        "(safety mode)", "not armed: a lost computer leaves the last setpoint in place", warn=False),
     )
 
-    def __init__(self, transport: Any, *, process_command: str = "IN_PV_03", comm_timeout_s: float = 120.0,
-                 safe_setpoint_c: float | None = None, **kw: Any) -> None:
+    def __init__(self, transport: Any, *, process_command: str = "IN_PV_03", **kw: Any) -> None:
         super().__init__(transport, **kw)
         if not re.fullmatch(r"IN_PV_\d\d", process_command):
             raise ConfigError(
@@ -224,14 +223,6 @@ class LaudaThermostat(SerialThermostat):
                 f"expected a LAUDA query such as 'IN_PV_03'"
             )
         self.process_command = process_command
-        try:
-            self.comm_timeout_s = float(comm_timeout_s)
-        except (TypeError, ValueError):
-            self.comm_timeout_s = math.nan
-        if not (self.comm_timeout_s == 0 or 1 <= self.comm_timeout_s <= 999):
-            raise ConfigError(f"comm_timeout_s={comm_timeout_s!r} for thermostat '{self.name}' must be 0 "
-                              f"(do not arm) or 1..999 s")
-        self.safe_setpoint_c = None if safe_setpoint_c is None else float(safe_setpoint_c)
         self._connect_setpoint_c: float | None = None
         self._armed = False
 
@@ -383,6 +374,5 @@ def _reply(exc: Exception) -> str:
 
 def open_lauda(parsed: BackendURL, clock: Clock | None = None, **kw: Any) -> Crystallizer:
     """Open a LAUDA thermostat from ``lauda://PORT[?options]`` (options as for JULABO)."""
-    return open_serial_thermostat(LaudaThermostat, parsed, clock, kw,
-                                  frozenset({"process_command", "comm_timeout_s", "safe_setpoint_c"}))
+    return open_serial_thermostat(LaudaThermostat, parsed, clock, kw, frozenset({"process_command"}))
 

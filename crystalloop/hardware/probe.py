@@ -111,7 +111,9 @@ def probe_line_settings(
         candidates = candidates or ((9600, "8N1"),)
     tried: list[tuple[str, str]] = []
     for baud, framing in candidates or LINE_CANDIDATES[parsed.scheme]:
-        attempt = _with_options(url, {"baudrate": baud, "framing": framing, "timeout_s": timeout_s})
+        # probing is harmless: it never arms a unit's communication watchdog
+        attempt = _with_options(url, {"baudrate": baud, "framing": framing, "timeout_s": timeout_s,
+                                      "comm_timeout_s": 0})
         label = f"{baud} baud {framing}"
         try:
             cryst = connect(attempt, clock=clock)
@@ -145,7 +147,7 @@ def snapshot(url: str, *, clock: Clock | None = None) -> dict[str, Any]:
         in place of the value).
     """
     out: dict[str, Any] = {}
-    with connect(url, clock=clock) as cryst:
+    with connect(url, clock=clock, comm_timeout_s=0) as cryst:  # arms nothing: a snapshot writes nothing
         th = cryst.thermostat
         out.update({k: cryst.meta.get(k) for k in ("vendor", "model", "version", "port", "line_settings")})
         out["min_c"], out["max_c"] = th.limits.min_c, th.limits.max_c

@@ -161,3 +161,17 @@ def test_an_essential_function_missing_is_a_clear_error():
         with pytest.raises(DeviceAlarm, match=r"LAUDA 'lauda' on .* does not support setpoint \(IN_SP_00, OUT_SP_00\), "
                                               r"which the driver needs: IN_SP_00 answered ERR_3: wrong command"):
             connect(f"lauda://{unit.url}?timeout_s=0.3", clock=clock)
+
+
+def test_probe_and_show_never_arm_or_write_anything():
+    from crystalloop.hardware.probe import probe_line_settings, snapshot
+
+    clock = VirtualClock()
+    unit, url = start_fake("lauda/integral", clock=clock)
+    with unit:
+        res = probe_line_settings(url, clock=clock, timeout_s=0.3)
+        snap = snapshot(url + "?timeout_s=0.3", clock=clock)
+        writes = [c for c in unit.commands() if c.startswith(("OUT_", "START", "STOP"))]
+    assert writes == [] and unit.comm_timeout_s == 0
+    for caps in (res.capabilities, snap["capabilities"]):
+        assert {c.name: c.detail for c in caps}["comm_watchdog"] == "present; not armed (comm_timeout_s=0)"
