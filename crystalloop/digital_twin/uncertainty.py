@@ -16,6 +16,7 @@ deviation:
 from __future__ import annotations
 
 import os
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -179,6 +180,35 @@ def _predict_members(estimators, X: np.ndarray, threads: int = 1) -> np.ndarray:
     return P
 
 
+#: ensemble -> (its estimators_ list, compiled trees or None); weak keys, so predict leaves the estimator unchanged
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compiled_for(ensemble):
+    """The ensemble's members as one compiled tree set (:mod:`~crystalloop.digital_twin.compiled`),
+    built on first use; ``None`` when switched off or when a member is not a tree model."""
+    from .compiled import compile_members, is_enabled
+
+    if not is_enabled():
+        return None
+    hit = _COMPILED.get(ensemble)
+    if hit is None or hit[0] is not ensemble.estimators_:
+        hit = (ensemble.estimators_, compile_members(ensemble.estimators_, ensemble.n_features_in_))
+        _COMPILED[ensemble] = hit
+    return hit[1]
+
+
+def _run_compiled(compiled, X: np.ndarray, threads: int) -> np.ndarray:
+    import numba
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        return compiled.member_predictions(X)
+    finally:
+        numba.set_num_threads(old)
+
+
 def _scaled(X: np.ndarray, mean, scale, buf: np.ndarray) -> np.ndarray:
     """``(X - mean) / scale`` into ``buf`` (same float64 operations as ``StandardScaler.transform``)."""
     src = X
@@ -219,7 +249,11 @@ class _EnsembleBase(RegressorMixin, BaseEstimator):
         return self._member_predictions(X)
 
     def _member_predictions(self, X: np.ndarray) -> np.ndarray:
-        return _predict_members(self.estimators_, X, _n_threads(getattr(self, "n_jobs", None), len(X)))
+        threads = _n_threads(self.n_jobs, len(X))
+        compiled = _compiled_for(self)
+        if compiled is not None:
+            return _run_compiled(compiled, X, threads)
+        return _predict_members(self.estimators_, X, threads)
 
     def predict(self, X, return_std: bool = False):
         """Ensemble mean, and the standard deviation when ``return_std`` (see module doc).
