@@ -56,3 +56,15 @@ def test_errors_name_the_file(tmp_path):
     with pytest.raises(ImageError, match="page 3 does not exist"):
         cv2.imwrite(str(tmp_path / "x.png"), np.zeros((4, 4), np.uint8))
         read_image(tmp_path / "x.png", page=3)
+
+
+def test_one_reader_and_one_check_for_the_whole_vision_package():
+    # issue 11: the learned estimators read and check images through the same functions
+    from crystalloop.vision import _validate, io, learn
+    from crystalloop.vision.learn import data
+
+    assert learn.read_image is io.read_image and data.IMAGE_SUFFIXES is io.IMAGE_SUFFIXES
+    with pytest.raises(ImageError, match="contains 8 NaN/infinite pixel"):
+        data.check_image(np.array([[np.nan, np.inf, 0, 0]] * 4))  # the vision-wide message
+    with pytest.raises(ImageError, match="contains 8 NaN/infinite pixel"):
+        _validate.check_image(np.array([[np.nan, np.inf, 0, 0]] * 4))
