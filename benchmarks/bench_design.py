@@ -9,6 +9,8 @@ Validation against ground truth (the simulator)::
 
     python benchmarks/bench_design.py --validate      # + predicted vs simulated, hypervolume vs
                                                       #   NSGA-II run directly on the simulator
+    python benchmarks/bench_design.py --domain-check  # designs with / without the validity domain,
+                                                      #   run on the plant
 
 Baselines measured in the same run:
 
@@ -85,15 +87,68 @@ def load_example_twin(path: str | None):
     return fit_twin(doe[0])
 
 
+def _domain_of(twin):
+    """The measured recipes of a fitted twin (the design's validity domain), or None."""
+    from crystalloop.digital_twin.design import TrainedTwin
+
+    return twin.training_data_ if isinstance(twin, TrainedTwin) else None
+
+
+def bench_domain(twin, pop: int, gens: int, seed: int, kinetics: str, n_valid: int) -> pd.DataFrame:
+    """Designs with and without the validity domain, run on the plant: predicted vs simulated CQAs,
+    interval coverage, recipes that dissolve their product, distance to the DoE."""
+    from crystalloop.digital_twin.design import (
+        ValidityDomain,
+        knee_point,
+        optimize_design,
+        solubility_polynomial,
+        spread_points,
+    )
+    from crystalloop.hardware.sim.kinetics import load_kinetics
+
+    kin = load_kinetics(kinetics)
+    scale = 1.0 if kin.solubility.temperature_unit == "C" else None
+    if scale is None:
+        raise SystemExit("bench_domain needs a solubility polynomial in °C")
+    sol = solubility_polynomial(kin.solubility.coefficients, unit="kg/kg")
+    ref_dom = ValidityDomain.from_frame(twin.training_data_, twin.max_cycles, solubility=sol)
+    rows = []
+    for label, dom in (("no domain (before)", None), ("validity domain + solubility", "auto")):
+        res = optimize_design(twin, OBJECTIVES, cycles="1-4", pop_size=pop, n_gen=gens, seed=seed, domain=dom,
+                              solubility=sol)
+        chosen = [knee_point(res, n_cycles=n) for n in sorted(set(res.front["n_cycles"]))]
+        chosen += spread_points(res, max(n_valid - len(chosen), 1))
+        chosen = list({tuple(np.round(p.to_features(4), 9)): p for p in chosen}.values())[:n_valid]
+        feats = np.vstack([p.to_features(twin.max_cycles) for p in chosen])
+        pred = twin.predict_frame(feats, warn=False)
+        sim = _sim_cqas(chosen, 7000 + np.arange(len(chosen)), kinetics)
+        ext = ref_dom.table(feats)
+        row = {"design": label, "n_recipes": len(chosen), "dissolving": int(ext["dissolves"].sum()),
+               "distance_to_doe_median": float(np.median(ext["distance_to_doe"]))}
+        for c in ("D50_um", "DoA_pct"):
+            e = pred[c + "_mean"].to_numpy() - sim[c].to_numpy()
+            ok = np.isfinite(e)
+            row[f"{c}_mae"] = float(np.mean(np.abs(e[ok])))
+            row[f"{c}_cov95"] = float(np.mean(np.abs(e[ok]) <= 1.96 * pred[c + "_std"].to_numpy()[ok]))
+            row[f"{c}_plant_mean"] = float(np.nanmean(sim[c]))
+        rows.append(row)
+    tab = pd.DataFrame(rows)
+    print(f"\nDesigns on the plant ({kinetics} kinetics, pop {pop}, {gens} generations, knee per instance + "
+          f"spread points; dissolution judged with the kinetic set's solubility):")
+    print(tab.round(3).to_string(index=False))
+    return tab
+
+
 def bench_speed(twin, pop: int, gens: int, seed: int) -> dict:
     from crystalloop.digital_twin.design import DesignProblem, optimize_design
 
     timed = _TimedTwin(twin)
+    dom = _domain_of(twin)  # the wrapper hides the twin's data: hand the same domain to both runs
     t0 = time.perf_counter()
-    result = optimize_design(timed, OBJECTIVES, cycles="1-4", pop_size=pop, n_gen=gens, seed=seed)
+    result = optimize_design(timed, OBJECTIVES, cycles="1-4", pop_size=pop, n_gen=gens, seed=seed, domain=dom)
     wall = time.perf_counter() - t0
     t0 = time.perf_counter()
-    par = optimize_design(twin, OBJECTIVES, cycles="1-4", pop_size=pop, n_gen=gens, seed=seed, n_jobs=2)
+    par = optimize_design(twin, OBJECTIVES, cycles="1-4", pop_size=pop, n_gen=gens, seed=seed, n_jobs=2, domain=dom)
     wall2 = time.perf_counter() - t0
     same = par.front.equals(result.front)
 
@@ -228,12 +283,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-valid", type=int, default=10, help="validation runs on the simulator")
     ap.add_argument("--kinetics", default="default")
     ap.add_argument("--out", help="write the design folder (front, plots, recipes) here")
+    ap.add_argument("--domain-check", action="store_true",
+                    help="only: designs with and without the validity domain, run on the plant")
     a = ap.parse_args(argv)
     if a.quick:
         a.pop, a.gens = 40, 30
     twin = load_example_twin(a.twin)
     print(f"# Digital design benchmark  ({time.strftime('%Y-%m-%d %H:%M')}, {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()})")
+    if a.domain_check:
+        bench_domain(twin, a.pop, a.gens, a.seed, a.kinetics, a.n_valid)
+        return
     s = bench_speed(twin, a.pop, a.gens, a.seed)
     r = s["result"]
     print(f"\n## Speed: NSGA-II pop {a.pop}, {a.gens} generations, 4 instances (1-4 cycles)\n")
