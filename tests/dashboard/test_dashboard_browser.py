@@ -40,8 +40,11 @@ def shot(drv, name: str) -> None:
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
         size = drv.get_window_size()
         for _ in range(2):  # the whole page: resizing re-lays out the charts, so measure twice
-            height = drv.execute_script("return document.documentElement.scrollHeight;")
-            drv.set_window_size(size["width"], max(600, min(int(height) + 140, 4000)))
+            height = drv.execute_script("return document.querySelector('footer').getBoundingClientRect().bottom"
+                                        " + window.scrollY + 16;")
+            # the window is taller than the page's viewport by the browser's own bars
+            chrome = drv.execute_script("return window.outerHeight - window.innerHeight;")
+            drv.set_window_size(size["width"], max(400, min(int(height + chrome), 4000)))
             time.sleep(0.8)  # let Plotly re-lay out and finish its transitions
         drv.save_screenshot(str(DOCS_IMAGES / f"dashboard-{name}.png"))
         drv.set_window_size(size["width"], size["height"])
@@ -82,6 +85,7 @@ def test_run_page_draws_the_runs_points_and_its_image(browser, server, lab):
     with ExperimentStore(lab["store"], create=False, recover=False) as db:
         reactor = db.samples(rid, "T_reactor_c")
         last_image = db.images(rid).iloc[-1]
+        first_image_id = db.images(rid)["image_id"].iloc[0]
     browser.get(server.url + f"/runs/{rid}")
     wait(browser, "window.__dashboard && window.__dashboard.ready")
     tr = trace(browser, "chart-temperature", "reactor")
@@ -105,11 +109,19 @@ def test_run_page_draws_the_runs_points_and_its_image(browser, server, lab):
     assert "x50,3 =" in browser.find_element("id", "psd-stats").text
     assert browser.execute_script("return document.getElementById('chart-psd').data[0].y.slice(-1)[0];") == \
         pytest.approx(1.0)
+    shot(browser, "run")
+    # an older image chosen in the picker replaces the latest one
+    first = browser.execute_script("const s = document.getElementById('image-select');"
+                                   "return s.options[s.options.length - 1].value;")
+    assert int(first) == int(first_image_id)
+    browser.execute_script("const s = document.getElementById('image-select'); s.value = arguments[0];"
+                           "s.dispatchEvent(new Event('change'));", first)
+    wait(browser, f"document.getElementById('probe-image').dataset.imageId === '{first}'")
+    assert "sample_interval_s=60.0" in browser.find_element("id", "facts").text
     # offline lab PCs: nothing is fetched from another host, no web font is loaded
     fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name);")
     assert fetched and all(u.startswith(server.url) for u in fetched), fetched
     assert browser.execute_script("return document.fonts.size;") == 0
-    shot(browser, "run")
 
 
 def test_a_sample_written_during_the_test_appears_within_two_seconds(browser, live_store):

@@ -12,10 +12,11 @@
       const rounds = [...new Set(c.points.map(p => p.round))].sort((x, y) => x - y);
       const data = rounds.map(r => {
         const pts = c.points.filter(p => p.round === r && p[a.name] !== null && p[b.name] !== null);
-        return {x: pts.map(p => p[a.name]), y: pts.map(p => p[b.name]), text: pts.map(p => p.label), type: "scatter",
+        return {x: pts.map(p => p[a.name]), y: pts.map(p => p[b.name]), text: pts.map(p => p.label),
+                customdata: pts.map(p => p.run_id), type: "scatter",
                 mode: "markers", name: r === 0 ? "starting DoE" : `round ${r} runs`,
                 marker: {color: color(r), size: r === 0 ? 7 : 10, symbol: r === 0 ? "circle-open" : "circle"},
-                hovertemplate: "%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>"};
+                hovertemplate: "%{text}<br>%{x:.4g}, %{y:.4g}" + (r === 0 ? "" : "<br>(click: open the run)") + "<extra></extra>"};
       });
       for (const f of c.fronts) {
         data.push({x: f.x, y: f.y, type: "scatter", mode: "lines", line: {shape: b.direction === "min" ? "hv" : "vh", color: color(f.round), width: 2, dash: f.round === 0 ? "dot" : "solid"},
@@ -54,6 +55,10 @@
   }
 
   draw(JSON.parse(document.getElementById("cfg").textContent));
+  document.getElementById("chart-objectives").on("plotly_click", ev => {  // a measured run: open its page
+    const id = ev.points && ev.points[0] && ev.points[0].customdata;
+    if (id) location.href = `/runs/${id}`;
+  });
   window.__dashboard.ready = performance.now();
   const es = new EventSource("/api/store/stream");
   es.addEventListener("changed", CL.throttle(async () => {

@@ -100,10 +100,31 @@
                   showlegend: false}), CL.config);
   }
 
+  const picker = document.getElementById("image-select");
+  state.images = [];
+  function addImageOptions(images) {  // the picker follows the newest image unless an older one is chosen
+    const follow = !picker.value || picker.value === "latest";
+    for (const img of images) {
+      state.images.push(img);
+      const o = document.createElement("option");
+      o.value = String(img.image_id);
+      o.textContent = `${CL.fmt(img.time_s / H, 4)} h (image ${img.image_id})`;
+      picker.insertBefore(o, picker.options[1] || null);
+    }
+    picker.hidden = state.images.length < 2;
+    return follow;
+  }
+  picker.addEventListener("change", () => {
+    const img = picker.value === "latest" ? state.images[state.images.length - 1]
+                                          : state.images.find(i => String(i.image_id) === picker.value);
+    if (img) showImage(img).catch(e => CL.banner(String(e.message || e)));
+  });
+
   async function loadImages() {
     const r = await CL.json(`/api/runs/${rid}/images`);
     if (r.images.length) {
       state.imageAfter = Math.max(...r.images.map(i => i.image_id));
+      addImageOptions(r.images);
       await showImage(r.images[r.images.length - 1]);
     }
   }
@@ -173,7 +194,7 @@
     if (u.events) addEvents(u.events);
     if (u.images && u.images.length) {
       state.imageAfter = Math.max(state.imageAfter, ...u.images.map(i => i.image_id));
-      showImage(u.images[u.images.length - 1]).catch(e => CL.banner(String(e.message || e)));
+      if (addImageOptions(u.images)) showImage(u.images[u.images.length - 1]).catch(e => CL.banner(String(e.message || e)));
     }
     if (u.status) setStatus(u);
     window.__dashboard.updates.push({t: Date.now(), n, lastT: state.lastT, samples: u.samples || {}});
