@@ -158,8 +158,9 @@ def psd(
                                          "ellipse_major_um", "ellipse_minor_um"):
         raise ConfigError(f"--size must be one of ecd_um, feret_max_um, feret_min_um, length_um, width_um, "
                           f"ellipse_major_um, ellipse_minor_um; got {size!r}")
+    # transient: the bar goes away when done, so an input error is the only line left
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
+                  console=console, transient=True) as progress:
         task = progress.add_task("images", total=None)
 
         def _cb(done: int, total: int) -> None:
