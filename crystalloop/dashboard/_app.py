@@ -420,16 +420,16 @@ def create_app(store: str | Path, *, token: str | None = None, poll_s: float = 0
         return render_error(request.url.path, 404, "Not found", msg)
 
     async def on_http(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        if exc.status_code == 405:
+        code = getattr(exc, "status_code", 500)
+        if code == 405:
             msg = (f"{request.method} is not allowed: the dashboard only shows the store (GET); it does not "
                    f"start, stop or change runs")
-        elif exc.status_code == 404:
+        elif code == 404:
             msg = f"No page at {request.url.path}; the pages are /runs, /runs/ID, /campaigns and /campaigns/N"
         else:
-            msg = str(exc.detail)
+            msg = str(getattr(exc, "detail", exc))
         log.warning("%s %s: %s", request.method, request.url.path, msg)
-        return render_error(request.url.path, exc.status_code, "Not available", msg)
+        return render_error(request.url.path, code, "Not available", msg)
 
     async def on_store(request: Request, exc: Exception) -> Response:
         log.error("%s %s: %s", request.method, request.url.path, exc)
