@@ -81,7 +81,7 @@ class SolubilityCurve:
     --------
     >>> s = SolubilityCurve(coefficients=(8.0, 0.283, 0.00917))
     >>> round(float(s(50.0)), 2), round(float(s.saturation_temperature(45.0)), 2)
-    (45.07, 49.95)
+    (45.07, 49.94)
     """
 
     coefficients: tuple[float, ...] = ()
