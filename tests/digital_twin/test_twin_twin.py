@@ -271,3 +271,19 @@ def test_twin_keeps_augmentation_when_it_helps(tmp_path):
     t2 = DigitalTwin.load(t.save(tmp_path / "t"))
     F = profiles_to_frame(random_profiles(4, seed=3), 4)
     pd.testing.assert_frame_equal(t2.predict_frame(F), t.predict_frame(F))
+
+
+def test_features_transformer_is_a_step_of_every_member_and_survives_save_load(tmp_path):
+    from sklearn.decomposition import PCA
+
+    df = make_doe(20, seed=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = DigitalTwin(features=PCA(n_components=4), targets=["D50"], **{**FAST, "n_repeats": 1}).fit(df)
+    member = t.models_["D50_um"].estimators_[0]
+    assert member.steps[0][0] == "features" and member.steps[0][1].n_components_ == 4
+    assert t.metadata_["settings"]["features"] == "sklearn.decomposition._pca.PCA"
+    t2 = DigitalTwin.load(t.save(tmp_path / "t"))
+    assert type(t2.features).__name__ == "PCA"
+    F = profiles_to_frame(random_profiles(5, seed=1), 4)
+    np.testing.assert_array_equal(t2.predict(F, return_std=True)[1], t.predict(F, return_std=True)[1])
