@@ -10,8 +10,10 @@ cluster result is checked equal to the in-process one.
 
 From the measured per-task costs it prints an estimate of the time for 100,000 probe images
 and for the paper grid (622 candidates x 3 folds x 3 repeats per CQA, 100 Monte Carlo members,
-3 CQAs) on 8 and 64 workers: ``T(W) = (serial work + tasks x per-task overhead) / W``, where
-the per-task overhead is the 1-worker cluster time minus the in-process time, per task.
+3 CQAs) on 8 and 64 workers: ``T(W) = tasks x (CPU seconds per task + Dask overhead per task) / W``.
+The per-task costs are CPU seconds (``time.process_time``) of the in-process runs, which a loaded
+machine inflates far less than wall time; the Dask overhead per task is the wall time of 200
+empty tasks on the 1-worker cluster, divided by 200.
 The paper grid's serial work is measured by fitting a random sample of its candidates per
 family on the example DoE (``--candidates``) and scaling by the candidate counts.
 Tests never assert wall time; record figures in docs/scale-out.md with date, machine and load.
@@ -34,7 +36,7 @@ from crystalloop.digital_twin.doe import read_doe
 from crystalloop.digital_twin.models import MODEL_FAMILIES, grid_size, make_estimator, param_grid
 from crystalloop.hardware.sim import simulate
 from crystalloop.profiles import Segment, ThermocycleProfile
-from crystalloop.scale import joblib_backend, map_simulations
+from crystalloop.scale import joblib_backend, map_simulations, map_tasks
 from crystalloop.vision.report import measure_psd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +105,7 @@ def _twin(n_splits: int, scheduler=None):
 
 
 def _paper_grid_fit_cost(n_candidates: int) -> dict[str, float]:
-    """Mean wall seconds of one fit of a paper-grid candidate per family (random sample of candidates)."""
+    """Mean CPU seconds of one fit of a paper-grid candidate per family (random sample of candidates)."""
     from sklearn.model_selection import ParameterSampler
 
     table = read_doe(DOE)
@@ -114,9 +116,9 @@ def _paper_grid_fit_cost(n_candidates: int) -> dict[str, float]:
         times = []
         for params in ParameterSampler(grid, n_iter=min(n_candidates, grid_size("paper", [fam])), random_state=0):
             est = make_estimator(fam, random_state=0, **params)
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             est.fit(X, y)
-            times.append(time.perf_counter() - t0)
+            times.append(time.process_time() - t0)
         out[fam] = float(np.mean(times))
     return out
 
@@ -138,12 +140,12 @@ def main() -> None:
         clusters = {w: _cluster(w) for w in (1, 2)}
         start_up = {w: c[2] for w, c in clusters.items()}
         _warm()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         base_psd = measure_psd(files, pixel_size_um=PIXEL_UM)
-        t_img0 = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t_img0, cpu_img = time.perf_counter() - t0, (time.process_time() - c0) / args.images
+        t0, c0 = time.perf_counter(), time.process_time()
         base_sim = map_simulations(_sim, jobs)
-        t_sim0 = time.perf_counter() - t0
+        t_sim0, cpu_sim = time.perf_counter() - t0, (time.process_time() - c0) / args.sims
         t0 = time.perf_counter()
         base_twin = _twin(args.splits)
         t_twin0 = time.perf_counter() - t0
@@ -154,6 +156,10 @@ def main() -> None:
         for w in (1, 2):
             cluster, client, _ = clusters[w]
             try:
+                if w == 1:
+                    t0 = time.perf_counter()
+                    map_tasks(abs, range(200), scheduler=client)
+                    overhead = (time.perf_counter() - t0) / 200
                 t0 = time.perf_counter()
                 got = measure_psd(files, pixel_size_um=PIXEL_UM, scheduler=client)
                 rows.append(("images", f"Dask {w} worker(s)", time.perf_counter() - t0, args.images))
@@ -181,25 +187,19 @@ def main() -> None:
         rate = f"{n / t:9.2f}" if case != "twin fit" else f"{'':9s}"
         print(f"{case:12s} {where:18s} {t:8.2f} {rate} {base[case] / t:14.2f}")
 
-    t_of = {(c, w): t for c, w, t, _ in rows}
-    c_img = t_img0 / args.images
-    o_img = max(t_of[("images", "Dask 1 worker(s)")] - t_img0, 0.0) / args.images
-    o_sim = max(t_of[("simulations", "Dask 1 worker(s)")] - t_sim0, 0.0) / args.sims
-    overhead = min(o_img, o_sim)  # per-task Dask overhead (task submission, transfer, scheduling)
     n_fits = {f: grid_size("paper", [f]) * 3 * 3 for f in MODEL_FAMILIES}  # 3-fold x 3 repeats per candidate
     work_grid = sum(n_fits[f] * fit_cost[f] for f in MODEL_FAMILIES)
     work_mc = 100 * float(np.mean(list(fit_cost.values())))
     work_paper = 3 * (work_grid + work_mc)
     tasks_paper = 3 * (sum(n_fits.values()) + 100)
-    print(f"\nPer-task costs (in-process, one core): image {c_img * 1e3:.0f} ms, simulation "
-          f"{t_sim0 / args.sims:.2f} s; Dask overhead per task (1 worker - in-process): images "
-          f"{o_img * 1e3:.0f} ms, simulations {o_sim * 1e3:.0f} ms")
-    print("paper-grid fit per candidate (s): " + ", ".join(f"{f} {fit_cost[f]:.3f}" for f in MODEL_FAMILIES)
+    print(f"\nPer-task CPU cost (in-process): image {cpu_img * 1e3:.0f} ms, simulation {cpu_sim * 1e3:.0f} ms; "
+          f"Dask overhead per task (200 empty tasks, 1 worker): {overhead * 1e3:.1f} ms")
+    print("paper-grid fit per candidate (CPU s): " + ", ".join(f"{f} {fit_cost[f]:.3f}" for f in MODEL_FAMILIES)
           + f"; serial work {work_paper / 60:.1f} min in {tasks_paper} fits (3 CQAs)")
     print(f"\n{'estimate':34s} {'1 core':>10s} {'8 workers':>10s} {'64 workers':>11s}")
-    for label, work, tasks, o in (("100,000 images", 1e5 * c_img, 1e5, o_img),
-                                  ("paper grid, 3 CQAs, 100 MC members", work_paper, tasks_paper, overhead)):
-        cells = [work] + [(work + tasks * o) / w for w in (8, 64)]
+    for label, work, tasks in (("100,000 images", 1e5 * cpu_img, 1e5),
+                               ("paper grid, 3 CQAs, 100 MC members", work_paper, tasks_paper)):
+        cells = [work] + [(work + tasks * overhead) / w for w in (8, 64)]
         print(f"{label:34s} " + " ".join(f"{c / 60:9.1f}m" for c in cells))
     print(f"\nload average at end {load_end:.2f}")
 
