@@ -33,7 +33,7 @@ from starlette.staticfiles import StaticFiles
 from crystalloop.dashboard._campaign import campaign_view, list_campaigns
 from crystalloop.dashboard._downsample import DEFAULT_POINTS
 from crystalloop.dashboard._images import analyze_stored_image, scale_bar
-from crystalloop.dashboard._reader import ALARM_LEVELS, StoreReader
+from crystalloop.dashboard._reader import ALARM_LEVELS, StoreReader, channel_group
 from crystalloop.errors import CrystalloopError, ImageError, StoreError
 
 __all__ = ["create_app", "TOKEN_COOKIE", "SECURITY_HEADERS"]
@@ -339,11 +339,18 @@ def create_app(store: str | Path, *, token: str | None = None, poll_s: float = 0
                 state.update(after=a, event_after=e, image_after=i)
             except ValueError:
                 pass
-        if await run_in_threadpool(reader.run, rid) is None:
+        rec0 = await run_in_threadpool(reader.run, rid)
+        if rec0 is None:
             raise _NotFound(await run_in_threadpool(_no_run_text, reader, rid))
+        state["conc"] = any(channel_group(ch)[0] == "concentration" for ch in rec0.get("channels", []))
+        sol = await run_in_threadpool(reader.solubility, rid)
 
         def poll(conn: Any) -> dict | None:
             samples, after = reader.increment(conn, rid, state["after"])
+            state["conc"] = state["conc"] or any(channel_group(ch)[0] == "concentration" for ch in samples)
+            if sol is not None and state["conc"] and "T_reactor_c" in samples and "csat_kg_kg" not in samples:
+                tr = samples["T_reactor_c"]
+                samples["csat_kg_kg"] = {"t": list(tr["t"]), "y": [sol(v) for v in tr["y"]]}
             events = reader.events(rid, after_id=state["event_after"], conn=conn)
             images = reader.images(rid, after_id=state["image_after"], conn=conn)
             status, reason = reader.status(conn, rid)

@@ -14,6 +14,7 @@ live stream (the table's ``rowid`` grows with every insert).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
@@ -31,7 +32,7 @@ from crystalloop.dashboard._downsample import DEFAULT_POINTS, downsample
 from crystalloop.errors import StoreError, StoreNotFoundError
 from crystalloop.store import RUN_STATUSES, SCHEMA_VERSION
 
-__all__ = ["StoreReader", "channel_group", "ALARM_LEVELS"]
+__all__ = ["StoreReader", "channel_group", "solubility_function", "ALARM_LEVELS"]
 
 _SERIES_CACHE: OrderedDict[tuple, dict[str, Any]] = OrderedDict()  # downsampled series of finished runs
 _SERIES_LOCK = threading.Lock()
@@ -302,7 +303,8 @@ class StoreReader:
         out: dict[str, Any] = {}
         raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         with self.connect() as c:
-            rec = self._q(c, "SELECT recipe, recipe_type, status, ended FROM runs WHERE id = ?", (rid,), "read a run")
+            rec = self._q(c, "SELECT recipe, recipe_type, status, ended, backend FROM runs WHERE id = ?", (rid,),
+                          "read a run")
             profile = _profile(*rec[0][:2]) if rec else None
             after = self._q(c, "SELECT max(rowid) FROM samples")[0][0] or 0
             key = None
@@ -326,6 +328,14 @@ class StoreReader:
                 ts, ys = downsample(t, y, n_out)
                 grp, label = channel_group(ch)
                 out[ch] = {"t": ts.tolist(), "y": ys.tolist(), "n": int(len(t)), "group": grp, "label": label}
+        sol = solubility_function(rec[0][4], rec[0][0], rec[0][1]) if rec else None
+        has_conc = any(channel_group(ch)[0] == "concentration" for ch in out)
+        if (sol is not None and has_conc and "T_reactor_c" in raw
+                and not any(channel_group(ch)[1] == "solubility" for ch in out)):
+            tr, yr = raw["T_reactor_c"]
+            ts, ys = downsample(tr, yr, n_out)
+            out["csat_kg_kg"] = {"t": ts.tolist(), "y": [sol(v) for v in ys], "n": int(len(tr)),
+                                 "group": "concentration", "label": "solubility", "computed": True}
         res = {"channels": out, "tracking_error": _tracking_error(raw, n_out, profile), "after": int(after)}
         if key is not None:
             with _SERIES_LOCK:
@@ -412,6 +422,12 @@ class StoreReader:
                 out.append({"run_id": rid, "status": st, "meta": _json(m) or {}, "cqas": self.cqas(rid, c)})
         return out
 
+    def solubility(self, run_id: int) -> Any:
+        """The run's solubility curve ``c*(T_c)`` (kg/kg) where known (:func:`solubility_function`)."""
+        with self.connect() as c:
+            rows = self._q(c, "SELECT backend, recipe, recipe_type FROM runs WHERE id = ?", (int(run_id),), "read a run")
+        return solubility_function(*rows[0]) if rows else None
+
     def _abs(self, stored: str) -> str:
         p = Path(stored)
         return str(p if p.is_absolute() else self.path.parent.resolve() / p)
@@ -420,6 +436,39 @@ class StoreReader:
     def statuses() -> tuple[str, ...]:
         """Run statuses a store may hold."""
         return RUN_STATUSES
+
+
+@functools.lru_cache(maxsize=32)
+def solubility_function(backend: str | None, recipe: str | None, rtype: str | None) -> Any:
+    """``c*(T_c)`` in kg/kg of a run's compound where the backend knows it, else None.
+
+    A simulated backend (:func:`crystalloop.hardware.base.is_simulated`) is opened in memory
+    with the run's recipe and asked through its :class:`~crystalloop.hardware.base.GroundTruth`;
+    a real backend is never opened (the dashboard must not touch a thermostat), so real runs
+    show a solubility only when they log a ``csat_kg_kg`` channel.
+    """
+    if not backend:
+        return None
+    from crystalloop.errors import CrystalloopError
+    from crystalloop.hardware.base import connect, is_simulated
+
+    try:
+        if not is_simulated(backend):
+            return None
+        cz = connect(backend, recipe=_profile(recipe, rtype))
+    except (CrystalloopError, ValueError):
+        return None
+    try:
+        gt = cz.ground_truth
+        if gt is None:
+            return None
+        sol = gt.solubility_kg_kg
+        sol(20.0)  # fails here, not in a page, if the model cannot answer
+        return sol
+    except Exception:  # noqa: BLE001 - no solubility curve: the page says "not recorded"
+        return None
+    finally:
+        cz.close()
 
 
 def _profile(recipe: str | None, rtype: str | None) -> Any:

@@ -95,6 +95,8 @@ def test_run_page_draws_the_runs_points_and_its_image(browser, server, lab):
     names = browser.execute_script("return document.getElementById('chart-temperature').data.map(t => t.name);")
     assert set(names) == {"recipe", "setpoint", "jacket", "reactor"}
     assert trace(browser, "chart-concentration", "concentration")["y"]
+    assert len(trace(browser, "chart-concentration", "solubility")["y"]) == len(reactor)  # from the simulator
+    assert not browser.find_element("id", "solubility-note").is_displayed()
     assert trace(browser, "chart-counts", "counts")["y"] and trace(browser, "chart-counts", "transmissivity (%)")["y"]
     assert "RMS" in browser.find_element("id", "tracking-summary").text
     # the latest probe image, loaded and decoded by the browser, at the stored image's size

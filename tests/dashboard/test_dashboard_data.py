@@ -207,3 +207,21 @@ def test_series_cache_of_finished_runs_follows_the_data(tmp_path):
     b = r.series(rid, n_out=200)
     assert b["channels"]["T_reactor_c"]["n"] == 5_001 and max(b["channels"]["T_reactor_c"]["y"]) == 123.0
     assert b["after"] > a["after"]
+
+
+def test_solubility_where_the_backend_knows_it(lab, tmp_path):
+    s = StoreReader(lab["store"]).series(lab["run_id"])
+    sol, temp = s["channels"]["csat_kg_kg"], s["channels"]["T_reactor_c"]
+    assert sol["label"] == "solubility" and sol["group"] == "concentration" and sol["computed"]
+    assert sol["t"] == temp["t"]
+    order = np.argsort(temp["y"])
+    assert np.all(np.diff(np.asarray(sol["y"])[order]) >= 0)  # c* rises with temperature
+    recipe = ExperimentStore(lab["store"], create=False, recover=False).run_recipe(lab["run_id"])
+    assert sol["y"][0] == pytest.approx(recipe.c0_mg_g / 1000, rel=0.05)  # the recipe starts saturated
+    # a real thermostat is never opened by the dashboard: no solubility, no connection attempt
+    path = tmp_path / "real.db"
+    with ExperimentStore(path) as db:
+        rid = db.start_run(recipe, backend="julabo:///dev/ttyUSB-does-not-exist", kind="track")
+        db.log_samples(rid, [(0.0, "T_reactor_c", 50.0), (0.0, "conc_kg_kg", 0.045)])
+    assert StoreReader(path).solubility(rid) is None
+    assert "csat_kg_kg" not in StoreReader(path).series(rid)["channels"]
