@@ -58,6 +58,7 @@ from crystalloop.vision.segment import (
     threshold_value,
     watershed_split,
 )
+from crystalloop.vision.segmenters import Segmenter, load_segmenter, segment_labels
 from crystalloop.vision.skeleton import skeleton_length, split_elongated
 from crystalloop.vision.tiling import TiledResult, analyze_tiled
 
@@ -75,6 +76,7 @@ __all__ = [
     "PipelineSettings", "ImageResult", "BatchResult", "analyze_image", "analyze_images",
     "measure_psd", "write_tables", "calibrate", "CalibrationResult", "read_reference",
     "overlay", "save_overlay", "plot_psd", "STATUS_COLORS", "match_instances", "InstanceMatch",
+    "Segmenter", "load_segmenter", "segment_labels",
     "skeleton_length", "split_elongated", "analyze_tiled", "TiledResult", "read_labels", "write_labels",
     "measure_label_images",
 ]
