@@ -60,6 +60,12 @@ SLOW_PYTHON = {
     ("docs/digital_twin.md", "fit_twin("), ("docs/vision.md", "calibrate("),
 }
 
+#: Python blocks too long even for -m slow, by (doc, a text the block contains): why. Imports checked.
+SKIP_PYTHON = {
+    ("docs/digital_twin.md", 'grid="paper"'):
+        "the paper grid with 100 Monte Carlo members is ~95 CPU-minutes (docs/scale-out.md)",
+}
+
 #: Commands parsed against the CLI but not run, by (doc, start of the command): why.
 PARSE_ONLY = {
     ("docs/control.md", "crystalloop run --resume"): "resumes an interrupted run of the reader's store",
@@ -174,7 +180,7 @@ def collect_steps() -> list[Step]:
         for i, s in enumerate(doc_steps):
             s.index = i
             slow = slow or (s.slow and s.mode == "run")
-            s.slow = s.slow or slow
+            s.slow = (s.slow or slow) if s.mode == "run" else False  # steps that do not run are checked at once
         steps += doc_steps
     return steps
 
@@ -188,6 +194,9 @@ def _python_step(doc: str, line: int, code: str, markers: dict[str, str]) -> Ste
         s.mode, s.reason, s.slow = "hardware", f"needs real hardware ({what}): imports checked only", False
     elif "skip" in markers:
         s.mode, s.reason = "skip", f"{markers['skip'] or 'skip marker'}: imports checked only"
+    elif any(d == doc and needle in code for d, needle in SKIP_PYTHON):
+        why = next(w for (d, needle), w in SKIP_PYTHON.items() if d == doc and needle in code)
+        s.mode, s.reason, s.slow = "skip", f"{why}: imports checked only", False
     s.xfail = markers.get("xfail", "") or _work_in_progress(doc, code)
     return s
 
