@@ -180,14 +180,21 @@ def draw(path: Path) -> Path:
     for area in sorted(a, key=lambda n: (lev[n], n)):
         rows.setdefault(lev[area], []).append(area)
     width = max(len(r) for r in rows.values())
+    group = {n: i for i, comp in enumerate(sorted(nx.strongly_connected_components(full), key=min)) for n in comp}
     pos: dict[str, tuple[float, float]] = {}
-    for y in sorted(rows):  # bottom-up; each row ordered by where what it imports sits
+
+    def bary(n: str) -> float:
+        xs = [pos[s][0] for s in a.successors(n) if s in pos]
+        return sum(xs) / len(xs) if xs else 0.0
+
+    for y in sorted(rows):  # bottom-up; areas that import each other side by side, then by what they import
         row = rows[y]
         if y:
-            row.sort(key=lambda n: (sum(pos[s][0] for s in a.successors(n) if s in pos)
-                                    / max(1, sum(1 for s in a.successors(n) if s in pos)), n))
-        for i, area in enumerate(row):
-            pos[area] = ((i + 0.5) * width / len(row), 1.6 * y)
+            gbary = {g: sum(bary(n) for n in row if group[n] == g) / sum(1 for n in row if group[n] == g)
+                     for g in {group[n] for n in row}}
+            row.sort(key=lambda n: (gbary[group[n]], group[n], n))
+        for i, area in enumerate(row):  # a crowded row is staggered so that its own edges are not flat
+            pos[area] = ((i + 0.5) * width / len(row), 1.6 * y + (0.55 if len(row) > 3 and i % 2 else 0.0))
     fig, ax = plt.subplots(figsize=(2.3 * width + 1, 1.35 * len(rows) + 1.2), dpi=110)
     boxes = {}
     for area, (x, y) in pos.items():
@@ -196,12 +203,12 @@ def draw(path: Path) -> Path:
                               bbox={"boxstyle": "round,pad=0.4", "fc": "#eef3fb" if area != "errors" else "#f6efe3",
                                     "ec": "#34527a"})
     for u, v, d in a.edges(data=True):
-        ax.add_patch(FancyArrowPatch(pos[u], pos[v], arrowstyle="-|>", mutation_scale=11, shrinkA=22, shrinkB=22,
+        ax.add_patch(FancyArrowPatch(pos[u], pos[v], arrowstyle="-|>", mutation_scale=11, shrinkA=26, shrinkB=26,
                                      lw=0.6 + 0.25 * min(d["n"], 8), color="#7a8899" if d["lazy"] else "#34527a",
                                      ls="--" if d["lazy"] else "-", zorder=2,
-                                     connectionstyle=f"arc3,rad={0.35 if pos[u][1] == pos[v][1] else 0.06}"))
+                                     connectionstyle="arc3,rad=0.08"))
     ax.set_xlim(-0.3, width + 0.3)
-    ax.set_ylim(-0.9, 1.6 * max(rows) + 0.9)
+    ax.set_ylim(-0.9, 1.6 * max(rows) + 1.3)
     ax.axis("off")
     ax.set_title("crystalloop: arrows point from an area to what it imports (dashed: only inside functions;\n"
                  "an import implied by a longer path is not drawn)", fontsize=10)
