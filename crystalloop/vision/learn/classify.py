@@ -21,7 +21,9 @@ from crystalloop.vision.learn.train import TorchEstimator, fit_network, resolve_
 __all__ = ["CrystalClassifier", "multilabel_report", "as_label_matrix", "tune_thresholds"]
 
 
-def _cnn(in_ch: int, n_out: int, filters: Sequence[int], dropout: float):
+def conv_net(in_ch: int, n_out: int, filters: Sequence[int], dropout: float):
+    """Small CNN (conv-BN-ReLU-pool per entry of ``filters``, global pooling, dropout, linear
+    head with ``n_out`` outputs); shared by the classifier and the impurity models."""
     import torch
     from torch import nn
 
@@ -200,7 +202,7 @@ class CrystalClassifier(TorchEstimator):
         self.progress = progress
 
     def _build_network(self):
-        return _cnn(self.channels, len(self.labels_), list(self.filters), float(self.dropout))
+        return conv_net(self.channels, len(self.labels_), list(self.filters), float(self.dropout))
 
     def _prep(self, images) -> np.ndarray:
         import cv2
@@ -265,7 +267,7 @@ class CrystalClassifier(TorchEstimator):
                     b = order[s : s + bs]
                     xb = x[b]
                     if self.augment:
-                        xb = _augment_batch(xb, r)
+                        xb = augment_batch(xb, r)
                     yield torch.from_numpy(np.ascontiguousarray(xb)), torch.from_numpy(Ymat[b].astype(np.float32))
 
             def loss(out, y):
@@ -337,7 +339,8 @@ class CrystalClassifier(TorchEstimator):
         return float(self.report(X, Y).loc["micro avg", "f1"])
 
 
-def _augment_batch(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def augment_batch(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random flip, 90° rotation and brightness ×0.9–1.1 of each image of a batch ``(N, C, H, W)``."""
     out = np.empty_like(x)
     for i in range(len(x)):
         a = x[i]

@@ -22,7 +22,13 @@ import numpy as np
 
 from crystalloop.errors import ConfigError, ImageError, ModelError
 from crystalloop.vision.learn.data import check_image, normalize_image
-from crystalloop.vision.learn.train import TorchEstimator, fit_network, resolve_device, seeded
+from crystalloop.vision.learn.train import (
+    TorchEstimator,
+    fit_network,
+    read_config,
+    resolve_device,
+    seeded,
+)
 
 __all__ = [
     "ImpurityClassifier",
@@ -124,15 +130,15 @@ class ImpurityClassifier(TorchEstimator):
         self.progress = progress
 
     def _build_network(self):
-        from crystalloop.vision.learn.classify import _cnn
+        from crystalloop.vision.learn.classify import conv_net
 
-        return _cnn(self.channels, 1, list(self.filters), 0.2)
+        return conv_net(self.channels, 1, list(self.filters), 0.2)
 
     def fit(self, X, y) -> ImpurityClassifier:
         import torch
         import torch.nn.functional as F
 
-        from crystalloop.vision.learn.classify import _augment_batch
+        from crystalloop.vision.learn.classify import augment_batch
 
         if self.class_weight not in ("balanced", None):
             raise ConfigError(f"class_weight={self.class_weight!r}; expected 'balanced' or None")
@@ -163,7 +169,7 @@ class ImpurityClassifier(TorchEstimator):
                     order = r.permutation(len(y))
                 for s in range(0, len(order), bs):
                     b = order[s : s + bs]
-                    xb = _augment_batch(x[b], r) if self.augment else x[b]
+                    xb = augment_batch(x[b], r) if self.augment else x[b]
                     yield torch.from_numpy(np.ascontiguousarray(xb)), torch.from_numpy(y[b].astype(np.float32))
 
             def loss(out, t):
@@ -250,7 +256,7 @@ class AutoencoderDetector(TorchEstimator):
         import torch
         import torch.nn.functional as F
 
-        from crystalloop.vision.learn.classify import _augment_batch
+        from crystalloop.vision.learn.classify import augment_batch
 
         if int(self.input_size) % (2 ** len(self.filters)):
             raise ConfigError(f"input_size={self.input_size} must be divisible by 2**len(filters)")
@@ -268,7 +274,7 @@ class AutoencoderDetector(TorchEstimator):
                 order = r.permutation(len(x))
                 for s in range(0, len(order), bs):
                     xb = x[order[s : s + bs]]
-                    xb = _augment_batch(xb, r) if self.augment else xb
+                    xb = augment_batch(xb, r) if self.augment else xb
                     t = torch.from_numpy(np.ascontiguousarray(xb))
                     yield t, t
 
@@ -408,9 +414,7 @@ class FeatureDetector:
 
     @classmethod
     def load(cls, path, *, device=None) -> FeatureDetector:
-        from crystalloop.vision.learn.train import _read_config
-
-        cfg = _read_config(Path(path))
+        cfg = read_config(Path(path))
         det = cls(**cfg["params"])
         for k, v in cfg["state"].items():
             setattr(det, k, np.asarray(v, float))

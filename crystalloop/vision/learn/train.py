@@ -275,7 +275,7 @@ class TorchEstimator:
         import torch
 
         path = Path(path)
-        config = _read_config(path)
+        config = read_config(path)
         name = config.get("class", "")
         if name.rsplit(".", 1)[-1] != cls.__name__ and cls is not TorchEstimator:
             raise ModelError(f"{path} holds a {name}, not a {cls.__name__}; use crystalloop.vision.learn.load_model")
@@ -299,7 +299,8 @@ class TorchEstimator:
         return est
 
 
-def _read_config(path: Path) -> dict:
+def read_config(path: Path) -> dict:
+    """The ``config.json`` of a saved model folder, checked for its format version."""
     cfg = path / "config.json"
     if not cfg.is_file():
         raise ModelError(f"{path} is not a saved crystalloop model: {cfg} not found")
@@ -315,7 +316,7 @@ def _read_config(path: Path) -> dict:
 def load_model(path: str | Path, *, device: str | None = "auto") -> TorchEstimator:
     """Load any estimator saved by :meth:`TorchEstimator.save`, dispatching on its class name."""
     path = Path(path)
-    config = _read_config(path)
+    config = read_config(path)
     modname, _, clsname = config.get("class", "").rpartition(".")
     if not modname.startswith("crystalloop.vision.learn"):
         raise ModelError(f"{path}: class {config.get('class')!r} is not a crystalloop.vision.learn estimator")
