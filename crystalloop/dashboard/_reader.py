@@ -29,7 +29,7 @@ from urllib.parse import quote
 import numpy as np
 
 from crystalloop.dashboard._downsample import DEFAULT_POINTS, downsample
-from crystalloop.errors import StoreError, StoreNotFoundError
+from crystalloop.errors import CrystalloopError, StoreError, StoreNotFoundError
 from crystalloop.store import RUN_STATUSES, SCHEMA_VERSION
 
 __all__ = ["StoreReader", "channel_group", "solubility_function", "ALARM_LEVELS"]
@@ -449,7 +449,6 @@ def solubility_function(backend: str | None, recipe: str | None, rtype: str | No
     """
     if not backend:
         return None
-    from crystalloop.errors import CrystalloopError
     from crystalloop.hardware.base import connect, is_simulated
 
     try:

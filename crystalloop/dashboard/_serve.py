@@ -74,6 +74,19 @@ def access_token(host: str, token: str | None) -> str | None:
     return None if is_loopback(host) else secrets.token_urlsafe(18)
 
 
+def _warm_up() -> None:
+    """Import what the first requests need (simulator for solubility curves, campaign and
+    design code, the vision pipeline) in the background, so the first page is not the slow one."""
+    import importlib
+
+    for name in ("crystalloop.hardware.sim", "crystalloop.campaign", "crystalloop.digital_twin.design",
+                 "crystalloop.vision", "crystalloop.digital_twin.doe"):
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - the page that needs it will report the error
+            log.warning("could not import %s in advance: %s", name, e)
+
+
 class DashboardServer:
     """The dashboard served from a background thread (tests, notebooks, benchmarks).
 
@@ -139,6 +152,7 @@ class DashboardServer:
         """Serve in a daemon thread; return when the server accepts connections."""
         import uvicorn
 
+        threading.Thread(target=_warm_up, name="crystalloop-dashboard-warm-up", daemon=True).start()
         self._server = uvicorn.Server(self._config())
         self._server.install_signal_handlers = lambda: None  # not the main thread
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
@@ -190,6 +204,7 @@ def serve(store: str | Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PO
     announce(f"crystalloop dashboard of {srv.store} on {srv.open_url} (read-only; Ctrl-C to stop)")
     if srv.token and token is None:
         announce(f"access token (generated, required on every request): {srv.token}")
+    threading.Thread(target=_warm_up, name="crystalloop-dashboard-warm-up", daemon=True).start()
     server = uvicorn.Server(srv._config())
     orig = server.handle_exit
 
