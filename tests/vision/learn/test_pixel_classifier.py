@@ -173,3 +173,25 @@ def test_unet_three_class_through_the_same_interface(tmp_path, scenes):
         train_segmentation([part, scenes[1]], tmp_path / "u2", method="unet", validate=False, **tiny)
     with pytest.raises(ConfigError, match="renderer images are added to U-Net training only"):
         train_segmentation(list(scenes[:2]), tmp_path / "u3", synthetic=2)
+
+
+def test_probabilities_to_labels_separates_touching_objects():
+    yy, xx = np.mgrid[:60, :80]
+    a = (yy - 30) ** 2 + (xx - 25) ** 2 < 15**2
+    b = (yy - 30) ** 2 + (xx - 52) ** 2 < 15**2  # overlaps a: one blob with a neck
+    fg = a | b
+    # three classes: a boundary band where the disks meet and around their outlines
+    ring = fg & ~(((yy - 30) ** 2 + (xx - 25) ** 2 < 13**2) | ((yy - 30) ** 2 + (xx - 52) ** 2 < 13**2))
+    ring |= fg & (np.abs(xx - 38.5) < 2)
+    p = np.zeros((60, 80, 3))
+    p[..., 0] = ~fg
+    p[..., 1] = fg & ~ring
+    p[..., 2] = ring
+    lab = probabilities_to_labels(p, classes=["background", "interior", "boundary"], smooth_sigma=0)
+    assert lab.max() == 2 and (lab[30, 25] != lab[30, 52])
+    assert abs((lab > 0).sum() - fg.sum()) <= 0.02 * fg.sum()  # the boundary is given back to the objects
+    # two classes: the distance-transform watershed splits the same blob at its neck
+    lab2 = probabilities_to_labels(np.dstack([~fg, fg]).astype(float), classes=["background", "interior"])
+    assert lab2.max() == 2 and lab2[30, 25] != lab2[30, 52]
+    with pytest.raises(ImageError, match=r"expected \(H, W, 3\) for classes"):
+        probabilities_to_labels(p[..., :2], classes=["background", "interior", "boundary"])
