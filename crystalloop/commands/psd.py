@@ -194,7 +194,8 @@ def psd(
     if sm["particles_kept"]:
         console.print(f"{s.size}: x10,0 = {sm['x10_0_um']:.1f}  x50,0 = {sm['x50_0_um']:.1f}  x90,0 = {sm['x90_0_um']:.1f} µm; "
                       f"x10,3 = {sm['x10_3_um']:.1f}  x50,3 = {sm['x50_3_um']:.1f}  x90,3 = {sm['x90_3_um']:.1f} µm")
-    wrote = [f"particles.{fmt}", f"psd.{fmt}", "summary.json", "psd.png"]
+    wrote = [f"particles.{fmt}", f"psd.{fmt}"] + [f"psd_{k.removesuffix('_um')}.{fmt}" for k in batch.psd_by]
+    wrote += ["summary.json", "psd.png"]
     wrote += [] if no_overlays or (labels and not images) else ["overlays/"]
     wrote += [] if no_label_images or labels else ["labels/"]
     console.print(f"wrote {', '.join(wrote)} to {out}/")

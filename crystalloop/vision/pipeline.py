@@ -191,6 +191,13 @@ class BatchResult:
     summary: dict
     skipped: list[tuple[str, str]] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
+    #: PSD tables by the other crystal sizes (``ecd_um``, ``length_um``, ``width_um`` — those
+    #: that are not ``settings.size``), same classes' rules as ``psd``.
+    psd_by: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+#: Sizes every batch also reports a PSD for (besides ``PipelineSettings.size``).
+PSD_SIZES = ("ecd_um", "length_um", "width_um")
 
 
 def prepare_signal(image: np.ndarray, settings: PipelineSettings) -> tuple[np.ndarray, str]:
@@ -446,8 +453,13 @@ def _assemble(tables, names, skipped, s: PipelineSettings, px, edges, n_classes,
         particles.insert(0, "image", pd.Series(dtype=str))
     kept = particles[particles["kept"].astype(bool)]
     w = kept["weight"].to_numpy(float) if len(kept) else np.array([])
+    psd_by = {}
     if len(kept):
         table = psd_table(kept, size=s.size, edges=edges, n_classes=n_classes, spacing=spacing, weights=w)
+        for size in PSD_SIZES:
+            if size != s.size and size in kept.columns:
+                # the classes of the main table fit its size only: these get their own
+                psd_by[size] = psd_table(kept, size=size, n_classes=n_classes, spacing=spacing, weights=w)
     else:
         table = pd.DataFrame(columns=["size_lower_um", "size_upper_um", "size_um", "count", "number_weighted",
                                       "number_fraction",
@@ -475,9 +487,16 @@ def _assemble(tables, names, skipped, s: PipelineSettings, px, edges, n_classes,
     }
     if len(kept):
         summary.update(psd_summary(kept, size=s.size, weights=w))
+        summary["by_size"] = {}
+        for size in PSD_SIZES:
+            if size in kept.columns:
+                full = psd_summary(kept, size=size, weights=w)
+                summary["by_size"][size] = {k: full[k] for k in ("x10_0_um", "x50_0_um", "x90_0_um", "x10_3_um",
+                                                                  "x50_3_um", "x90_3_um", "d43_um")}
     else:
         summary.update({k: float("nan") for k in ("x10_0_um", "x50_0_um", "x90_0_um", "x10_3_um", "x50_3_um", "x90_3_um")})
     summary["n_particles"] = int(len(kept))
-    return BatchResult(particles=particles, psd=table, summary=summary, skipped=skipped, images=names)
+    return BatchResult(particles=particles, psd=table, summary=summary, skipped=skipped, images=names,
+                       psd_by=psd_by)
 
 

@@ -38,7 +38,8 @@ __all__ = ["measure_psd", "measure_label_images", "write_tables", "check_out_dir
 
 #: Files and folders a measurement writes into its output folder.
 OUTPUT_NAMES = ("particles.csv", "particles.parquet", "psd.csv", "psd.parquet", "summary.json", "psd.png",
-                "overlays", "labels")
+                "overlays", "labels") + tuple(f"psd_{n}.{e}" for n in ("ecd", "length", "width")
+                                              for e in ("csv", "parquet"))
 
 
 def _safe(name: str) -> str:
@@ -127,7 +128,8 @@ def _process_file(path: str, pixel_size_um: float, settings: PipelineSettings, o
 
 
 def write_tables(batch: BatchResult, out_dir: str | os.PathLike, *, fmt: str = "csv") -> dict[str, Path]:
-    """Write ``particles``, ``psd`` (CSV or Parquet) and ``summary.json``; returns the paths."""
+    """Write ``particles``, ``psd`` (CSV or Parquet), the PSDs by the other sizes (``psd_ecd``,
+    ``psd_length``, ``psd_width``) and ``summary.json``; returns the paths."""
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"table format must be 'csv' or 'parquet', got {fmt!r}")
     d = Path(out_dir)
@@ -141,6 +143,13 @@ def write_tables(batch: BatchResult, out_dir: str | os.PathLike, *, fmt: str = "
         else:
             df.to_parquet(p, index=False)
         paths[name] = p
+    for size, df in batch.psd_by.items():  # the PSD by length, width, ECD beside the main one
+        p = d / f"psd_{size.removesuffix('_um')}.{fmt}"
+        if fmt == "csv":
+            df.to_csv(p, index=False)
+        else:
+            df.to_parquet(p, index=False)
+        paths[f"psd_{size}"] = p
     summ = {k: _nan_to_none(v) for k, v in batch.summary.items()}
     summ["skipped"] = [{"file": f, "reason": r} for f, r in batch.skipped]
     p = d / "summary.json"
@@ -351,4 +360,6 @@ def measure_label_images(
 
 
 def _nan_to_none(v):
+    if isinstance(v, dict):
+        return {k: _nan_to_none(x) for k, x in v.items()}
     return None if isinstance(v, float) and not np.isfinite(v) else v

@@ -134,6 +134,13 @@ def test_summary_records_what_was_used_and_edge_particles(tmp_path, frames):
     assert s["edge_correction"] == "miles_lantuejoul" and s["particles_edge"] >= 1
     parts = pd.read_csv(out / "particles.csv")
     assert s["particles_edge"] == int(parts.edge.sum())
+    # PSDs by length and by width beside the one by ECD
+    for name, col in (("psd_length.csv", "length_um"), ("psd_width.csv", "width_um")):
+        t = pd.read_csv(out / name)
+        assert t["count"].sum() == s["particles_kept"] and t.size_upper_um.iloc[-1] >= parts[col][parts.kept].max()
+    by = s["by_size"]
+    assert by["ecd_um"]["x50_0_um"] == pytest.approx(s["x50_0_um"])
+    assert by["width_um"]["x50_0_um"] < by["ecd_um"]["x50_0_um"] < by["length_um"]["x50_0_um"]
     assert (parts.weight[parts.kept] > 1).all() and (parts.weight[parts.edge] == 0).all()
     # edge particles sized by choice
     out2 = tmp_path / "out2"
