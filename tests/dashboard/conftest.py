@@ -8,6 +8,7 @@ their images), both into the same file, once per test session.
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -68,6 +69,7 @@ def browser():
     from selenium.webdriver.chrome.service import Service
 
     del selenium
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download a driver or browser
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium"))
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1700",
