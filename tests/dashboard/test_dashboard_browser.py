@@ -169,6 +169,11 @@ def test_campaign_page_shows_rounds_front_hypervolume_and_parity(browser, server
     rows = browser.find_element("id", "next-round").text
     assert "C1-1" in rows and "C1-2" in rows and "D50_um" in rows
     shot(browser, "campaign")
+    # the live refresh redraws from the JSON API and rebuilds the plan table the same way
+    browser.execute_script("window.__dashboard.updates = []; window.__dashboard.refreshCampaign();")
+    wait(browser, "window.__dashboard.updates.length > 0")
+    assert browser.find_element("id", "next-round").text == rows
+    assert not browser.execute_script("return window.__dashboard.errors.length;")
 
 
 def test_a_long_run_opens_downsampled_with_its_extremes(browser, tmp_path):

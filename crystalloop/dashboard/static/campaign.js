@@ -54,6 +54,36 @@
     }
   }
 
+  function plan(c) {  // the newest round's recipes and their status, refreshed with the store
+    const body = document.querySelector("#next-round tbody");
+    if (!body || !c.next_round) return;
+    body.innerHTML = "";
+    for (const r of c.next_round.recipes) {
+      const tr = document.createElement("tr");
+      const run = document.createElement("td");
+      if (r.run_id) { const a = document.createElement("a"); a.href = `/runs/${r.run_id}`; a.textContent = r.label; run.appendChild(a); }
+      else run.textContent = r.label;
+      const st = document.createElement("td");
+      const b = document.createElement("span"); b.className = `badge ${r.status}`; b.textContent = r.status; st.appendChild(b);
+      const rec = document.createElement("td"); rec.className = "recipe"; rec.textContent = r.recipe;
+      const pred = document.createElement("td");
+      for (const [k, p] of Object.entries(r.predicted)) {
+        const sp = document.createElement("span"); sp.className = "cqa";
+        sp.textContent = `${k} ${CL.fmt(p.mean)} ± ${CL.fmt(p.std, 2)}`; pred.appendChild(sp);
+      }
+      tr.append(run, st, rec, pred);
+      body.appendChild(tr);
+    }
+  }
+
+  async function refresh() {
+    const c = await CL.json(`/api/campaigns/${cid}`);
+    draw(c);
+    plan(c);
+    window.__dashboard.updates.push({t: Date.now()});
+  }
+  window.__dashboard.refreshCampaign = refresh;
+
   draw(JSON.parse(document.getElementById("cfg").textContent));
   document.getElementById("chart-objectives").on("plotly_click", ev => {  // a measured run: open its page
     const id = ev.points && ev.points[0] && ev.points[0].customdata;
@@ -62,8 +92,7 @@
   window.__dashboard.ready = performance.now();
   const es = new EventSource("/api/store/stream");
   es.addEventListener("changed", CL.throttle(async () => {
-    try { draw(await CL.json(`/api/campaigns/${cid}`)); window.__dashboard.updates.push({t: Date.now()}); }
-    catch (e) { CL.banner(String(e.message || e)); }
+    try { await refresh(); } catch (e) { CL.banner(String(e.message || e)); }
   }, 5000));
   es.addEventListener("store-error", ev => CL.banner(JSON.parse(ev.data).error));
   es.onopen = () => { CL.live(true); CL.banner(""); };
