@@ -141,10 +141,8 @@ def test_model_folder_holds_no_pickle(twin, tmp_path):
         assert p.read_bytes()[:2] == b"PK"  # a zip archive (skops), never a pickle stream
 
 
-def test_same_data_and_seed_give_a_byte_identical_folder(tmp_path):
+def _assert_byte_identical_refits(tmp_path, **kw):
     df = make_doe(16, seed=4)
-    kw = dict(families=("xgb", "gbt"), grid="fast", n_splits=4, n_repeats=1, generators=["gaussian_copula"],
-              n_synthetic=[5], alphas=[0, 0.5], min_improvement=0.0, n_jobs=1)
     dirs = []
     for k in range(2):
         with warnings.catch_warnings():
@@ -159,6 +157,21 @@ def test_same_data_and_seed_give_a_byte_identical_folder(tmp_path):
     t2 = DigitalTwin.load(dirs[0])
     F = profiles_to_frame(random_profiles(6, seed=8), 4)
     np.testing.assert_array_equal(t2.predict(F), t.predict(F))
+
+
+def test_same_data_and_seed_give_a_byte_identical_folder(tmp_path):
+    # XGBoost and gradient boosting members, SDV's Gaussian copula in the augmentation search
+    _assert_byte_identical_refits(tmp_path, families=("xgb", "gbt"), grid="fast", n_splits=4, n_repeats=1,
+                                  generators=["gaussian_copula"], n_synthetic=[5], alphas=[0, 0.5],
+                                  min_improvement=0.0, n_jobs=1)
+
+
+@pytest.mark.slow
+def test_byte_identical_with_tvae_and_two_joblib_workers(tmp_path):
+    # SDV's TVAE (torch) and two joblib worker processes as well (3.5 min on the loaded 2-core box)
+    _assert_byte_identical_refits(tmp_path, families=("xgb", "gbt"), grid="fast", n_splits=4, n_repeats=1,
+                                  generators=["gaussian_copula", "tvae"], n_synthetic=[5], alphas=[0, 0.5],
+                                  epochs=3, min_improvement=0.0, n_jobs=2)
 
 
 def test_estimator_shape(twin):
