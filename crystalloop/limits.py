@@ -25,16 +25,33 @@ crystalloop.errors.LimitError: Setpoint 65.00 °C exceeds the upper limit 60.00 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from numbers import Real
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from crystalloop.errors import ConfigError, LimitError
 
-if TYPE_CHECKING:  # pragma: no cover - typing only (profiles imports this module)
-    from crystalloop.profiles import ThermocycleProfile
+__all__ = ["ThermostatLimits", "Recipe"]
 
-__all__ = ["ThermostatLimits"]
+
+class _Segment(Protocol):
+    target_c: float
+    rate_c_min: float
+
+
+class Recipe(Protocol):
+    """What the limit checks read of a recipe (:class:`crystalloop.profiles.ThermocycleProfile`
+    has it): start temperature °C, segments with target °C and rate °C/min, a name.
+
+    A protocol, so this module does not import :mod:`crystalloop.profiles` (which imports it).
+    """
+
+    name: str
+    t_start_c: float
+
+    @property
+    def segments(self) -> Sequence[_Segment]: ...
 
 _TOL = 1e-9
 
@@ -95,7 +112,7 @@ class ThermostatLimits:
     # ------------------------------------------------------------------ construction
     @classmethod
     def for_recipe(
-        cls, profile: ThermocycleProfile, *, margin_c: float = 10.0, rate_factor: float = 3.0
+        cls, profile: Recipe, *, margin_c: float = 10.0, rate_factor: float = 3.0
     ) -> ThermostatLimits:
         """Limits derived from a recipe.
 
@@ -105,6 +122,7 @@ class ThermostatLimits:
         Parameters
         ----------
         profile : ThermocycleProfile
+            (any :class:`Recipe`)
         margin_c : float
             Widening on each side, °C (>= 0).
         rate_factor : float
@@ -186,7 +204,7 @@ class ThermostatLimits:
                              f"{self.max_rate_c_min:.3g} °C/min{self._label} of thermostat '{device}'")
         return rate
 
-    def violations(self, profile: ThermocycleProfile, device: str | None = None) -> list[str]:
+    def violations(self, profile: Recipe, device: str | None = None) -> list[str]:
         """Every temperature and ramp of ``profile`` outside these limits, as readable messages.
 
         ``device`` names the thermostat in the messages (default: just "thermostat")."""
@@ -204,7 +222,7 @@ class ThermostatLimits:
                            f"{self.max_rate_c_min:g} °C/min of {dev}")
         return out
 
-    def check_profile(self, profile: ThermocycleProfile, device: str = "thermostat") -> None:
+    def check_profile(self, profile: Recipe, device: str = "thermostat") -> None:
         """Raise :class:`LimitError` listing every temperature or ramp of ``profile`` outside the limits."""
         problems = self.violations(profile, device)
         if problems:

@@ -64,7 +64,7 @@ def replay_command(
 ) -> None:
     """Replay a trace against today's driver: same operations, recorded replies; report any difference."""
     from crystalloop.errors import DeviceError
-    from crystalloop.hardware.trace import replay_trace
+    from crystalloop.hardware.replay import replay_trace
 
     res = replay_trace(trace_file)
     typer.echo(f"replayed {res.sessions} session(s), {res.calls} operation(s), {res.exchanges} exchange(s) "

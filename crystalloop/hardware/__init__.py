@@ -46,7 +46,7 @@ _LAZY = {
     "snapshot": "crystalloop.hardware.probe",
     "format_capabilities": "crystalloop.hardware.probe",
     "read_trace": "crystalloop.hardware.trace",
-    "replay_trace": "crystalloop.hardware.trace",
+    "replay_trace": "crystalloop.hardware.replay",
 }
 __all__ += list(_LAZY)
 

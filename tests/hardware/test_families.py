@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from crystalloop.cli import app
 from crystalloop.errors import CapabilityWarning, DeviceAlarm
 from crystalloop.hardware.base import VirtualClock, connect
+from crystalloop.hardware.replay import replay_trace
 from crystalloop.hardware.testing import FAKE_FAMILIES, start_fake
-from crystalloop.hardware.trace import replay_trace
 from crystalloop.store import ExperimentStore
 
 # what each family has (from the fakes' docstrings, i.e. the manuals), and the warnings expected

@@ -163,7 +163,7 @@ def test_keepalive_holds_the_safety_mode_off_while_connected_and_the_unit_falls_
     import time
 
     from crystalloop.hardware.base import RealClock
-    from crystalloop.hardware.trace import replay_trace
+    from crystalloop.hardware.replay import replay_trace
 
     clock = RealClock()
     unit, url = start_fake("lauda/integral", clock=clock, setpoint_c=40.0)

@@ -10,12 +10,12 @@ from typer.testing import CliRunner
 from crystalloop.cli import app
 from crystalloop.errors import BackendError, ConfigError, DeviceTimeout
 from crystalloop.hardware.base import VirtualClock, connect
+from crystalloop.hardware.replay import replay_trace
 from crystalloop.hardware.testing import start_fake
 from crystalloop.hardware.trace import (
     decode_bytes,
     encode_bytes,
     read_trace,
-    replay_trace,
     with_trace,
 )
 
