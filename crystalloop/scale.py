@@ -285,7 +285,9 @@ def joblib_backend(scheduler: Any) -> Iterator[Any]:
         return
     import joblib
 
-    with dask_client(scheduler) as client, joblib.parallel_config(backend="dask"):
+    # the client is passed explicitly: joblib would otherwise take whatever client is current in
+    # this process, which may belong to another cluster
+    with dask_client(scheduler) as client, joblib.parallel_config(backend="dask", client=client):
         address = _address(client)
         quiet = _Quiet("distributed.client")
         try:
