@@ -125,7 +125,8 @@ class RunResult:
         return tracking_metrics(self.timeseries, self.profile)
 
     def plot(self, path: str | Path) -> Path:
-        """Save temperatures (and counts if measured) over time as a PNG.
+        """Save temperatures over time as a PNG, with one more panel for each measured
+        quantity the run logged: particle counts, solute concentration, transmissivity.
 
         Raises
         ------
@@ -134,14 +135,14 @@ class RunResult:
         """
         if self.n_samples == 0:
             raise ConfigError(f"{self.summary()}: nothing to plot")
-        from crystalloop._plotting import pyplot
+        from crystalloop._plotting import pyplot, save_figure
 
         plt = pyplot()
-
         ts = self.timeseries
-        has_counts = "counts" in ts and ts["counts"].notna().any()
-        fig, axes = plt.subplots(2 if has_counts else 1, 1, figsize=(9, 6 if has_counts else 4),
-                                 sharex=True, squeeze=False)
+        extra = [(col, label, style) for col, label, style in (
+            ("counts", "counts", "C2-"), ("conc_kg_kg", "concentration (kg/kg)", "C4-"),
+            ("transmissivity_pct", "transmissivity (%)", "C5-")) if col in ts and ts[col].notna().any()]
+        fig, axes = plt.subplots(1 + len(extra), 1, figsize=(9, 4 + 2 * len(extra)), sharex=True, squeeze=False)
         ax = axes[0, 0]
         t_h = ts["time_s"] / 3600.0
         styles = {"T_ref_c": ("recipe", "k--"), "T_set_c": ("setpoint", "C0-"),
@@ -152,11 +153,10 @@ class RunResult:
         ax.set_ylabel("temperature (°C)")
         ax.legend(loc="best", fontsize=8)
         ax.set_title(f"run {self.run_id if self.run_id is not None else ''} ({self.controller}): {self.status}")
-        if has_counts:
-            axes[1, 0].plot(t_h, ts["counts"], "C2-", lw=1)
-            axes[1, 0].set_ylabel("counts")
+        for k, (col, label, style) in enumerate(extra, start=1):
+            m = ts[col].notna()
+            axes[k, 0].plot(t_h[m], ts.loc[m, col], style, lw=1)
+            axes[k, 0].set_ylabel(label)
         axes[-1, 0].set_xlabel("time (h)")
         fig.tight_layout()
-        from crystalloop._plotting import save_figure
-
         return save_figure(fig, path, dpi=110)
