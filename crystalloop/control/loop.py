@@ -278,6 +278,7 @@ class RunLoop:
         else:
             rec.event(0.0, "info", f"run started: controller {self.options.controller_name}, backend {self.cz.url}")
         self.next_ctrl = self.next_sample = self.offset_s
+        self._tick_t = -math.inf
         self.next_image = self.offset_s if self.camera is not None else math.inf
         self.cam_failures = 0
         self.batch: list = []
@@ -320,7 +321,7 @@ class RunLoop:
     def tick(self) -> bool:
         """Do what is due now (control, sampling, imaging); return True when the batch is over."""
         o, safe, ctrl, latest, rec = self.options, self.safe, self.controller, self.latest, self.rec
-        t = self._rt()
+        t = self._tick_t = self._rt()
         self.batch = batch = []
         did = False
         if t >= self.next_ctrl - 1e-9:
@@ -349,6 +350,9 @@ class RunLoop:
                 batch.append((r.time_s - self.t0 + self.offset_s, r.channel or role, r.value))
             self.next_sample = _next_due(self.next_sample, o.sample_interval_s, t)
             did = True
+            rec.samples(batch)  # what was read is kept even if the unit now reports a fault
+            batch.clear()
+            safe.check_health()  # a device alarm puts the unit in its safe state and ends the run
         rec.samples(batch)
         self.batch = []
         if t >= self.next_image - 1e-9:
@@ -384,7 +388,10 @@ class RunLoop:
         """Sleep on the backend's clock until the next due action."""
         t = self._rt()
         wake = min(self.next_ctrl, self.next_sample, self.next_image, self.end_s)
-        if wake <= t:  # never spin: every due action in tick() has moved its next time forward
+        if wake <= t:
+            if t > self._tick_t:
+                return  # a real clock moved on while the tick ran (slow device): the next tick is due now
+            # never spin: every due action in tick() has moved its next time past the tick's time
             raise RuntimeError(f"runner scheduling error at t={t} s (next wake {wake} s)")
         self.cz.clock.sleep(max(wake - self._rt(), 0.0))
 

@@ -333,3 +333,54 @@ def test_resuming_twice_continues_the_continuation_or_refuses(crystallizer, shor
                                           r"completed; there is nothing left to resume"):
         run(crystallizer=fresh(), store=store, resume_run_id=first.run_id)
     assert len(store.runs()) == n
+
+
+# ------------------------------------------------------------------ device health and real clocks
+def test_a_device_alarm_during_the_run_ends_it_in_the_safe_state(crystallizer, thermostat, short_recipe, store):
+    """The unit's own fault word (low level, sensor fault) is read at every sample."""
+    from crystalloop.hardware.base import ThermostatStatus
+
+    healthy = thermostat.status
+
+    def status():
+        s = healthy()
+        if thermostat.clock.now() >= 3600.0:
+            return ThermostatStatus(s.running, 1, "-01 LOW LEVEL ALARM", ("LOW LEVEL ALARM",))
+        return s
+
+    thermostat.status = status
+    res = run(short_recipe, crystallizer=crystallizer, store=store, safe_state="stop", sample_interval_s=300.0)
+    assert res.status == "failed"
+    assert res.reason == "DeviceAlarm: device fault on thermostat 'fake': LOW LEVEL ALARM"
+    assert thermostat.running is False  # the stop command was sent
+    t = store.samples(res.run_id, wide=True)["time_s"]
+    assert t.max() == pytest.approx(3600.0)  # the readings of the faulty instant are kept
+    msgs = list(store.events(res.run_id)["message"])
+    assert any(m.startswith("safe state: stopped") for m in msgs)
+
+
+def test_a_tick_slower_than_the_sample_interval_on_a_real_clock_runs_on(short_recipe, store, make_thermostat):
+    """A slow serial device makes a real-time run fall behind: it catches up, it does not fail."""
+    import time as _time
+
+    from crystalloop.hardware.base import RealClock, Reading
+
+    clock = RealClock()
+    th = make_thermostat(clock)
+
+    class SlowSensor:
+        name = "slow"
+
+        def read(self):
+            _time.sleep(0.06)
+            return Reading(1.0, clock.now(), "counts", "#/frame")
+
+        def close(self):
+            pass
+
+    cz = Crystallizer(url="fake://", clock=clock, thermostat=th, counter=SlowSensor())
+    res = run(short_recipe, crystallizer=cz, store=store, sample_interval_s=0.02, control_interval_s=0.02,
+              duration_s=0.5, safe_state="stop")
+    assert res.status == "completed", res.reason
+    counts = store.samples(res.run_id, wide=True)["counts"].dropna()
+    assert 3 <= len(counts) <= 12  # about one sample per slow read (0.06 s) over 0.5 s, missed ticks skipped
