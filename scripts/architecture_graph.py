@@ -78,7 +78,8 @@ def imports(name: str) -> tuple[tuple[str, str | None, ast.stmt, bool], ...]:
     """Every crystalloop import in module ``name`` as (target module, imported name or None, node, lazy).
 
     ``lazy`` is True for an import inside a function. ``from pkg import sub`` with ``pkg.sub`` a
-    module yields the submodule as target (and no name).
+    module yields the submodule as target (and no name). Imports under ``if TYPE_CHECKING:`` never
+    run and are left out.
     """
     return tuple(_imports(name))
 
@@ -87,7 +88,12 @@ def _imports(name: str) -> Iterator[tuple[str, str | None, ast.stmt, bool]]:
     mods = modules()
     lazy_nodes = {id(n) for f in ast.walk(tree(name)) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
                   for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    typing_only = {id(n) for f in ast.walk(tree(name))
+                   if isinstance(f, ast.If) and ast.unparse(f.test).split(".")[-1] == "TYPE_CHECKING"
+                   for b in f.body for n in ast.walk(b)}
     for node in ast.walk(tree(name)):
+        if id(node) in typing_only:
+            continue
         lazy = id(node) in lazy_nodes
         if isinstance(node, ast.Import):
             for a in node.names:
