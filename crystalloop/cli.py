@@ -42,7 +42,7 @@ from crystalloop.errors import (
     exit_code,
 )
 
-__all__ = ["app", "main", "CrystalloopGroup", "format_error", "ASCII_FALLBACKS"]
+__all__ = ["app", "main", "CrystalloopGroup", "format_error", "option_names", "ASCII_FALLBACKS", "OPTION_ALIASES"]
 
 #: What each non-ASCII character that crystalloop prints becomes on an ASCII-only output;
 #: any other character falls back to its decomposed ASCII letters, else ``?``.
@@ -51,6 +51,20 @@ ASCII_FALLBACKS: dict[str, str] = {
     "²": "^2", "³": "^3", "α": "alpha", "κ": "kappa", "σ": "sigma", "Δ": "d", "×": "x", "·": "*",
     "≤": "<=", "≥": ">=", "≈": "~", "…": "...", "‘": "'", "’": "'", "“": '"', "”": '"',
     "✓": "ok", "✗": "x", "━": "-", "─": "-", "│": "|",
+}
+#: Library parameter names that a command exposes under another option name: errors raised by
+#: the library name the parameter (``pop_size must be ...``), the user typed ``--pop``. Options
+#: whose Python name is the library's (``pixel_size_um`` -> ``--pixel-size-um``) need no entry.
+OPTION_ALIASES: dict[str, dict[str, str]] = {
+    "design": {"pop_size": "--pop", "n_gen": "--gens", "n_jobs": "--jobs", "max_batch_time_min": "--max-batch-time"},
+    "campaign": {"pop_size": "--pop", "n_gen": "--gens", "n_rounds": "--rounds", "batch_size": "--batch",
+                 "n_splits": "--splits", "n_frames": "--frames", "sample_interval_s": "--sample-interval",
+                 "image_interval_s": "--image-interval"},
+    "twin fit": {"n_splits": "--splits", "n_jobs": "--jobs", "random_state": "--seed", "n_synthetic": "--m",
+                 "n_repeats": "--repeats"},
+    "psd": {"n_workers": "--workers", "fmt": "--format"},
+    "export": {"fmt": "--format"},
+    "psd-calibrate": {"n_trials": "--trials"},
 }
 _ERRORS = "crystalloop-ascii"
 _PROBE = "°µ±→"
@@ -150,6 +164,36 @@ def format_error(exc: BaseException) -> str:
             "(run 'crystalloop --debug ...' for the traceback and report it)")
 
 
+def _invoked(root: Any, args: list[str]) -> tuple[str, Any]:
+    """The command path (``"twin fit"``) and command object that ``args`` select under ``root``."""
+    cmd, path = root, []
+    for a in args:
+        sub = getattr(cmd, "commands", {}).get(a) if not a.startswith("-") else None
+        if sub is None:
+            if a.startswith("-") and not path:
+                continue  # a root option such as --debug
+            break
+        cmd, path = sub, [*path, a]
+    return " ".join(path), cmd
+
+
+def option_names(message: str, path: str, cmd: Any) -> str:
+    """Replace library parameter names in ``message`` by the options the user typed.
+
+    ``pop_size must be >= 2`` becomes ``--pop must be >= 2`` for ``crystalloop design``: names from
+    :data:`OPTION_ALIASES` and every option whose Python name is the parameter's.
+    """
+    import re
+
+    names = {p.name: max(p.opts, key=len) for p in getattr(cmd, "params", [])
+             if getattr(p, "param_type_name", "") == "option" and p.name and any(o.startswith("--") for o in p.opts)}
+    names = {k: v for k, v in names.items() if "_" in k}  # one-word names (seed, out) are ordinary words
+    names.update(OPTION_ALIASES.get(path, {}))
+    for name, opt in sorted(names.items(), key=lambda kv: -len(kv[0])):
+        message = re.sub(rf"(?<![\w\-.'\"]){re.escape(name)}(?=( must| should| is |=| =|:))", opt, message)
+    return message
+
+
 def _plain_flags(cmd: Any, ctx: Any) -> None:
     """Show flags without a ``<bool>`` type placeholder in --help (they take no value)."""
     help_opt = cmd.get_help_option(ctx)
@@ -190,6 +234,7 @@ class CrystalloopGroup(TyperGroup):
         sys.exit(code)
 
     def _run(self, args, prog_name, complete_var, **extra) -> int:  # noqa: ANN001
+        argv = list(sys.argv[1:] if args is None else args)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except NoArgsIsHelpError as e:
@@ -212,7 +257,7 @@ class CrystalloopGroup(TyperGroup):
                 import traceback
 
                 traceback.print_exception(e, file=sys.stderr)
-            _emit("error", format_error(e))
+            _emit("error", option_names(format_error(e), *_invoked(self, argv)))
             return exit_code(e)
         # non-standalone click returns the command's value, or the code of a typer.Exit
         return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0

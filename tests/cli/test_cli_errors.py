@@ -224,3 +224,41 @@ def test_warnings_are_one_line_without_source():
     assert "warning: RuntimeWarning: a library complains" in lines
     assert "done" in lines and len(lines) == 3
     assert "test_cli_errors.py" not in res.output and "warnings.warn" not in res.output
+
+
+# --- option names, not library parameter names ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["twin", "fit", "{doe}", "--splits", "0", "--out", "{tmp}/tw"], "error: --splits must be a whole number >= 2, got 0"),
+    (["campaign", "{doe}", "--batch", "0", "--out", "{tmp}/camp"], "error: --batch must be a whole number >= 1, got 0"),
+    (["psd", "{tmp}", "--pixel-size-um", "-1", "--out", "{tmp}/o"],
+     "error: --pixel-size-um must be a positive number of µm per pixel, got -1.0"),
+])
+def test_messages_name_the_option_the_user_typed(tmp_path, args, expected):
+    from _cli import ROOT
+
+    doe = ROOT / "examples" / "doe" / "doe.csv"
+    res = _invoke([a.format(doe=doe, tmp=tmp_path) for a in args])
+    assert res.exit_code == 2 and _only_error_line(res) == expected
+
+
+def test_option_aliases_name_real_options():
+    from crystalloop.cli import OPTION_ALIASES, _invoked
+
+    root = typer.main.get_command(app)
+    for path, aliases in OPTION_ALIASES.items():
+        found, cmd = _invoked(root, path.split())
+        assert found == path, path
+        opts = {o for p in cmd.params for o in p.opts}
+        assert set(aliases.values()) <= opts, (path, set(aliases.values()) - opts)
+
+
+def test_option_names_replaces_whole_parameter_names_only():
+    from crystalloop.cli import _invoked, option_names
+
+    path, cmd = _invoked(typer.main.get_command(app), ["design"])
+    assert option_names("pop_size must be >= 2, got 0", path, cmd) == "--pop must be >= 2, got 0"
+    assert option_names("n_gen=0 is too small", path, cmd) == "--gens=0 is too small"
+    text = "the n_generations of pop_sizes: 'pop_size' in a file"
+    assert option_names(text, path, cmd) == text  # other words and quoted names stay
