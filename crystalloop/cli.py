@@ -65,6 +65,9 @@ OPTION_ALIASES: dict[str, dict[str, str]] = {
     "psd": {"n_workers": "--workers", "fmt": "--format"},
     "export": {"fmt": "--format"},
     "psd-calibrate": {"n_trials": "--trials"},
+    "vision train-seg": {"coco": "--coco", "image_dir": "--images", "mask_dir": "--masks", "synthetic": "--synthetic"},
+    "vision train-classifier": {"labels_csv": "--labels", "synthetic": "--synthetic"},
+    "vision train-regressor": {"table_csv": "--table", "synthetic": "--synthetic"},
 }
 _ERRORS = "crystalloop-ascii"
 _PROBE = "°µ±→"

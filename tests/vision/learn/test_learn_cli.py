@@ -69,7 +69,8 @@ def test_workflow_bad_input(tmp_path):
 def test_cli_errors_are_one_line(tmp_path, columns):
     env = {"COLUMNS": columns}
     res = runner.invoke(app, ["vision", "train-seg", "--out", str(tmp_path)], env=env)
-    assert res.exit_code == 2 and res.output.startswith("error: give training data") and res.output.count("\n") == 1
+    assert res.exit_code == 2 and res.output.count("\n") == 1
+    assert res.output == "error: give training data: --coco=..., --images=... or --synthetic=N\n"  # the options, not coco=
     res = runner.invoke(app, ["vision", "predict", str(tmp_path / "nomodel"), str(tmp_path)], env=env)
     errors = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert res.exit_code == 2 and len(errors) == 1
