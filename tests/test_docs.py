@@ -76,8 +76,8 @@ PARSE_ONLY = {
 #: Steps broken by another area's work in progress, by (doc, start of the command or a text of the
 #: block): why. Expected to fail; when one passes again it simply passes (remove it from here).
 WORK_IN_PROGRESS = {
-    ("docs/vision.md", "crystalloop psd stack.tif"):
-        "psd now refuses a non-empty --out; this line and the one before it both write the default psd/",
+    ("docs/vision.md", 'measure_psd("probe/*.png", pixel_size_um=1.5, out_dir="results"'):
+        "measure_psd refuses a non-empty out_dir; the command lines above already wrote results/",
 }
 
 _DEVICE_URL = re.compile(r"\b(?:julabo|huber|lauda)://(?:/dev/|COM\d|rfc2217://|socket://)[^\s\"']*", re.I)
