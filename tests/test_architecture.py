@@ -190,5 +190,6 @@ def test_type_checking_imports_are_not_runtime_imports():
     targets = {t for t, _, _, _ in imports("crystalloop.control.controller")}
     tree_text = (PKG / "control" / "controller.py").read_text()
     assert "if TYPE_CHECKING:\n    from crystalloop.control.pid import Observation" in tree_text
-    lazy = {t for t, _, _, lazy in imports("crystalloop.control.controller") if lazy}
-    assert "crystalloop.control.pid" in targets and "crystalloop.control.pid" in lazy  # only the runtime, lazy one
+    assert "crystalloop.control.pid" not in targets  # the TYPE_CHECKING import is no runtime edge
+    factory = {t for t, _, _, _ in imports("crystalloop.control.factory")}
+    assert "crystalloop.control.pid" in factory  # the factory builds the controllers, the protocol does not

@@ -35,8 +35,9 @@ import pandas as pd
 
 from crystalloop._plotting import save_png
 from crystalloop.control._signals import RunTerminated, deferred_signals, stop_signals
-from crystalloop.control.controller import Controller, make_controller
+from crystalloop.control.controller import Controller
 from crystalloop.control.dnc import ImageCounter
+from crystalloop.control.factory import make_controller
 from crystalloop.control.options import RunOptions
 from crystalloop.control.pid import Observation
 from crystalloop.control.result import RunResult

@@ -34,7 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from crystalloop.control.controller import CONTROLLERS, make_controller
+from crystalloop.control.controller import CONTROLLERS
+from crystalloop.control.factory import make_controller
 from crystalloop.control.loop import RunLoop
 from crystalloop.control.options import RunOptions
 from crystalloop.control.result import RunResult, tracking_metrics

@@ -37,7 +37,7 @@ from crystalloop.errors import ModelError, UntrustedModelError
 
 from .uncertainty import BootstrapRegressor, MonteCarloCVRegressor
 
-__all__ = ["TRUSTED_TYPES", "save_ensemble", "load_ensemble", "sha256_file", "canonical_skops"]
+__all__ = ["TRUSTED_TYPES", "save_ensemble", "load_ensemble", "sha256_file", "canonical_skops", "jsonable"]
 
 #: Types a model file may hold beyond those skops trusts by default (scikit-learn estimators).
 TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
@@ -119,13 +119,14 @@ def _load_skops(path: Path) -> Any:
         raise UntrustedModelError(f"model file {path} cannot be loaded by skops ({type(e).__name__}: {e})") from None
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars/arrays as plain Python, tuples as lists, keys as str, non-finite floats as None."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, (np.floating, float)):
@@ -185,7 +186,7 @@ def save_ensemble(ensemble: Any, directory: str | Path) -> dict[str, str]:
         "samples": list(ensemble.samples_) if kind == "BootstrapRegressor" else None,
         "files": files,
     }
-    (d / "ensemble.json").write_text(json.dumps(_jsonable(state), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    (d / "ensemble.json").write_text(json.dumps(jsonable(state), indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return {"ensemble.json": sha256_file(d / "ensemble.json"), **files}
 
 

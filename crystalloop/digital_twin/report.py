@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .persist import jsonable
 from .plots import feature_importances, plot_alpha_curves, plot_feature_importance, plot_parity
 from .uncertainty import calibration_report
 
@@ -152,9 +153,7 @@ def write_report(twin, out_dir: str | Path, *, holdout: pd.DataFrame | None = No
 
 
 def _clean(obj):
-    from .persist import _jsonable
-
-    return _jsonable(obj)
+    return jsonable(obj)
 
 
 def _close(fig) -> None:

@@ -57,7 +57,7 @@ from .augment import DEFAULT_ALPHAS, DEFAULT_M
 from .doe import DoETable, read_doe, resolve_cqa
 from .fitting import check_settings, fit_cqa_models
 from .models import MODEL_FAMILIES
-from .persist import load_ensemble, save_ensemble, sha256_file
+from .persist import jsonable, load_ensemble, save_ensemble, sha256_file
 from .synthetic import GENERATORS
 
 __all__ = ["DigitalTwin", "TwinWarning", "fit_twin", "FORMAT_VERSION"]
@@ -83,23 +83,6 @@ def _versions() -> dict[str, str]:
     except ImportError:  # pragma: no cover
         pass
     return out
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if np.isfinite(v) else None
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 def _describe(features: Any) -> str | None:
@@ -448,7 +431,7 @@ class DigitalTwin(BaseEstimator):
             "metadata": self.metadata_,
             "info": self.info_,
         }
-        (d / "twin.json").write_text(json.dumps(_jsonable(doc), indent=2) + "\n", encoding="utf-8")
+        (d / "twin.json").write_text(json.dumps(jsonable(doc), indent=2) + "\n", encoding="utf-8")
         return d
 
     @classmethod
