@@ -69,7 +69,9 @@ SKIP_PYTHON = {
 #: Commands parsed against the CLI but not run, by (doc, start of the command): why.
 PARSE_ONLY = {
     ("docs/control.md", "crystalloop run --resume"): "resumes an interrupted run of the reader's store",
-    ("README.md", "crystalloop vision train-classifier --help"): "help text only",
+    ("README.md", "crystalloop vision train-seg annotations/"): "trains on the reader's own annotated images",
+    ("README.md", "crystalloop psd images/ --model seg/"): "measures the reader's images with the model above",
+    ("README.md", "crystalloop dashboard"): "a server: runs until stopped (tests/dashboard starts it)",
     ("docs/vision.md", "crystalloop psd --run"): "measures run 3 of the reader's store",
 }
 
