@@ -48,11 +48,6 @@ def test_the_package_is_parsed():
     assert ("crystalloop.commands.psd", "crystalloop.vision.report", True) in edges  # inside the command function
 
 
-_OPEN = ("the package moves of issue 11 are landing; the owners of the modules listed in the failure "
-         "make the names public (strict once they have)")
-
-
-@pytest.mark.xfail(strict=False, reason=_OPEN)
 def test_no_private_names_imported_across_modules():
     bad = [f"{_where(m, node)}: {name} from {src}" for m in modules() for src, name, node, _ in imports(m)
            if name is not None and _private(name) and src != m]
@@ -73,7 +68,6 @@ def test_private_modules_are_imported_only_inside_their_package():
     assert not bad, "private modules imported from outside their package:\n" + "\n".join(bad)
 
 
-@pytest.mark.xfail(strict=False, reason=_OPEN)
 def test_no_import_cycles_lazy_imports_included():
     g = graph.module_graph()
     cycles = sorted(sorted(c) for c in nx.strongly_connected_components(g) if len(c) > 1)

@@ -21,17 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from crystalloop.errors import ConfigError, ImageError
+from crystalloop.vision._core import assemble, flag_particles, measure_labels
 from crystalloop.vision._validate import check_pixel_size
 from crystalloop.vision.io import expand_sources, read_image, read_stack
 from crystalloop.vision.labelio import LABEL_SUFFIX, read_labels, write_labels
-from crystalloop.vision.pipeline import (
-    BatchResult,
-    PipelineSettings,
-    _assemble,
-    _measure_labels,
-    analyze_image,
-    flag_particles,
-)
+from crystalloop.vision.pipeline import BatchResult, PipelineSettings, analyze_image
 from crystalloop.vision.plots import plot_psd, save_overlay
 
 __all__ = ["measure_psd", "measure_label_images", "write_tables", "check_out_dir", "OUTPUT_NAMES"]
@@ -265,7 +259,7 @@ def _finish(results, s: PipelineSettings, px: float, out_dir, fmt, edges, n_clas
             info.append(inf)
         if err is not None:
             skipped.append((path, err))
-    batch = _assemble(tables, names, skipped, s, px, edges, n_classes, spacing, info)
+    batch = assemble(tables, names, skipped, s, px, edges, n_classes, spacing, info)
     batch.summary["segmentation"] = segmentation
     if out_dir is not None:
         if not names:
@@ -345,7 +339,7 @@ def measure_label_images(
         except ImageError as exc:
             results.append((f, [], str(exc)))
             continue
-        parts = _measure_labels(lab, None, img, s.replace(background=None), px)
+        parts = measure_labels(lab, None, img, s.replace(background=None), px)
         parts = flag_particles(parts, s, lab.shape)
         info = {"image": f, "rows": int(lab.shape[0]), "cols": int(lab.shape[1]), "polarity": "n/a (label image)",
                 "threshold_level": None, "particles": int(len(parts)),

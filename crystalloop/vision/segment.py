@@ -13,7 +13,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from crystalloop.errors import ConfigError, ImageError
-from crystalloop.vision._validate import check_image, to_gray_float
+from crystalloop.vision._shape import perimeter_px, pick_counts
+from crystalloop.vision._threshold import global_threshold, image_polarity, threshold_with_level
+from crystalloop.vision._validate import check_image
 from crystalloop.vision.skeleton import split_elongated
 
 __all__ = [
@@ -28,8 +30,6 @@ __all__ = [
     "disk",
 ]
 
-_METHODS = ("otsu", "triangle", "midpoint", "adaptive")
-
 
 def disk(radius: int) -> np.ndarray:
     """Disc-shaped structuring element (uint8) of the given radius in pixels."""
@@ -40,55 +40,12 @@ def disk(radius: int) -> np.ndarray:
     return (xx * xx + yy * yy <= r * r + r * 0.5).astype(np.uint8)
 
 
-def _to_u8(img: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Linear map of a float image to uint8 (returns the image, offset and scale)."""
-    lo, hi = float(img.min()), float(img.max())
-    scale = (hi - lo) / 255.0 if hi > lo else 1.0
-    u8 = np.clip((img - lo) / scale + 0.5, 0, 255).astype(np.uint8)
-    return u8, lo, scale
-
-
 def threshold_value(image: np.ndarray, *, method: str = "otsu") -> float:
     """Global threshold of a grey image (``otsu`` or ``triangle``), in the image's units.
 
     Computed on a 256-bin histogram (exact for 8-bit images).
     """
-    img = to_gray_float(check_image(image))
-    if method not in ("otsu", "triangle", "midpoint"):
-        raise ConfigError(f"global threshold method must be 'otsu', 'triangle' or 'midpoint', got {method!r}")
-    # the histogram of a 2×2-subsampled image gives the same threshold at a quarter of the cost
-    sub0 = img[::2, ::2] if img.size > 250_000 else img
-    u8, lo, scale = _to_u8(sub0)
-    if u8.min() == u8.max():
-        return float(lo)
-    t = _level_of_u8(u8, lo, scale, method)
-    if method == "midpoint":
-        t = _midpoint(t, img[:: max(1, img.shape[0] // 512), :: max(1, img.shape[1] // 512)])
-    return t
-
-
-def _level_of_u8(u8: np.ndarray, lo: float, scale: float, method: str) -> float:
-    """Otsu/triangle level of an 8-bit image (or any uint8 array with its histogram), mapped
-    back to image units."""
-    flag = cv2.THRESH_TRIANGLE if method == "triangle" else cv2.THRESH_OTSU
-    t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY | flag)
-    # cv2 returns t with "> t" as foreground; map the bin back to image units (bin centre + ½)
-    return lo + (t + 0.5) * scale
-
-
-def _midpoint(t: float, sub: np.ndarray) -> float:
-    """Half-way between the median levels of the two Otsu classes (iterated): the 50 % edge
-    level of flat particles, unbiased by how few pixels the particles cover."""
-    sub = sub.ravel()
-    for _ in range(5):
-        a, b = sub[sub <= t], sub[sub > t]
-        if a.size == 0 or b.size == 0:
-            break
-        t_new = 0.5 * (float(np.median(a)) + float(np.median(b)))
-        if abs(t_new - t) <= 1e-6 * (abs(t) + 1e-12):
-            break
-        t = t_new
-    return t
+    return global_threshold(image, method=method)
 
 
 def detect_polarity(image: np.ndarray) -> str:
@@ -97,34 +54,7 @@ def detect_polarity(image: np.ndarray) -> str:
     The background is the majority class of an Otsu split: particles are the minority. A
     constant image is reported as ``"dark"``.
     """
-    img = to_gray_float(check_image(image))
-    if img.max() == img.min():
-        return "dark"
-    return _polarity_of(img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)])
-
-
-def _polarity_of(sub: np.ndarray) -> str:
-    """:func:`detect_polarity` on its subsample (tiled processing gathers the same one)."""
-    if sub.max() == sub.min():
-        return "dark"
-    t = threshold_value(sub, method="otsu")
-    above = np.count_nonzero(sub >= t)
-    return "dark" if above >= sub.size - above else "bright"
-
-
-def _noise_sigma(img: np.ndarray) -> float:
-    """Robust noise level: MAD of the difference of neighbouring pixels / √2."""
-    step = max(1, int(np.sqrt(img.size / 40_000)))
-    return _sigma_of(img[::step, :: max(1, step // 2)])
-
-
-def _sigma_of(sub: np.ndarray) -> float:
-    """:func:`_noise_sigma` of its subsample."""
-    if sub.shape[1] < 2:
-        return 0.0
-    d = np.diff(sub, axis=1).ravel()
-    med = np.median(d)
-    return float(1.4826 * np.median(np.abs(d - med)) / np.sqrt(2))
+    return image_polarity(image)
 
 
 def threshold(
@@ -164,49 +94,8 @@ def threshold(
     -------
     mask : ndarray of bool
     """
-    return _threshold(image, method=method, polarity=polarity, offset=offset, block_size=block_size,
-                      noise_floor=noise_floor)[0]
-
-
-def _threshold(image, *, method="otsu", polarity="auto", offset=0.0, block_size=51, noise_floor=0.0):
-    """:func:`threshold` that also returns the grey level used (NaN for ``adaptive``)."""
-    img = to_gray_float(check_image(image))
-    if polarity not in ("auto", "dark", "bright"):
-        raise ConfigError(f"polarity must be 'auto', 'dark' or 'bright', got {polarity!r}")
-    if isinstance(method, str) and method not in _METHODS:
-        raise ConfigError(f"threshold method must be one of {list(_METHODS)} or a number, got {method!r}")
-    pol = detect_polarity(img) if polarity == "auto" else polarity
-    lo, hi = float(img.min()), float(img.max())
-    if hi == lo:
-        return np.zeros(img.shape, bool), float("nan")
-    if isinstance(method, str) and method == "adaptive":
-        if int(block_size) < 3 or int(block_size) % 2 == 0:
-            raise ConfigError(f"block_size must be an odd integer ≥ 3 px, got {block_size!r}")
-        local = cv2.GaussianBlur(img, (0, 0), sigmaX=block_size / 6.0)
-        sigma = _noise_sigma(img)
-        margin = max(noise_floor * sigma, 0.0) - offset
-        return ((img < local - margin) if pol == "dark" else (img > local + margin)), float("nan")
-    if isinstance(method, str):
-        if method not in _METHODS:
-            raise ConfigError(f"threshold method must be one of {list(_METHODS)} or a number, got {method!r}")
-        t = threshold_value(img, method=method)
-    else:
-        t = float(method)
-        if not np.isfinite(t):
-            raise ConfigError(f"a fixed threshold must be a finite grey level, got {method!r}")
-    bg = float(np.median(img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)]))
-    t = _final_level(t, pol, offset, noise_floor, bg, lambda: _noise_sigma(img), lo, hi)
-    return ((img < t) if pol == "dark" else (img > t)), float(t)
-
-
-def _final_level(t, pol, offset, noise_floor, bg, sigma, lo, hi) -> float:
-    """Offset towards the background level ``bg`` and the noise floor (``sigma()``: noise σ)."""
-    t = t + offset * (bg - t)
-    if noise_floor > 0:
-        # at least a millionth of the value range: rounding noise is never a particle
-        margin = max(noise_floor * sigma(), 1e-6 * max(abs(lo), abs(hi)))
-        t = min(t, bg - margin) if pol == "dark" else max(t, bg + margin)
-    return float(t)
+    return threshold_with_level(image, method=method, polarity=polarity, offset=offset, block_size=block_size,
+                                noise_floor=noise_floor)[0]
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -415,8 +304,6 @@ def _nonconvex_labels(lab: np.ndarray, max_solidity: float, min_size_px: float, 
     run through pixel centres), so a digitised convex shape scores 1. Objects of one label that touch another label are traced together (a merged blob is then a
     candidate as a whole, each label is split on its own anyway).
     """
-    from crystalloop.vision.measure import _pick_counts  # Pick's theorem on lattice polygons
-
     if contours is None:
         fg = (lab > 0).view(np.uint8)
         contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -424,8 +311,8 @@ def _nonconvex_labels(lab: np.ndarray, max_solidity: float, min_size_px: float, 
     out: set[int] = set()
     if not big:
         return out
-    a_c = _pick_counts(big)  # pixels of each blob (holes filled)
-    a_h = _pick_counts([cv2.convexHull(c).reshape(-1, 2) for c in big])
+    a_c = pick_counts(big)  # pixels of each blob (holes filled)
+    a_h = pick_counts([cv2.convexHull(c).reshape(-1, 2) for c in big])
     with np.errstate(invalid="ignore", divide="ignore"):
         sel = (a_c >= min_size_px) & (a_h > 0) & (a_c / a_h < max_solidity)
     for k in np.flatnonzero(sel).tolist():
@@ -448,8 +335,6 @@ def _relabel(lab: np.ndarray) -> np.ndarray:
 
 
 def _circularity_filter(lab: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    from crystalloop.vision.measure import _perimeter_px  # local: measure imports segment
-
     out = lab.copy()
     for i, sl in enumerate(ndi.find_objects(lab), start=1):
         if sl is None:
@@ -459,7 +344,7 @@ def _circularity_filter(lab: np.ndarray, lo: float, hi: float) -> np.ndarray:
         crop[1:-1, 1:-1] = own
         cnts, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         area = float(np.count_nonzero(own))
-        per = _perimeter_px(cnts, area)
+        per = perimeter_px(cnts, area)
         circ = min(4 * np.pi * area / per**2, 1.0) if per > 0 else 0.0
         if not lo <= circ <= hi:
             out[sl][own] = 0

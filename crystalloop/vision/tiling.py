@@ -6,7 +6,7 @@ computed for the whole image first, from quantities that tiles can gather exactl
 
 1. the background's reduced grid (block means of ``f × f`` blocks aligned to the image origin,
    computed strip by strip), smoothed once, then interpolated per tile from global pixel
-   positions (:func:`crystalloop.vision.preprocess._upsample`), so every tile gets exactly the
+   positions (:func:`crystalloop.vision._background.upsample`), so every tile gets exactly the
    background the whole image would;
 2. the threshold statistics of the background-subtracted signal (value range, the 2 × 2
    subsample's 256-bin histogram for Otsu/triangle, and the same sparse subsamples the untiled
@@ -30,6 +30,14 @@ import numpy as np
 import pandas as pd
 
 from crystalloop.errors import ConfigError
+from crystalloop.vision._background import block_mean, reduction, small_background, upsample
+from crystalloop.vision._core import (
+    PipelineSettings,
+    flag_particles,
+    measure_labels,
+    segment_with_level,
+)
+from crystalloop.vision._threshold import final_level, level_of_u8, midpoint, polarity_of, sigma_of
 from crystalloop.vision._validate import check_image, check_pixel_size, to_gray_float
 
 __all__ = ["analyze_tiled", "TiledResult"]
@@ -66,14 +74,12 @@ class _Signal:
     """The background-subtracted signal of any region, identical to the untiled one."""
 
     def __init__(self, image, s, pol):
-        from crystalloop.vision.preprocess import _block_mean, _reduction, _small_background
-
         self.image, self.s, self.pol = image, s, pol
         h, w = image.shape[:2]
         self.bg_small = None
         if s.background is not None:
             radius = min(s.background_radius_px, max(min(h, w) / 2.0, 1.0))
-            f = _reduction(h, w, radius, s.background)
+            f = reduction(h, w, radius, s.background)
             if f == 1:
                 raise ConfigError("tiled processing needs a reduced-grid background ('rolling_ball' or 'median'); "
                                   f"background={s.background!r} works at full resolution: give a smaller image or "
@@ -82,19 +88,17 @@ class _Signal:
             small = np.empty((-(-h // f), -(-w // f)), np.float32)
             for r0 in range(0, h, strip):
                 r1 = min(r0 + strip, h)
-                small[r0 // f : -(-r1 // f)] = _block_mean(_gray(image, r0, r1, 0, w), f)
+                small[r0 // f : -(-r1 // f)] = block_mean(_gray(image, r0, r1, 0, w), f)
             self.f = f
-            self.bg_small = _small_background(small, max(int(round(radius / f)), 1), s.background, pol)
+            self.bg_small = small_background(small, max(int(round(radius / f)), 1), s.background, pol)
 
     def __call__(self, r0, r1, c0, c1) -> np.ndarray:
         import cv2
 
-        from crystalloop.vision.preprocess import _upsample
-
         img = _gray(self.image, r0, r1, c0, c1)
         if self.bg_small is None:
             return img if self.pol == "bright" else -img
-        bg = _upsample(self.bg_small, self.f, r0, r1, c0, c1)
+        bg = upsample(self.bg_small, self.f, r0, r1, c0, c1)
         sig = cv2.subtract(bg, img) if self.pol == "dark" else cv2.subtract(img, bg)
         if self.s.normalize and self.pol == "dark":
             cv2.divide(sig, cv2.max(bg, 1e-3, dst=bg), dst=sig)
@@ -124,8 +128,6 @@ def _cores(h, w, tile):
 
 def _global_level(signal: _Signal, s, h, w, tile) -> float:
     """The threshold level :func:`crystalloop.vision.segment.threshold` gives the whole signal."""
-    from crystalloop.vision.segment import _final_level, _level_of_u8, _midpoint, _sigma_of
-
     step = max(1, int(np.sqrt(h * w / 40_000)))
     g256 = _Grid(h, w, max(1, h // 256), max(1, w // 256))
     g512 = _Grid(h, w, max(1, h // 512), max(1, w // 512))
@@ -149,20 +151,20 @@ def _global_level(signal: _Signal, s, h, w, tile) -> float:
         counts = np.zeros(256, np.int64)
         for r0, r1, c0, c1 in _cores(h, w, tile):
             sub = signal(r0, r1, c0, c1)[(-r0) % 2 :: 2, (-c0) % 2 :: 2]
-            u8 = np.clip((sub - lo2) / scale + 0.5, 0, 255).astype(np.uint8)  # as segment._to_u8
+            u8 = np.clip((sub - lo2) / scale + 0.5, 0, 255).astype(np.uint8)  # as _threshold.to_u8
             counts += np.bincount(u8.ravel(), minlength=256)
         nz = np.flatnonzero(counts)
         if nz.size == 1:
             t = float(lo2)
         else:
             # Otsu and triangle depend on the histogram only: an image with these counts
-            t = _level_of_u8(np.repeat(np.arange(256, dtype=np.uint8), counts).reshape(-1, 1), lo2, scale, method)
+            t = level_of_u8(np.repeat(np.arange(256, dtype=np.uint8), counts).reshape(-1, 1), lo2, scale, method)
             if method == "midpoint":
-                t = _midpoint(t, g512.a)
+                t = midpoint(t, g512.a)
     else:
         t = float(method)
     bg = float(np.median(g256.a))
-    return _final_level(t, "bright", s.threshold_offset, s.noise_floor, bg, lambda: _sigma_of(gn.a), lo, hi)
+    return final_level(t, "bright", s.threshold_offset, s.noise_floor, bg, lambda: sigma_of(gn.a), lo, hi)
 
 
 def analyze_tiled(image: np.ndarray, *, pixel_size_um: float, settings=None, tile_px: int = 2048,
@@ -186,14 +188,6 @@ def analyze_tiled(image: np.ndarray, *, pixel_size_um: float, settings=None, til
     -------
     TiledResult
     """
-    from crystalloop.vision.pipeline import (
-        PipelineSettings,
-        _measure_labels,
-        _segment,
-        flag_particles,
-    )
-    from crystalloop.vision.segment import _polarity_of
-
     px = check_pixel_size(pixel_size_um)
     s = settings or PipelineSettings()
     img = check_image(image)
@@ -212,12 +206,12 @@ def analyze_tiled(image: np.ndarray, *, pixel_size_um: float, settings=None, til
         g = _gray(img, r0, min(r0 + 1024, h), 0, w)
         glo, ghi = min(glo, float(g.min())), max(ghi, float(g.max()))
     if s.polarity == "auto":
-        pol = "dark" if glo == ghi else _polarity_of(to_gray_float(img[:: max(1, h // 256), :: max(1, w // 256)]))
+        pol = "dark" if glo == ghi else polarity_of(to_gray_float(img[:: max(1, h // 256), :: max(1, w // 256)]))
     else:
         pol = s.polarity
     n_tiles = len(list(_cores(h, w, tile)))
     if glo == ghi:
-        empty = flag_particles(_measure_labels(np.zeros((1, 1), np.int32), [], None, s, px), s, (h, w))
+        empty = flag_particles(measure_labels(np.zeros((1, 1), np.int32), [], None, s, px), s, (h, w))
         return TiledResult(empty, pol, s, float("nan"), (h, w), n_tiles, 0)
     signal = _Signal(img, s, pol)
     level = _global_level(signal, s, h, w, tile)
@@ -228,8 +222,8 @@ def analyze_tiled(image: np.ndarray, *, pixel_size_um: float, settings=None, til
         sig = signal(e0, e1, f0, f1)
         if not np.isfinite(level):
             continue
-        labels, slices, _ = _segment(sig, s, level=level)
-        t = _measure_labels(labels, slices, sig, s, px, origin=(e0, f0))
+        labels, slices, _ = segment_with_level(sig, s, level=level)
+        t = measure_labels(labels, slices, sig, s, px, origin=(e0, f0))
         del labels, sig
         if not len(t):
             continue
@@ -246,6 +240,6 @@ def analyze_tiled(image: np.ndarray, *, pixel_size_um: float, settings=None, til
                                                                  kind="stable", ignore_index=True)
         parts["label"] = np.arange(1, len(parts) + 1, dtype=np.int64)
     else:
-        parts = _measure_labels(np.zeros((1, 1), np.int32), [], None, s, px)
+        parts = measure_labels(np.zeros((1, 1), np.int32), [], None, s, px)
     parts = flag_particles(parts, s, (h, w))
     return TiledResult(parts, pol, s, level, (h, w), n_tiles, cut)

@@ -6,7 +6,8 @@ import pytest
 
 from crystalloop.errors import ConfigError
 from crystalloop.vision import PipelineSettings, analyze_image, render_particles, sample_particles
-from crystalloop.vision.preprocess import _block_mean, _upsample, estimate_background
+from crystalloop.vision._background import block_mean, small_background, upsample
+from crystalloop.vision.preprocess import estimate_background
 from crystalloop.vision.tiling import analyze_tiled
 
 KEY = ["bbox_row0_px", "bbox_col0_px", "area_px"]
@@ -26,13 +27,11 @@ def big():
 def test_background_of_a_tile_is_the_whole_images_exactly(big):
     g = big.astype(np.float32)
     full = estimate_background(g, radius=50, polarity="dark")
-    small = np.concatenate([_block_mean(g[r : r + 12 * 40], 12) for r in range(0, 3000, 12 * 40)])
-    assert np.array_equal(small, _block_mean(g, 12))
-    from crystalloop.vision.preprocess import _small_background
-
-    bs = _small_background(small, 4, "rolling_ball", "dark")
+    small = np.concatenate([block_mean(g[r : r + 12 * 40], 12) for r in range(0, 3000, 12 * 40)])
+    assert np.array_equal(small, block_mean(g, 12))
+    bs = small_background(small, 4, "rolling_ball", "dark")
     for r0, c0 in ((0, 0), (1234, 777), (2500, 2900)):
-        tile = _upsample(bs, 12, r0, min(r0 + 500, 3000), c0, min(c0 + 300, 3000))
+        tile = upsample(bs, 12, r0, min(r0 + 500, 3000), c0, min(c0 + 300, 3000))
         assert np.array_equal(tile, full[r0 : r0 + 500, c0 : c0 + 300])
 
 
