@@ -119,7 +119,7 @@ def test_every_setting_on_the_command_line_overrides_the_json(tmp_path, frames):
     assert s["adaptive_block_px"] == 31
     for bad, msg in ((["--threshold", "hi"], "--threshold must be"), (["--edge", "drop"], "--edge must be"),
                      (["--circularity-range", "0.5"], "LOW,HIGH"), (["--adaptive-block-px", 4], "odd integer"),
-                     (["--edge-correction", "x"], "edge_correction"), (["--size", "area"], "--size must be")):
+                     (["--edge-correction", "x"], "--edge-correction"), (["--size", "area"], "--size must be")):
         r = _psd(frames, "--pixel-size-um", 2, "--out", tmp_path / "bad", *bad)
         assert r.exit_code == 2 and msg in r.output, (bad, r.output)
 
