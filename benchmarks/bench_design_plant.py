@@ -2,7 +2,7 @@
 
 1. Fit a twin on the shipped DoE (``examples/doe/doe.csv``, 31 noisy runs): by default the
    :class:`crystalloop.digital_twin.gp.FeatureGPTwin` (GP on physical profile features, features
-   chosen by cross-validation on the DoE); ``--twin seed003`` uses ``fit_twin(grid="fast")``
+   chosen by cross-validation on the DoE), and as the baseline ``seed003``: ``fit_twin(grid="fast")``
    without augmentation and with 20 MC-CV members (the README tour's twin, quicker to fit).
 2. Run the default design study on it: :func:`crystalloop.digital_twin.design.optimize_design`,
    max D50 / min DoA, 1–4 cycles with the number of cycles a decision variable (``mixed``), the
@@ -18,7 +18,7 @@
    ``front_mixed.csv``), beside the DoE's own truth (``examples/doe/doe_truth.csv``) as the baseline
    measured in the same run. A parity plot is saved.
 
-Run:  python benchmarks/bench_design_plant.py [--twin gp|seed003] [--pop 40] [--gen 40] [--seed 0]
+Run:  python benchmarks/bench_design_plant.py [--twin gp,seed003] [--pop 40] [--gen 40] [--seed 0]
 """
 
 from __future__ import annotations
@@ -76,21 +76,10 @@ def parity_plot(tab: pd.DataFrame, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--twin", choices=("gp", "seed003"), default="gp")
-    ap.add_argument("--pop", type=int, default=40)
-    ap.add_argument("--gen", type=int, default=40)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--jobs", type=int, default=2, help="plant batches in parallel")
-    ap.add_argument("--doe", type=Path, default=ROOT / "examples" / "doe" / "doe.csv")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "design_plant")
-    a = ap.parse_args()
-    a.out.mkdir(parents=True, exist_ok=True)
-    print(f"designs on the plant — {platform.machine()}, Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-          flush=True)
+def study(a, kind: str) -> dict:
+    """Fit, design, run the designed front on the plant; print and save the per-recipe table."""
     t0 = time.process_time()
-    twin = fit(a.twin, a.doe, a.seed)
+    twin = fit(kind, a.doe, a.seed)
     t_fit = time.process_time() - t0
     t0 = time.process_time()
     res = optimize_design(twin, OBJECTIVES, cycles=range(1, MAX_CYCLES + 1), mixed=True, solubility=SOLUBILITY,
@@ -111,7 +100,7 @@ def main() -> None:
         ok = np.isfinite(V[:, j])
         tab[f"{c}_in95"] = np.abs(tab[f"{c}_plant"] - tab[f"{c}_pred"]) <= 1.96 * tab[f"{c}_std"]
         inside[c] = (float(tab.loc[ok, f"{c}_in95"].mean()), float(np.mean(np.abs(V[ok, j] - tab.loc[ok, f"{c}_pred"]))), int(ok.sum()))
-    tab.to_csv(a.out / f"designed_front_{a.twin}.csv", index=False)
+    tab.to_csv(a.out / f"designed_front_{kind}.csv", index=False)
 
     objs = parse_objectives(OBJECTIVES, CQAS)
     ref = np.array([REFERENCE[o.name] for o in objs])
@@ -129,7 +118,7 @@ def main() -> None:
     pd.set_option("display.width", 200)
     show = tab[["n_cycles", "batch_time_min"] + [f"{c}_{k}" for c in CQAS for k in ("pred", "std", "plant")]].round(1)
     print(show.to_string())
-    print(f"\ntwin {a.twin}: fit {t_fit:.0f} CPU-s; design pop {a.pop} x gen {a.gen} ({a.pop * a.gen} twin evaluations) "
+    print(f"\ntwin {kind}: fit {t_fit:.0f} CPU-s; design pop {a.pop} x gen {a.gen} ({a.pop * a.gen} twin evaluations) "
           f"{t_design:.0f} CPU-s; {len(X)} front recipes on the plant in {t_plant:.0f} s wall")
     print(f"{'CQA':20s} {'MAE':>8s} {'in 95 %':>8s} {'n':>4s}")
     for c, (cov, mae, n) in inside.items():
@@ -140,15 +129,40 @@ def main() -> None:
         print(f"  share of the true front ({k}, HV {v:.0f}): designed {hv_design / v:.3f}, DoE {hv_doe / v:.3f}")
     best = tab.loc[tab["DoA_pct_plant"] <= 10, "D50_um_plant"].max()
     print(f"best plant D50 at plant DoA <= 10 % on the designed front: {best:.1f} um")
-    parity_plot(tab, a.out / f"parity_{a.twin}.png",
-                f"designed front ({a.twin} twin, {len(X)} recipes) vs plant; true-HV share "
+    parity_plot(tab, a.out / f"parity_{kind}.png",
+                f"designed front ({kind} twin, {len(X)} recipes) vs plant; true-HV share "
                 f"{hv_design / max(hv_true.values(), default=np.nan):.2f}")
-    (a.out / f"summary_{a.twin}.json").write_text(json.dumps({
-        "twin": a.twin, "pop": a.pop, "gen": a.gen, "seed": a.seed, "n_front": len(X),
+    summary = {
+        "twin": kind, "pop": a.pop, "gen": a.gen, "seed": a.seed, "n_front": len(X),
         "fit_cpu_s": round(t_fit, 1), "design_cpu_s": round(t_design, 1), "plant_wall_s": round(t_plant, 1),
         "per_cqa": {c: {"MAE": v[1], "in95": v[0], "n": v[2]} for c, v in inside.items()},
         "hv_predicted": hv_pred, "hv_plant": hv_design, "hv_doe_truth": hv_doe, "hv_true": hv_true,
-        "best_D50_at_DoA10": None if pd.isna(best) else float(best)}, indent=2) + "\n")
+        "best_D50_at_DoA10": None if pd.isna(best) else float(best)}
+    (a.out / f"summary_{kind}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--twin", default="gp,seed003", help="comma-separated: gp (FeatureGPTwin), seed003 (fit_twin)")
+    ap.add_argument("--pop", type=int, default=40)
+    ap.add_argument("--gen", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=2, help="plant batches in parallel")
+    ap.add_argument("--doe", type=Path, default=ROOT / "examples" / "doe" / "doe.csv")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "design_plant")
+    a = ap.parse_args()
+    a.out.mkdir(parents=True, exist_ok=True)
+    print(f"designs on the plant — {platform.machine()}, Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+          flush=True)
+    rows = {kind: study(a, kind) for kind in a.twin.split(",")}
+    print(f"\n{'twin':10s} {'n':>3s} {'D50 MAE':>8s} {'in95':>5s} {'DoA MAE':>8s} {'in95':>5s} {'HV pred':>8s} {'HV plant':>8s} "
+          f"{'share':>6s} {'DoE share':>9s} {'D50@DoA<=10':>11s}")
+    for kind, r in rows.items():
+        true = max(r["hv_true"].values(), default=float("nan"))
+        print(f"{kind:10s} {r['n_front']:3d} {r['per_cqa']['D50_um']['MAE']:8.1f} {r['per_cqa']['D50_um']['in95']:5.2f} "
+              f"{r['per_cqa']['DoA_pct']['MAE']:8.1f} {r['per_cqa']['DoA_pct']['in95']:5.2f} {r['hv_predicted']:8.0f} "
+              f"{r['hv_plant']:8.0f} {r['hv_plant'] / true:6.3f} {r['hv_doe_truth'] / true:9.3f} {r['best_D50_at_DoA10'] or float('nan'):11.1f}")
     print(f"wrote {a.out}")
 
 
