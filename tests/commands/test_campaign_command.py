@@ -30,7 +30,7 @@ def doe(tmp_path_factory):
 def test_campaign_command_refuses_bad_input(doe, tmp_path):
     """Input errors: one line, exit code 2, nothing run and no progress bar drawn first."""
     r = CliRunner().invoke(app, ["campaign", str(doe), "--batch", "0", "--out", str(tmp_path)])
-    assert r.exit_code == 2 and r.output == "error: batch_size must be a whole number >= 1, got 0\n", r.output
+    assert r.exit_code == 2 and r.output == "error: --batch must be a whole number >= 1, got 0\n", r.output
     r = CliRunner().invoke(app, ["campaign", str(doe), "--backend", "nope://", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "Unknown backend URL scheme 'nope'" in r.output and "campaign" not in r.output
     r = CliRunner().invoke(app, ["campaign", "--out", str(tmp_path / "none")])
