@@ -30,7 +30,7 @@ import numpy as np
 
 from crystalloop.dashboard._downsample import DEFAULT_POINTS, downsample
 from crystalloop.errors import CrystalloopError, StoreError, StoreNotFoundError
-from crystalloop.store import RUN_STATUSES, SCHEMA_VERSION
+from crystalloop.store import RUN_STATUSES, schema_version_of
 
 __all__ = ["StoreReader", "channel_group", "solubility_function", "ALARM_LEVELS"]
 
@@ -171,23 +171,8 @@ class StoreReader:
             raise StoreError(text) from e
 
     def _validate(self, conn: sqlite3.Connection) -> None:
+        schema_version_of(conn, self.path)
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "meta" not in tables:
-            shown = ", ".join(sorted(tables)[:8]) or "no tables"
-            raise StoreError(f"{self.path} is an SQLite database but not a crystalloop experiment store "
-                             f"(no 'meta' table; it has: {shown})")
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        if meta.get("application") != "crystalloop":
-            raise StoreError(f"{self.path} is not a crystalloop experiment store "
-                             f"(meta.application = {meta.get('application')!r}, expected 'crystalloop')")
-        try:
-            version = int(meta["schema_version"])
-        except (KeyError, ValueError):
-            raise StoreError(f"Experiment store {self.path} is corrupt: meta.schema_version is "
-                             f"{meta.get('schema_version')!r}, expected an integer") from None
-        if not 1 <= version <= SCHEMA_VERSION:
-            raise StoreError(f"Experiment store {self.path} has schema version {version}; this dashboard "
-                             f"reads versions 1 to {SCHEMA_VERSION}")
         missing = {"runs", "samples", "images", "cqas", "events"} - tables
         if missing:
             raise StoreError(f"Experiment store {self.path} is corrupt: tables {sorted(missing)} are missing")

@@ -52,6 +52,7 @@ from crystalloop.store._schema import (
     RUN_STATUSES,
     SCHEMA_VERSION,
     default_store_path,
+    schema_version_of,
 )
 from crystalloop.store._store import ExperimentStore
 
@@ -62,4 +63,5 @@ __all__ = [
     "EVENT_LEVELS",
     "DEFAULT_STORE_NAME",
     "default_store_path",
+    "schema_version_of",
 ]

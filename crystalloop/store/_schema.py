@@ -93,6 +93,41 @@ def default_store_path() -> Path:
     return Path(os.environ.get("CRYSTALLOOP_STORE") or DEFAULT_STORE_NAME)
 
 
+
+def schema_version_of(conn: sqlite3.Connection, path: Any) -> int:
+    """The schema version of the crystalloop store open on ``conn`` (file ``path``, for messages).
+
+    Raises
+    ------
+    StoreError
+        The database is not a crystalloop store (no ``meta`` table, another application), its
+        version is not an integer, below 1, or newer than this crystalloop understands.
+    """
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "meta" not in tables:
+        shown = ", ".join(sorted(tables)[:8]) or "no tables"
+        raise StoreError(f"{path} is an SQLite database but not a crystalloop experiment store "
+                         f"(no 'meta' table; it has: {shown})")
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    if meta.get("application") != "crystalloop":
+        raise StoreError(f"{path} is not a crystalloop experiment store "
+                         f"(meta.application = {meta.get('application')!r}, expected 'crystalloop')")
+    try:
+        version = int(meta["schema_version"])
+    except (KeyError, ValueError):
+        raise StoreError(f"Experiment store {path} is corrupt: meta.schema_version is "
+                         f"{meta.get('schema_version')!r}, expected an integer") from None
+    if version > SCHEMA_VERSION:
+        from crystalloop import __version__
+
+        raise StoreError(f"Experiment store {path} has schema version {version}, newer than "
+                         f"version {SCHEMA_VERSION} understood by crystalloop {__version__}; "
+                         f"upgrade crystalloop to open it")
+    if version < 1:
+        raise StoreError(f"Experiment store {path} has invalid schema version {version}")
+    return version
+
+
 class Connections:
     """Connections, transactions, error translation and schema of one store file (a base class).
 
@@ -239,27 +274,7 @@ class Connections:
                         c.execute("ROLLBACK")
                     raise
                 tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if "meta" not in tables:
-                shown = ", ".join(sorted(tables)[:8])
-                raise StoreError(f"{self.path} is an SQLite database but not a crystalloop experiment store "
-                                 f"(no 'meta' table; it has: {shown})")
-            meta = dict(c.execute("SELECT key, value FROM meta").fetchall())
-        if meta.get("application") != "crystalloop":
-            raise StoreError(f"{self.path} is not a crystalloop experiment store "
-                             f"(meta.application = {meta.get('application')!r}, expected 'crystalloop')")
-        try:
-            version = int(meta["schema_version"])
-        except (KeyError, ValueError):
-            raise StoreError(f"Experiment store {self.path} is corrupt: meta.schema_version is "
-                             f"{meta.get('schema_version')!r}, expected an integer") from None
-        if version > SCHEMA_VERSION:
-            from crystalloop import __version__
-
-            raise StoreError(f"Experiment store {self.path} has schema version {version}, newer than "
-                             f"version {SCHEMA_VERSION} understood by crystalloop {__version__}; "
-                             f"upgrade crystalloop to open it")
-        if version < 1:
-            raise StoreError(f"Experiment store {self.path} has invalid schema version {version}")
+            version = schema_version_of(c, self.path)
         self.schema_version = version
 
     def check(self) -> None:

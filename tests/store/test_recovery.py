@@ -45,8 +45,11 @@ def test_reader_thread_while_writer_thread_writes(tmp_path):
 
     def read(store):
         try:
-            while t.is_alive():
+            while True:  # read at least once, even when the writer is already done
+                alive = t.is_alive()
                 seen.append(len(store.samples(run)))
+                if not alive:
+                    break
         except Exception as e:  # pragma: no cover
             errors.append(e)
 
