@@ -55,7 +55,7 @@ def test_failure_before_the_first_sample_is_explained(tmp_path, recipe, dead_bac
 def test_argument_errors_leave_no_run(tmp_path, recipe):
     db = tmp_path / "s.db"
     for args, msg in ((["--backend", "sim://?kinetics=bogus"], "Unknown kinetic set 'bogus'"),
-                      (["--image-interval-s", "0"], "image_interval_s must be a finite number > 0 s, got 0.0"),
+                      (["--image-interval-s", "0"], "error: --image-interval-s must be a finite number > 0 s, got 0.0"),
                       (["--controller", "mpc"], "unknown controller 'mpc'"),
                       (["--safe-state", "off"], "safe_state must be one of hold, stop, got 'off'")):
         r = CliRunner().invoke(app, ["run", str(recipe), "--store", str(db), *args])
