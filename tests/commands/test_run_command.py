@@ -57,7 +57,7 @@ def test_argument_errors_leave_no_run(tmp_path, recipe):
     for args, msg in ((["--backend", "sim://?kinetics=bogus"], "Unknown kinetic set 'bogus'"),
                       (["--image-interval-s", "0"], "error: --image-interval-s must be a finite number > 0 s, got 0.0"),
                       (["--controller", "mpc"], "unknown controller 'mpc'"),
-                      (["--safe-state", "off"], "safe_state must be one of hold, stop, got 'off'")):
+                      (["--safe-state", "off"], "error: --safe-state must be one of hold, stop, got 'off'")):
         r = CliRunner().invoke(app, ["run", str(recipe), "--store", str(db), *args])
         assert r.exit_code == 2 and msg in r.output, (args, r.output)
     hot = ThermocycleProfile(40.0, 0.1, 50.0, [Segment(30.0, 0.5), Segment(95.0, 1.0), Segment(30.0, 0.5)])
