@@ -24,7 +24,7 @@ against it. This script computes, on the ``default`` compound:
 ``summary.json`` records the settings, the number of plant batches, the wall time, the hypervolume
 of each front against a fixed reference point, and the DoE's share of it.
 
-Run:  python benchmarks/plant_truth.py [--quick] [--jobs 2] [--only fresh,noise,fronts]
+Run:  python benchmarks/plant_truth.py [--quick] [--jobs 2 | --scheduler local:4|ADDRESS] [--only fresh,noise,fronts]
 """
 
 from __future__ import annotations
@@ -39,10 +39,16 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from crystalloop.cqa import CQA_NAMES
-from crystalloop.digital_twin.design import DesignSpace, hypervolume, nondominated, optimize_design, parse_objectives
+from crystalloop.digital_twin.design import (
+    DesignSpace,
+    hypervolume,
+    nondominated,
+    optimize_design,
+    parse_objectives,
+)
 from crystalloop.hardware.sim import simulate
 from crystalloop.profiles import ThermocycleProfile, feature_names, profiles_to_frame
+from crystalloop.scale import joblib_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "plant_truth"
@@ -157,7 +163,7 @@ def noise_floor(fresh: pd.DataFrame, n_recipes: int, n_seeds: int, seed: int, n_
     rng = np.random.default_rng(seed + 1)
     fresh = fresh.dropna(subset=CQAS)  # replicate recipes that make a product
     pick = []
-    for nc, grp in fresh.groupby("n_cycles"):
+    for _, grp in fresh.groupby("n_cycles"):
         pick += list(rng.choice(grp.index, size=max(1, n_recipes // (MAX_CYCLES + 1)), replace=False))
     sub = fresh.loc[pick]
     X = sub[feature_names(MAX_CYCLES)].to_numpy(float)
@@ -202,11 +208,22 @@ def fronts(budget: dict[str, tuple[int, int]], seed: int, n_jobs: int) -> tuple[
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small budgets (a smoke run, not the recorded truth)")
-    ap.add_argument("--jobs", type=int, default=2, help="plant batches in parallel")
+    ap.add_argument("--jobs", type=int, default=2, help="plant batches in parallel (joblib processes)")
+    ap.add_argument("--scheduler", default=None,
+                    help="run the plant batches on Dask ('local:N' or a scheduler address; crystalloop.scale)")
     ap.add_argument("--only", default="fresh,noise,fronts")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
+    if a.scheduler is not None:  # every joblib.Parallel below goes to the cluster's workers
+        with joblib_backend(a.scheduler):
+            _main(a, n_jobs=-1)
+    else:
+        _main(a, n_jobs=a.jobs)
+
+
+def _main(a: argparse.Namespace, *, n_jobs: int) -> None:
+    a.jobs = n_jobs
     parts = set(a.only.split(","))
     n_per_cycle, n_noise, n_seeds = (4, 5, 3) if a.quick else (40, 20, 5)
     budget = ({"cycles": (8, 2), "mixed": (12, 2), "mixed_cryst90": (12, 2)} if a.quick else
