@@ -14,9 +14,10 @@ Prints tables and writes ``results.json`` (plus the twin and its report) under `
   selected model); fresh virtual-crystallizer runs never used in training, against the simulator's
   noise-free CQAs.
 * **Throughput**: ``DigitalTwin.predict`` (mean + std of every CQA) on 10,000 profiles through the
-  compiled path, against the previous member-by-member batched path and the baseline of calling
-  ``predict`` of every ensemble member through the public sklearn API, in the same run
-  (``--throughput-only``: on the reference ensembles of docs/benchmarks.md, no model search).
+  compiled path, against the previous member-by-member batched path (both on 1 and 2 threads) and
+  the baseline of calling ``predict`` of every ensemble member through the public sklearn API, in
+  the same run, wall and CPU time (``--throughput-only``: on the reference ensembles of
+  docs/benchmarks.md, no model search).
 """
 
 from __future__ import annotations
@@ -49,8 +50,12 @@ def _metrics(y, mu, sd):
 
 def throughput(twin, doe, *, n: int = 10_000, reps: int = 5) -> pd.DataFrame:
     """Mean + std of every CQA for ``n`` profiles: the compiled path (one numba kernel over all trees of
-    all members), the previous batched path (member by member, ``fast_predict``) and the per-member
-    ``predict`` loop through the public scikit-learn/XGBoost API; medians of ``reps`` interleaved calls."""
+    all members, :mod:`crystalloop.digital_twin.compiled`), the previous batched path (member by member,
+    ``fast_predict``), each on 1 and 2 threads (the ensembles' ``n_jobs``), and the per-member
+    ``predict`` loop through the public scikit-learn/XGBoost API; medians of ``reps`` interleaved calls,
+    wall and CPU (process) time."""
+    import os
+
     from crystalloop.digital_twin.compiled import compiled_prediction
 
     rng = np.random.default_rng(0)
@@ -58,37 +63,59 @@ def throughput(twin, doe, *, n: int = 10_000, reps: int = 5) -> pd.DataFrame:
     big[:, 0] += rng.uniform(-0.5, 0.5, len(big))  # distinct rows
 
     def loop():
+        out = [], []
         for c in twin.cqas:
             P = np.vstack([e.predict(big) for e in twin.models_[c].estimators_])
-            P.mean(axis=0), P.std(axis=0, ddof=1)
+            out[0].append(P.mean(axis=0))
+            out[1].append(P.std(axis=0, ddof=1))
+        return np.column_stack(out[0]), np.column_stack(out[1])
 
-    def batched():
-        with compiled_prediction(False):
-            return twin.predict(big, return_std=True)
+    def on(threads, compiled):
+        def f():
+            for c in twin.cqas:
+                twin.models_[c].n_jobs = threads
+            with compiled_prediction(compiled):
+                return twin.predict(big, return_std=True)
+        return f
 
-    ref = batched()
-    got = twin.predict(big, return_std=True)  # warm-up (numba compiles or loads its cache)
-    same = max(float(np.max(np.abs(g - r) / np.maximum(np.abs(r), 1e-9))) for g, r in zip(got, ref, strict=True))
-    times: dict = {"compiled": [], "batched": [], "loop": []}
-    cpu: dict = {"compiled": [], "batched": [], "loop": []}
+    def rel(got, ref):
+        return max(float(np.max(np.abs(g - r) / np.maximum(np.abs(r), 1e-9))) for g, r in zip(got, ref, strict=True))
+
+    ref = on(1, False)()
+    got = on(1, True)()  # warm-up (numba compiles or loads its cache, the trees are flattened)
+    same = rel(got, ref)
+    same2 = rel(on(2, True)(), got)
+    same_loop = rel(got, loop())
+    labels = {"loop": ("baseline: member.predict loop (sklearn/XGBoost API)", loop, 1),
+              "batched1": ("previous batched path (member by member, fast_predict)", on(1, False), 1),
+              "batched2": ("previous batched path (member by member, fast_predict)", on(2, False), 2),
+              "compiled1": ("DigitalTwin.predict, compiled (all trees of all members, one numba kernel)", on(1, True), 1),
+              "compiled2": ("DigitalTwin.predict, compiled (all trees of all members, one numba kernel)", on(2, True), 2)}
+    times: dict = {k: [] for k in labels}
+    cpu: dict = {k: [] for k in labels}
+    load = [os.getloadavg()[0]]
     for _ in range(reps):
-        for k, f in (("compiled", lambda: twin.predict(big, return_std=True)), ("batched", batched), ("loop", loop)):
+        for k, (_, f, _) in labels.items():
             t1, c1 = time.perf_counter(), time.process_time()
             f()
             times[k].append(time.perf_counter() - t1)
             cpu[k].append(time.process_time() - c1)
+        load.append(os.getloadavg()[0])
+    for c in twin.cqas:
+        twin.models_[c].n_jobs = 1
     med = {k: float(np.median(v)) for k, v in times.items()}
     mcpu = {k: float(np.median(v)) for k, v in cpu.items()}
-    labels = {"compiled": "DigitalTwin.predict, compiled (boosted trees of all members in one numba kernel)",
-              "batched": "previous batched path (member by member, fast_predict)",
-              "loop": "baseline: member.predict loop (sklearn/XGBoost API)"}
-    thr = pd.DataFrame([{"method": labels[k], "wall_s": med[k], "profiles_per_s": n / med[k],
+    thr = pd.DataFrame([{"method": name, "threads": th, "wall_s": med[k], "profiles_per_s": n / med[k],
                          "cpu_s": mcpu[k], "profiles_per_cpu_s": n / mcpu[k],
-                         "ratio_vs_loop_cpu": mcpu["loop"] / mcpu[k]} for k in labels])
+                         "ratio_vs_loop_wall": med["loop"] / med[k], "ratio_vs_loop_cpu": mcpu["loop"] / mcpu[k]}
+                        for k, (name, _, th) in labels.items()])
     members = {c: f"{len(twin.models_[c].estimators_)} x {twin.info_[c]['family']}" for c in twin.cqas}
     print(f"\nPrediction throughput, {n:,} profiles, mean + std of {len(twin.cqas)} CQAs ({members}); "
-          f"median of {reps}; target >= 20,000 profiles/s; max relative difference compiled vs batched {same:.1e}:")
-    print(thr.round(3).to_string(index=False))
+          f"median of {reps}; target >= 20,000 profiles/s; load average {min(load):.1f}-{max(load):.1f} "
+          f"on {os.cpu_count()} cores; max relative difference compiled vs batched {same:.1e}, "
+          f"vs member.predict loop {same_loop:.1e}, 2 vs 1 thread {same2:.1e}:")
+    with pd.option_context("display.width", 250, "display.max_colwidth", 80):
+        print(thr.round(3).to_string(index=False))
     return thr
 
 

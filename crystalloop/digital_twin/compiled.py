@@ -1,40 +1,63 @@
 """One batched path for every tree of every ensemble member: flat node arrays and a numba kernel.
 
-An uncertainty ensemble of the twin holds ~100 members, each ``StandardScaler → model`` with a
+An uncertainty ensemble of the twin holds ~100 members, each ``[StandardScaler →] model`` with a
 random forest, gradient boosting or XGBoost model of 10–200 trees. Evaluated member by member
 (:func:`~crystalloop.digital_twin.uncertainty.fast_predict`), a prediction pays one library call per
 tree or member and one scaled float32 copy of ``X`` per member. :func:`compile_members` instead
-lays every node of every tree into flat arrays (feature, threshold, children, leaf value, the
-tree's member and weight) and :meth:`CompiledTrees.member_predictions` walks all trees for all
-rows in one compiled loop (numba, rows in parallel):
+lays every node of every tree into one flat node array, and
+:meth:`CompiledTrees.member_predictions` walks all trees of all members for all rows in one
+compiled loop (numba, row blocks in parallel):
 
-* the scaler is applied on the fly for the one feature a node tests, with the same float64
-  operations and the same float32 rounding as ``StandardScaler`` followed by the tree libraries'
-  float32 input, so every split goes the same way;
-* scikit-learn trees split on ``x <= threshold``, XGBoost on ``x < split_condition``;
-* a member's prediction is its offset (0 for a forest, the initial estimate for gradient
-  boosting, ``base_score`` for XGBoost) plus the weighted sum of its trees' leaf values (``1 /
-  n_trees`` for a forest, the learning rate for gradient boosting, 1 for XGBoost).
+* **No scaling at prediction time.** A member tests ``float32((x - mean) / scale) <= t`` (the
+  scaler's float64 operations, then the float32 input of the tree libraries; scikit-learn splits
+  on ``<= t``, XGBoost on ``< t``, which is ``<=`` the float32 just below ``t``). That test is
+  monotone in the raw value ``x``, so it equals ``x <= T`` for one double ``T`` per node, found
+  once by bisection over the doubles. The raw thresholds of all members are merged per feature:
+  a node stores the rank ``j`` of its ``T`` among the sorted distinct thresholds ``U`` of its
+  feature, and a row is reduced once per call to ranks ``r = #{u in U : u < x}`` (int16 when they
+  fit), so that ``x <= U[j]`` exactly when ``r <= j``. Every split goes the way the library's does.
+* **Flat nodes, fixed steps.** Each node is one int64 packing ``(first child, rank, feature)``
+  with its two children next to each other, so a step is one node load, one rank load and
+  ``k = child + (r[feature] > rank)`` without a branch; a leaf points to itself and never moves,
+  and a tree is walked as many steps as it is deep. Eight rows walk a tree together (eight
+  independent chains of loads for the CPU to overlap); the nodes of a member's trees are
+  contiguous and rows are taken in blocks of :data:`BLOCK`, so the block's ranks and the tree's
+  nodes stay in the L1 cache.
+* A member's prediction is its offset (0 for a forest, the initial estimate for gradient boosting,
+  ``base_score`` for XGBoost) plus its trees' leaf values in tree order (times the learning rate
+  for gradient boosting), divided by the number of trees for a forest, rounded to float32 after
+  every addition for XGBoost — the libraries' own order of operations, so the members'
+  predictions agree with the libraries' to the last bit (tested).
 
-Every tree is padded to a complete binary tree of its depth (a leaf above that depth sends every
-row left and fills the leaves below it) and walked a fixed number of steps without branches.
-Ensembles with trees deeper than :data:`HEAP_DEPTH` (unpruned random forests) and members of other
-kinds (SVR, a feature transformer in front) are not compiled; they keep the member-by-member
-path. Results equal that path to float rounding (tested).
+Members of other kinds (SVR, a feature transformer in front) are not compiled; their ensemble keeps
+the member-by-member path. Without numba, :meth:`CompiledTrees.member_predictions` walks the same
+arrays with numpy (same results, slower) and :func:`compile_members` returns ``None`` so that the
+twin uses the member-by-member path. Results do not depend on the number of threads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from ..errors import ConfigError
+
 __all__ = ["CompiledTrees", "compile_members", "compiled_prediction"]
 
 _ENABLED = True
+
+#: rows per block of the kernel: a block's ranks (BLOCK x n_features int16) and a tree's nodes stay in L1
+BLOCK = 256
+
+#: a node packs ``first_child << 32 | rank << 8 | feature``; a leaf has rank _LEAF_RANK (above every
+#: row's rank, so the step stays at the leaf); more features or thresholds than fit are not compiled
+_FEATURE_BITS, _RANK_BITS = 8, 24
+_LEAF_RANK = (1 << _RANK_BITS) - 1
 
 
 @contextlib.contextmanager
@@ -52,154 +75,157 @@ def is_enabled() -> bool:
     return _ENABLED
 
 
+def have_numba() -> bool:
+    """Whether numba imports (the compiled kernel); without it the twin keeps the member-by-member path."""
+    return importlib.util.find_spec("numba") is not None
+
+
 @dataclass
 class CompiledTrees:
-    """Every tree of an ensemble's members in flat arrays (see the module docstring)."""
+    """Every tree of an ensemble's members in one flat node array (see the module docstring).
+
+    Trees are grouped by member; a tree's nodes are contiguous, its root first, the two children
+    of a node next to each other."""
 
     n_members: int
     n_features: int
-    mean: np.ndarray        # (n_members, n_features) scaler mean (0 without one)
-    scale: np.ndarray       # (n_members, n_features) scaler scale (1 without one)
-    root: np.ndarray        # (n_trees,) first node of each tree
-    member: np.ndarray      # (n_trees,) member of each tree
-    weight: np.ndarray      # (n_trees,) multiplier of the tree's leaf values
-    strict: np.ndarray      # (n_trees,) 1: go left when x < threshold (XGBoost), 0: x <= threshold
-    feature: np.ndarray     # (n_nodes,)
-    threshold: np.ndarray   # (n_nodes,) float64
-    left: np.ndarray        # (n_nodes,) -1 at a leaf
-    right: np.ndarray       # (n_nodes,)
-    value: np.ndarray       # (n_nodes,) leaf value
-    offset: np.ndarray      # (n_members,)
-
-    def __post_init__(self) -> None:
-        counts = np.bincount(self.member, minlength=self.n_members)
-        if np.any(np.diff(self.member) < 0):
-            raise ValueError("trees must be grouped by member")
-        self.tree_hi = np.cumsum(counts).astype(np.int64)
-        self.tree_lo = (self.tree_hi - counts).astype(np.int64)
-        # "x < t" (XGBoost) is "x <= the largest double below t": one comparison for every tree
-        thr = np.where(np.repeat(self.strict, np.diff(np.append(self.root, len(self.left)))) == 1,
-                       np.nextafter(self.threshold, -np.inf), self.threshold)
-        depths, feats, thrs, leaves = [], [], [], []
-        for t in range(len(self.root)):
-            d, f, h, v = _complete(self.root[t], self.left, self.right, self.feature, thr, self.value)
-            depths.append(d)
-            feats.append(f)
-            thrs.append(h)
-            leaves.append(v)
-        self.depth = np.array(depths, dtype=np.int64)
-        sizes = (1 << self.depth) - 1
-        self.node_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self.leaf_off = np.concatenate([[0], np.cumsum(sizes + 1)[:-1]]).astype(np.int64)  # first leaf of each tree
-        self.feat = np.concatenate(feats).astype(np.int64)
-        self.thr = np.concatenate(thrs)
-        self.leaf = np.concatenate(leaves)
+    thresholds: list        # per feature: sorted distinct raw-space thresholds U_f (float64)
+    nodes: np.ndarray       # (n_nodes,) int64: first child << 32 | rank of the threshold in U_f << 8 | feature
+    value: np.ndarray       # (n_nodes,) float64: leaf value times the tree's weight (0 inside)
+    root: np.ndarray        # (n_trees,) int64 first node of each tree
+    depth: np.ndarray       # (n_trees,) int64 steps from the root to its deepest leaf
+    tree_lo: np.ndarray     # (n_members,) int64 first tree of each member
+    tree_hi: np.ndarray     # (n_members,) int64 one past its last tree
+    offset: np.ndarray      # (n_members,) float64 start of the sum
+    divisor: np.ndarray     # (n_members,) float64 the sum is divided by it (number of trees of a forest, else 1)
+    single: np.ndarray      # (n_members,) bool: the sum is rounded to float32 after every tree (XGBoost)
 
     @property
     def n_trees(self) -> int:
         return len(self.root)
 
-    def member_predictions(self, X: np.ndarray) -> np.ndarray:
-        """Predictions of every member, shape ``(n_members, n_rows)``."""
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        out = np.zeros((self.n_members, X.shape[0]))
-        _walk()(X, self.mean, self.scale, self.tree_lo, self.tree_hi, self.depth, self.node_off, self.leaf_off,
-                self.weight, self.feat, self.thr, self.leaf, out)
-        out += self.offset[:, None]
+    @property
+    def n_nodes(self) -> int:
+        return len(self.nodes)
+
+    def ranks(self, X: np.ndarray) -> np.ndarray:
+        """Each value's rank among its feature's thresholds, shape ``(n_rows, n_features)``."""
+        X = np.asarray(X, dtype=np.float64)
+        width = max((len(u) for u in self.thresholds), default=0)
+        R = np.empty(X.shape, dtype=np.int16 if width < np.iinfo(np.int16).max else np.int32)
+        for f, u in enumerate(self.thresholds):
+            R[:, f] = np.searchsorted(u, X[:, f], side="left")
+        return R
+
+    def member_predictions(self, X: np.ndarray, *, use_numba: bool | None = None) -> np.ndarray:
+        """Predictions of every member, shape ``(n_members, n_rows)``.
+
+        ``X`` holds raw (unscaled) features, shape ``(n_rows, n_features)``. The numba kernel runs
+        on ``numba.get_num_threads()`` threads; ``use_numba=False`` (or numba missing) walks the
+        same arrays with numpy, with the same results."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ConfigError(f"X has shape {X.shape}; expected (n_rows, {self.n_features})")
+        R = self.ranks(X)
+        out = np.empty((self.n_members, X.shape[0]))
+        if use_numba is None:
+            use_numba = have_numba()
+        if use_numba:
+            _kernel()(R, self.nodes, self.value, self.root, self.depth, self.tree_lo, self.tree_hi,
+                      self.offset, self.divisor, self.single, out)
+        else:
+            _walk_numpy(R, self.nodes, self.value, self.root, self.depth, self.tree_lo, self.tree_hi,
+                        self.offset, self.divisor, self.single, out)
         return out
+
+
+def _walk_numpy(R, nodes, value, root, depth, tree_lo, tree_hi, offset, divisor, single, out):
+    """The kernel's arithmetic with numpy, all rows at once (the fallback without numba)."""
+    rows = np.arange(R.shape[0])
+    R = R.astype(np.int64)
+    for m in range(len(tree_lo)):
+        acc = np.full(R.shape[0], offset[m])
+        for t in range(tree_lo[m], tree_hi[m]):
+            k = np.full(R.shape[0], root[t], dtype=np.int64)
+            for _ in range(depth[t]):
+                nd = nodes[k]
+                k = (nd >> 32) + (R[rows, nd & 0xFF] > ((nd >> 8) & 0xFFFFFF))
+            acc += value[k]
+            if single[m]:
+                acc = acc.astype(np.float32).astype(np.float64)
+        out[m] = acc / divisor[m]
 
 
 _KERNEL = None
 
 
-#: deepest tree the compiled path takes: trees are padded to complete trees (2**depth leaves) and walked
-#: without branches; measured on one core (process time, docs/benchmarks.md) this beats the tree
-#: libraries for boosted trees of depth 3 (XGBoost 1.45x, gradient boosting 1.0-1.2x) but not for
-#: deep random-forest trees (depth 11: 0.5x, even walking their own nodes), which keep the other path
-HEAP_DEPTH = 6
-
-
-def _depth(root, left, right) -> int:
-    stack, best = [(root, 0)], 0
-    while stack:
-        node, d = stack.pop()
-        if left[node] < 0:
-            best = max(best, d)
-        else:
-            stack += [(left[node], d + 1), (right[node], d + 1)]
-    return best
-
-
-def _complete(root, left, right, feature, threshold, value):
-    """A tree as a complete binary tree in heap order: (depth, features, thresholds, leaf values).
-
-    A leaf above the full depth becomes a node that sends every row left (threshold +inf), and its
-    value fills the leaves below it."""
-    D = _depth(root, left, right)
-    if D > HEAP_DEPTH:
-        raise _TooDeep(D)
-    f = np.zeros((1 << D) - 1, dtype=np.int64)
-    h = np.full((1 << D) - 1, np.inf)
-    v = np.zeros(1 << D)
-
-    def fill(node, k, d):
-        if d == D:
-            v[k - ((1 << D) - 1)] = value[node]
-            return
-        if left[node] < 0:  # a leaf above the full depth: every path below it ends at its value
-            fill(node, 2 * k + 1, d + 1)
-            fill(node, 2 * k + 2, d + 1)
-            return
-        f[k], h[k] = feature[node], threshold[node]
-        fill(left[node], 2 * k + 1, d + 1)
-        fill(right[node], 2 * k + 2, d + 1)
-
-    fill(root, 0, 0)
-    return D, f, h, v
-
-
-class _TooDeep(Exception):
-    pass
-
-
-def _walk():
+def _kernel():
     """The numba kernel, compiled on first use (cached on disk by numba)."""
     global _KERNEL
     if _KERNEL is not None:
         return _KERNEL
     from numba import njit, prange
 
+    @njit(inline="always", cache=True)
+    def step(nd, R, a):
+        # nd packs first child << 32 | rank << 8 | feature (see _FEATURE_BITS, _RANK_BITS)
+        return (nd >> 32) + (1 if R[a, nd & 0xFF] > ((nd >> 8) & 0xFFFFFF) else 0)
+
     @njit(parallel=True, cache=True, nogil=True)
-    def walk(X, mean, scale, tree_lo, tree_hi, depth, node_off, leaf_off, weight, feat, thr, leaf, out):
-        # every tree is a complete binary tree of its own depth in heap order (children of k: 2k+1, 2k+2);
-        # a row goes right when its scaled value exceeds the threshold: a fixed number of steps, no branch
-        n, n_feat = X.shape
-        block = 512  # rows per block: a tree's nodes stay in cache while the block's rows walk it
+    def walk(R, nodes, value, root, depth, tree_lo, tree_hi, offset, divisor, single, out):
+        n = R.shape[0]
+        block = 256  # BLOCK
         n_blocks = (n + block - 1) // block
         for b in prange(n_blocks):
             lo = b * block
-            hi = min(n, lo + block)
-            nb = hi - lo
-            z = np.empty((nb, n_feat))
-            k = np.empty(nb, dtype=np.int64)
+            nb = min(n, lo + block) - lo
+            acc = np.empty(nb)
             for m in range(tree_lo.shape[0]):
                 for i in range(nb):
-                    for f in range(n_feat):
-                        z[i, f] = np.float64(np.float32((X[lo + i, f] - mean[m, f]) / scale[m, f]))
+                    acc[i] = offset[m]
                 for t in range(tree_lo[m], tree_hi[m]):
-                    w = weight[t]
-                    base = node_off[t]
-                    k[:] = 0
-                    for _ in range(depth[t]):
+                    r0 = root[t]
+                    d = depth[t]
+                    i = 0
+                    while i + 8 <= nb:  # eight rows at once: independent load chains
+                        a = lo + i
+                        k0 = k1 = k2 = k3 = k4 = k5 = k6 = k7 = r0
+                        for _ in range(d):
+                            k0 = step(nodes[k0], R, a)
+                            k1 = step(nodes[k1], R, a + 1)
+                            k2 = step(nodes[k2], R, a + 2)
+                            k3 = step(nodes[k3], R, a + 3)
+                            k4 = step(nodes[k4], R, a + 4)
+                            k5 = step(nodes[k5], R, a + 5)
+                            k6 = step(nodes[k6], R, a + 6)
+                            k7 = step(nodes[k7], R, a + 7)
+                        acc[i] += value[k0]
+                        acc[i + 1] += value[k1]
+                        acc[i + 2] += value[k2]
+                        acc[i + 3] += value[k3]
+                        acc[i + 4] += value[k4]
+                        acc[i + 5] += value[k5]
+                        acc[i + 6] += value[k6]
+                        acc[i + 7] += value[k7]
+                        i += 8
+                    while i < nb:
+                        k = r0
+                        for _ in range(d):
+                            k = step(nodes[k], R, lo + i)
+                        acc[i] += value[k]
+                        i += 1
+                    if single[m]:  # XGBoost adds in float32: a double sum of two floats rounded once is that sum
                         for i in range(nb):
-                            j = base + k[i]
-                            k[i] = 2 * k[i] + 1 + (1 if z[i, feat[j]] > thr[j] else 0)
-                    first = leaf_off[t] - ((1 << depth[t]) - 1)
-                    for i in range(nb):
-                        out[m, lo + i] += w * leaf[first + k[i]]
+                            acc[i] = np.float32(acc[i])
+                dv = divisor[m]
+                for i in range(nb):
+                    out[m, lo + i] = acc[i] / dv
 
     _KERNEL = walk
     return walk
+
+
+# ---------------------------------------------------------------------------------------- building
 
 
 def _unwrap(member):
@@ -218,11 +244,20 @@ def _unwrap(member):
     return mean, scale, member
 
 
+def _below32(t: np.ndarray) -> np.ndarray:
+    """The largest float32 not above each double of ``t``: ``float32 z <= t`` iff ``z <= _below32(t)``."""
+    with np.errstate(over="ignore"):
+        f = t.astype(np.float32)
+    return np.where(f.astype(np.float64) > t, np.nextafter(f, np.float32(-np.inf)), f)
+
+
 def _sk_tree(tree):
+    """A scikit-learn tree: (feature, float32 threshold for ``z <= thr``, left, right, leaf value)."""
     t = tree.tree_
     left = t.children_left.astype(np.int64)
-    return (t.feature.astype(np.int64), t.threshold.astype(np.float64), left,
-            t.children_right.astype(np.int64), t.value[:, 0, 0].astype(np.float64))
+    thr = _below32(t.threshold.astype(np.float64))
+    return (t.feature.astype(np.int64), thr, left, t.children_right.astype(np.int64),
+            t.value[:, 0, 0].astype(np.float64))
 
 
 def _xgb_trees(booster):
@@ -231,69 +266,147 @@ def _xgb_trees(booster):
     gb = learner["gradient_booster"]
     if gb.get("name") != "gbtree" or int(learner["learner_model_param"].get("num_target", "1")) != 1:
         return None
-    base = float(str(learner["learner_model_param"]["base_score"]).strip("[]"))
+    base = float(np.float32(str(learner["learner_model_param"]["base_score"]).strip("[]")))
     trees = []
     for tr in gb["model"]["trees"]:
         left = np.asarray(tr["left_children"], dtype=np.int64)
-        cond = np.asarray(tr["split_conditions"], dtype=np.float32).astype(np.float64)
+        cond = np.asarray(tr["split_conditions"], dtype=np.float32)
         leaf = left < 0
-        trees.append((np.asarray(tr["split_indices"], dtype=np.int64), np.where(leaf, 0.0, cond), left,
-                      np.asarray(tr["right_children"], dtype=np.int64), np.where(leaf, cond, 0.0)))
+        # XGBoost goes left when the float32 value is < cond: <= the float32 just below it
+        below = np.nextafter(cond, np.float32(-np.inf))
+        trees.append((np.asarray(tr["split_indices"], dtype=np.int64), np.where(leaf, 0.0, below.astype(np.float64)),
+                      left, np.asarray(tr["right_children"], dtype=np.int64),
+                      np.where(leaf, cond.astype(np.float64), 0.0)))
     return base, trees
+
+
+def _key(d: np.ndarray) -> np.ndarray:
+    """Doubles to int64 keys in the same order (-0.0 and 0.0 share a key)."""
+    b = d.view(np.int64)
+    return np.where(b >= 0, b, -(b & np.int64(0x7FFFFFFFFFFFFFFF)))
+
+
+def _unkey(k: np.ndarray) -> np.ndarray:
+    return np.where(k >= 0, k, (-k) | np.int64(-0x8000000000000000)).view(np.float64)
+
+
+def _raw_thresholds(thr32: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The largest double ``x`` with ``float32((x - mean) / scale) <= thr32``, per node (bisection).
+
+    The test is monotone in ``x`` (every step rounds monotonically, ``scale > 0``), so it equals
+    ``x <= T``; ``T`` is ``-inf`` when no finite value passes and ``+inf`` when all do."""
+
+    def passes(x):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return ((x - mean) / scale).astype(np.float32) <= thr32
+
+    lo = np.full(len(thr32), _key(np.array([-np.inf]))[0])
+    hi = np.full(len(thr32), _key(np.array([np.inf]))[0])
+    top = passes(np.full(len(thr32), np.inf))
+    todo = ~top
+    while True:
+        mid = (lo >> 1) + (hi >> 1) + (lo & hi & 1)  # floor((lo + hi) / 2) without overflow
+        open_ = todo & (mid > lo)
+        if not open_.any():
+            break
+        ok = passes(_unkey(mid))
+        lo = np.where(open_ & ok, mid, lo)
+        hi = np.where(open_ & ~ok, mid, hi)
+    return np.where(top, np.inf, _unkey(lo))
+
+
+def _layout(feature, thr, left, right, value):
+    """One tree in breadth-first order with siblings adjacent: (feature, threshold, first child, value,
+    depth); a leaf is its own first child."""
+    order, pos, depth_of = [0], {0: 0}, {0: 0}
+    i = 0
+    while i < len(order):
+        node = order[i]
+        if left[node] >= 0:
+            for c in (left[node], right[node]):
+                pos[c] = len(order)
+                depth_of[c] = depth_of[node] + 1
+                order.append(c)
+        i += 1
+    order = np.asarray(order, dtype=np.int64)
+    inner = left[order] >= 0
+    first = np.where(inner, [pos[left[n]] if left[n] >= 0 else 0 for n in order], np.arange(len(order)))
+    return (np.where(inner, feature[order], 0), np.where(inner, thr[order], np.inf), first,
+            np.where(inner, 0.0, value[order]), max(depth_of.values()), inner)
 
 
 def compile_members(estimators, n_features: int) -> CompiledTrees | None:
     """Flatten the trees of ``estimators`` (fitted ensemble members); ``None`` when a member is not a
-    ``[StandardScaler →]`` random forest, gradient boosting or XGBoost model."""
+    ``[StandardScaler →]`` random forest, gradient boosting or XGBoost model, or numba is missing."""
+    if not have_numba():
+        return None
+    return _compile(estimators, n_features)
+
+
+def _compile(estimators, n_features: int) -> CompiledTrees | None:
     n_m = len(estimators)
-    mean = np.zeros((n_m, n_features))
-    scale = np.ones((n_m, n_features))
-    parts: list[tuple] = []  # (member, weight, strict, (feature, threshold, left, right, value))
     offset = np.zeros(n_m)
+    divisor = np.ones(n_m)
+    single = np.zeros(n_m, dtype=np.bool_)
+    trees: list[tuple] = []  # (member, weight, (feature, thr32, left, right, value))
+    means, scales = np.zeros((n_m, n_features)), np.ones((n_m, n_features))
     for m, est in enumerate(estimators):
         plan = _unwrap(est)
         if plan is None:
             return None
         mu, sc, model = plan
         if mu is not None:
-            mean[m] = mu
+            means[m] = mu
         if sc is not None:
-            scale[m] = sc
+            scales[m] = sc
         name = type(model).__name__
         if name in ("RandomForestRegressor", "ExtraTreesRegressor") and model.n_outputs_ == 1:
-            w = 1.0 / len(model.estimators_)
-            parts += [(m, w, 0, _sk_tree(t)) for t in model.estimators_]
+            divisor[m] = len(model.estimators_)
+            trees += [(m, 1.0, _sk_tree(t)) for t in model.estimators_]
         elif name == "GradientBoostingRegressor":
             offset[m] = float(np.asarray(model._raw_predict_init(np.zeros((1, n_features), dtype=np.float32))).ravel()[0])
-            parts += [(m, float(model.learning_rate), 0, _sk_tree(t)) for t in model.estimators_[:, 0]]
+            trees += [(m, float(model.learning_rate), _sk_tree(t)) for t in model.estimators_[:, 0]]
         elif name == "XGBRegressor":
             res = _xgb_trees(model.get_booster())
             if res is None:
                 return None
-            offset[m], trees = res
-            parts += [(m, 1.0, 1, tr) for tr in trees]
+            offset[m], xt = res
+            single[m] = True
+            trees += [(m, 1.0, tr) for tr in xt]
         else:
             return None
-    if not parts:
+    if not trees:
         return None
-    try:
-        return _assemble(parts, n_m, n_features, mean, scale, offset)
-    except _TooDeep:
-        return None
-
-
-def _assemble(parts, n_m, n_features, mean, scale, offset) -> CompiledTrees:
-    sizes = np.array([len(p[3][0]) for p in parts])
-    start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    cat = [np.concatenate([p[3][k] for p in parts]) for k in range(5)]
-    shift = np.repeat(start, sizes)
-    left = np.where(cat[2] >= 0, cat[2] + shift, -1)
-    right = np.where(cat[3] >= 0, cat[3] + shift, -1)
-    feature = np.where(cat[2] >= 0, cat[0], 0)
+    laid = [_layout(*tr) for _, _, tr in trees]
+    sizes = np.array([len(lay[0]) for lay in laid], dtype=np.int64)
+    root = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    member = np.repeat(np.array([m for m, _, _ in trees], dtype=np.int64), sizes)
+    feat = np.concatenate([lay[0] for lay in laid]).astype(np.int64)
+    thr32 = np.concatenate([lay[1] for lay in laid])
+    first = np.concatenate([lay[2] for lay in laid]) + np.repeat(root, sizes)
+    weight = np.repeat(np.array([w for _, w, _ in trees]), sizes)
+    value = np.concatenate([lay[3] for lay in laid]) * weight  # the libraries' lr * value, once per leaf
+    inner = np.concatenate([lay[5] for lay in laid])
+    raw = _raw_thresholds(thr32[inner], means[member[inner], feat[inner]], scales[member[inner], feat[inner]])
+    rank = np.full(len(feat), _LEAF_RANK, dtype=np.int64)
+    thresholds = []
+    fi = feat[inner]
+    rank_inner = np.empty(len(raw), dtype=np.int64)
+    for f in range(n_features):
+        sel = fi == f
+        u = np.unique(raw[sel])
+        thresholds.append(u)
+        rank_inner[sel] = np.searchsorted(u, raw[sel])
+    rank[inner] = rank_inner
+    if (n_features > 1 << _FEATURE_BITS or max((len(u) for u in thresholds), default=0) >= _LEAF_RANK
+            or len(feat) >= 1 << 31):
+        return None  # does not fit the packed nodes
+    counts = np.bincount([m for m, _, _ in trees], minlength=n_m)
+    tree_hi = np.cumsum(counts).astype(np.int64)
     return CompiledTrees(
-        n_members=n_m, n_features=n_features, mean=mean, scale=scale,
-        root=start.astype(np.int64), member=np.array([p[0] for p in parts], dtype=np.int64),
-        weight=np.array([p[1] for p in parts], dtype=np.float64), strict=np.array([p[2] for p in parts], dtype=np.int64),
-        feature=feature.astype(np.int64), threshold=cat[1], left=left.astype(np.int64), right=right.astype(np.int64),
-        value=cat[4], offset=offset,
+        n_members=n_m, n_features=n_features, thresholds=thresholds,
+        nodes=(first << 32) | (rank << _FEATURE_BITS) | feat,
+        value=value, root=root, depth=np.array([lay[4] for lay in laid], dtype=np.int64),
+        tree_lo=(tree_hi - counts).astype(np.int64), tree_hi=tree_hi, offset=offset, divisor=divisor,
+        single=single,
     )

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from crystalloop.digital_twin import MonteCarloCVRegressor, WeightedERMRegressor, make_estimator
+from crystalloop.digital_twin import compiled as compiled_mod
 from crystalloop.digital_twin.compiled import compile_members, compiled_prediction
 
 
@@ -18,23 +22,89 @@ def _data(n=40, seed=0):
     return X, y, np.vstack([Xq, X])  # fresh rows and the training rows (values on the split points)
 
 
-@pytest.mark.parametrize(("family", "params", "atol"), [
-    ("xgb", {"n_estimators": 20, "max_depth": 3}, 1e-5),  # XGBoost sums its leaves in float32 (|y| <= 10)
-    ("gbt", {"n_estimators": 20, "max_depth": 3}, 1e-9),
-    ("rf", {"n_estimators": 10, "max_depth": 5}, 1e-9),
-])
-def test_compiled_equals_member_by_member(family, params, atol):
+def _on_the_splits(compiled, n=400, seed=0):
+    """Rows whose every value is a raw split threshold or the double just above or below one: where a
+    rounding difference in the scaler or in float32 would send a row the other way."""
+    rng = np.random.default_rng(seed)
+    cols = []
+    for u in compiled.thresholds:
+        u = u[np.isfinite(u)]
+        cand = np.concatenate([u, np.nextafter(u, np.inf), np.nextafter(u, -np.inf)]) if len(u) else np.zeros(1)
+        cols.append(rng.choice(cand, n))
+    return np.column_stack(cols)
+
+
+FAMILIES = [
+    ("xgb", {"n_estimators": 20, "max_depth": 3}),
+    ("gbt", {"n_estimators": 20, "max_depth": 3}),
+    ("rf", {"n_estimators": 10, "max_depth": 5}),
+    ("rf", {"n_estimators": 10}),  # unpruned trees (depth ~ 10)
+]
+
+
+@pytest.mark.parametrize(("family", "params"), FAMILIES)
+def test_compiled_equals_the_libraries_to_the_last_bit(family, params):
     X, y, Xq = _data()
     ens = MonteCarloCVRegressor(make_estimator(family, random_state=0, **params), n_splits=7, random_state=1).fit(X, y)
     compiled = compile_members(ens.estimators_, X.shape[1])
     assert compiled is not None and compiled.n_members == 7
+    Xq = np.vstack([Xq, _on_the_splits(compiled)])
     with compiled_prediction(False):
         ref = ens.predict(Xq, return_std=True)
         P_ref = ens.member_predictions(Xq)
+    P_api = np.vstack([e.predict(Xq) for e in ens.estimators_])  # the public API, member by member
     got = ens.predict(Xq, return_std=True)
-    np.testing.assert_allclose(compiled.member_predictions(Xq), P_ref, rtol=0, atol=atol)
-    np.testing.assert_allclose(got[0], ref[0], rtol=0, atol=atol)
-    np.testing.assert_allclose(got[1], ref[1], rtol=0, atol=10 * atol)
+    np.testing.assert_array_equal(P_ref, P_api)
+    np.testing.assert_array_equal(compiled.member_predictions(Xq), P_api)
+    np.testing.assert_array_equal(compiled.member_predictions(Xq, use_numba=False), P_api)  # numpy fallback
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("member", [
+    make_pipeline(StandardScaler(with_mean=False), RandomForestRegressor(n_estimators=5, random_state=0)),
+    make_pipeline(StandardScaler(with_std=False), ExtraTreesRegressor(n_estimators=5, random_state=0)),
+    RandomForestRegressor(n_estimators=5, min_samples_leaf=2, random_state=0),  # no scaler
+])
+def test_scaler_variants_and_bare_forests_compile_exactly(member):
+    X, y, Xq = _data(seed=3)
+    ens = MonteCarloCVRegressor(member, n_splits=4, random_state=0).fit(X, y)
+    compiled = compile_members(ens.estimators_, X.shape[1])
+    assert compiled is not None
+    Xq = np.vstack([Xq, _on_the_splits(compiled, seed=1)])
+    np.testing.assert_array_equal(compiled.member_predictions(Xq), np.vstack([e.predict(Xq) for e in ens.estimators_]))
+
+
+def test_mixed_families_in_one_ensemble_and_threads_give_identical_results():
+    X, y, Xq = _data(n=60, seed=4)
+    Xq = np.repeat(Xq, 5, axis=0) + np.random.default_rng(0).normal(0, 0.01, (5 * len(Xq), 6))  # >= 1000 rows
+    members = [MonteCarloCVRegressor(make_estimator(f, random_state=0, **p), n_splits=3, random_state=2).fit(X, y)
+               .estimators_ for f, p in FAMILIES]
+    estimators = [e for ms in members for e in ms]
+    compiled = compile_members(estimators, X.shape[1])
+    assert compiled is not None and compiled.n_members == len(estimators)
+    P_api = np.vstack([e.predict(Xq) for e in estimators])
+    np.testing.assert_array_equal(compiled.member_predictions(Xq), P_api)
+    ens = MonteCarloCVRegressor(make_estimator("rf", random_state=0, n_estimators=8), n_splits=5, random_state=0,
+                                n_jobs=1).fit(X, y)
+    one = ens.predict(Xq, return_std=True)
+    ens.n_jobs = 2  # numba row blocks on two threads
+    two = ens.predict(Xq, return_std=True)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
+
+
+def test_without_numba_the_member_by_member_path_gives_the_same_results(monkeypatch):
+    X, y, Xq = _data(seed=5)
+    ens = MonteCarloCVRegressor(make_estimator("rf", random_state=0, n_estimators=6), n_splits=4, random_state=0).fit(X, y)
+    with_numba = ens.predict(Xq, return_std=True)
+    monkeypatch.setattr(compiled_mod, "have_numba", lambda: False)
+    assert compile_members(ens.estimators_, X.shape[1]) is None
+    fresh = MonteCarloCVRegressor(make_estimator("rf", random_state=0, n_estimators=6), n_splits=4,
+                                  random_state=0).fit(X, y)  # compiled on first use: now it is not
+    without = fresh.predict(Xq, return_std=True)
+    np.testing.assert_allclose(without[0], with_numba[0], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(without[1], with_numba[1], rtol=1e-9, atol=0)
 
 
 def test_weighted_erm_members_compile_and_other_kinds_do_not():
@@ -48,8 +118,14 @@ def test_weighted_erm_members_compile_and_other_kinds_do_not():
     np.testing.assert_allclose(ens.predict(Xq), ref, rtol=1e-12)
     svr = MonteCarloCVRegressor(make_estimator("svr"), n_splits=3, random_state=0).fit(X, y)
     lin = MonteCarloCVRegressor(LinearRegression(), n_splits=3, random_state=0).fit(X, y)
-    deep = MonteCarloCVRegressor(make_estimator("rf", random_state=0, n_estimators=5), n_splits=3,
-                                 random_state=0).fit(X, y)  # unpruned trees, deeper than HEAP_DEPTH
-    for e in (svr, lin, deep):
+    for e in (svr, lin):
         assert compile_members(e.estimators_, 6) is None
         assert np.isfinite(e.predict(Xq)).all()  # the member-by-member path still serves them
+
+
+def test_compiled_member_predictions_reject_a_wrong_shape():
+    X, y, _ = _data()
+    ens = MonteCarloCVRegressor(make_estimator("gbt", random_state=0, n_estimators=5), n_splits=3, random_state=0).fit(X, y)
+    compiled = compile_members(ens.estimators_, 6)
+    with pytest.raises(ValueError, match=r"X has shape \(4, 5\); expected \(n_rows, 6\)"):
+        compiled.member_predictions(np.zeros((4, 5)))
