@@ -9,7 +9,7 @@ import typer
 
 
 def design(
-    twin: Annotated[Path, typer.Argument(help="Folder of a fitted twin (crystalloop twin fit ... --out TWIN).")],
+    twin: Annotated[Path, typer.Argument(help="Folder of a fitted twin, ensemble or GP (crystalloop twin fit ... --out TWIN).")],
     objectives: Annotated[str, typer.Option(
         "--objectives", "-o",
         help="Comma-separated 'max:NAME'/'min:NAME' (D50, DoA, crystallinity, batch_time, ...).")] = "max:D50,min:DoA",
@@ -32,7 +32,8 @@ def design(
     solubility: Annotated[str | None, typer.Option(
         "--solubility", help="Solubility polynomial c*(T) = a0 + a1 T + a2 T^2 ... in kg/kg with T in °C, as "
                              "'a0,a1,a2' (e.g. the kinetic set's coefficients): judges which recipes dissolve "
-                             "their product. Without it, reheating to the start temperature stands in.")] = None,
+                             "their product. Without it, a GP twin's stored curve is used, or reheating to the "
+                             "start temperature stands in.")] = None,
     max_distance: Annotated[str, typer.Option(
         "--max-distance", help="Largest distance of a designed recipe to the nearest measured one (fraction of "
                                "the bound widths, RMS), 'auto' (as far as the measured recipes lie from each "
@@ -69,6 +70,7 @@ def design(
                                   inf if max_rate is None else max_rate, source="user")
     console = make_console()
     from crystalloop.digital_twin.design import solubility_polynomial
+    from crystalloop.digital_twin.gp import FeatureGPTwin, solubility_curve
     from crystalloop.errors import ConfigError
 
     sol = None
@@ -88,6 +90,9 @@ def design(
         except ValueError:
             raise ConfigError(f"--max-distance must be a number > 0, 'auto' or 'none', got {max_distance!r}") from None
     tw = load_twin(twin)
+    if sol is None and isinstance(tw, FeatureGPTwin) and tw.solubility is not None:
+        sol = solubility_curve(tw.solubility)  # the GP twin's own curve (mg/g, T in °C)
+        console.print("dissolution check: the solubility curve stored with the GP twin", highlight=False)
     n_inst = 1 if mixed else len(parse_cycles(cycles))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:

@@ -2,8 +2,10 @@
 
 Read a DoE table (:func:`read_doe`), fit a twin (:class:`DigitalTwin` or :func:`fit_twin`: model
 selection by repeated K-fold CV, synthetic augmentation with weighted ERM, Monte Carlo CV
-uncertainty), predict mean ± std per CQA (:meth:`DigitalTwin.predict`), save/load it without pickle
-(skops, XGBoost JSON), report on it (:func:`write_report`), and design recipes on it
+uncertainty), or a Gaussian process per CQA on physical profile features (:class:`FeatureGPTwin`,
+:func:`fit_gp_twin`, optionally with the compound's :class:`SolubilityCurve`), predict mean ± std
+per CQA, save/load either without pickle (skops, XGBoost JSON, JSON; :func:`load_twin` opens any
+twin folder), report on it (:func:`write_report`), and design recipes on it
 (:mod:`crystalloop.digital_twin.design`).
 """
 
@@ -27,10 +29,12 @@ from .models import (
                       select_model,
                       with_features,
 )
+from .features import SolubilityCurve
+from .gp import FeatureGPRegressor, FeatureGPTwin, fit_gp_twin
 from .persist import TRUSTED_TYPES, load_ensemble, save_ensemble
 from .report import fit_and_save, model_card, predict_profiles, report_twin, write_report
 from .synthetic import GENERATORS, ProfileFeasibility, SyntheticGenerator, profile_validity
-from .twin import DigitalTwin, TwinWarning, fit_twin
+from .twin import DigitalTwin, TwinWarning, fit_twin, load_twin
 from .uncertainty import BootstrapRegressor, MonteCarloCVRegressor, calibration_report
 
 __all__ = [
@@ -43,6 +47,7 @@ __all__ = [
     "DigitalTwin", "TwinWarning", "fit_twin", "model_card", "write_report",
     "fit_and_save", "predict_profiles", "report_twin",
     "TRUSTED_TYPES", "save_ensemble", "load_ensemble",
+    "FeatureGPTwin", "FeatureGPRegressor", "fit_gp_twin", "SolubilityCurve", "load_twin",
 ]
 
 

@@ -10,13 +10,35 @@ form) on the training rows only (never on the data it will be judged on), then f
 
 :class:`FeatureGPTwin` bundles one such regressor per CQA behind the design's twin protocol
 (:class:`~crystalloop.digital_twin.design.DesignTwin`: ``cqas``, ``max_cycles``, ``feature_names``,
-``predict_frame``; and ``training_data_`` for the validity domain), so NSGA-II can run on it.
+``predict_frame``; and ``training_data_`` for the validity domain), so NSGA-II can run on it. It
+is honest about itself: per CQA the closed-form leave-one-out predictions of the fitted GP give a
+cross-validated MAE, R² and interval coverage (``info_``), and a CQA whose CV R² <= 0 or whose
+intervals miss their nominal coverage gets a :class:`~crystalloop.errors.TwinWarning`, as the
+ensemble twin does.
+
+Persistence (:meth:`FeatureGPTwin.save`, :meth:`FeatureGPTwin.load`), JSON only::
+
+    twin.json               kind "feature-gp", format version, settings, solubility curve, CV scores,
+                            package versions and the SHA-256 of every file below
+    models/<cqa>.json       features kept, standardization, kernel with its fitted hyperparameters
+                            (and theta), log_target, clip, the GP's training inputs and targets,
+                            leave-one-out predictions
+    data/doe.csv            the training rows (run_id, recipe and CQA columns)
+
+Loading rebuilds each ``GaussianProcessRegressor`` with the stored kernel (``optimizer=None``)
+and refits it on the stored inputs, which reproduces the saved predictions exactly; the same
+data and seed give a byte-identical folder. :func:`crystalloop.digital_twin.load_twin` opens
+either kind of twin folder.
 """
 
 from __future__ import annotations
 
+import json
+import platform
+import time
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,15 +47,41 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from sklearn.metrics import r2_score
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 
-from crystalloop.errors import ConfigError, InsufficientDataError, SchemaError
+from crystalloop.errors import (
+    ConfigError,
+    InsufficientDataError,
+    ModelError,
+    SchemaError,
+    TwinWarning,
+    UntrustedModelError,
+)
 from crystalloop.profiles import feature_names as profile_feature_names
 
+from .doe import DoETable, read_doe, resolve_cqa
 from .features import SolubilityCurve, profile_features
+from .fitting import honesty_warnings
+from .models import MIN_ROWS
+from .persist import (
+    check_files,
+    jsonable,
+    kernel_from_dict,
+    kernel_to_dict,
+    read_json_file,
+    sha256_file,
+)
+from .uncertainty import calibration_report
 
-__all__ = ["FeatureGPRegressor", "FeatureGPTwin"]
+__all__ = ["FeatureGPRegressor", "FeatureGPTwin", "fit_gp_twin", "solubility_curve", "GP_FORMAT_VERSION", "GP_KIND"]
+
+#: ``kind`` in the twin.json of a GP twin folder (an ensemble twin's folder has another kind).
+GP_KIND = "feature-gp"
+#: Version of the GP twin folder layout.
+GP_FORMAT_VERSION = 1
+_ALPHA = 1e-10  # GaussianProcessRegressor's default jitter, stored with each model
 
 
 def _kernel(n_dim: int, ard: bool):
@@ -163,6 +211,13 @@ class FeatureGPRegressor(RegressorMixin, BaseEstimator):
         y : array-like, shape (n,)
             One CQA (its units).
         """
+        from threadpoolctl import threadpool_limits
+
+        # 20-40 rows: one BLAS thread is fastest, and several spin against each other on a busy machine
+        with threadpool_limits(limits=1):
+            return self._fit(X, y)
+
+    def _fit(self, X, y) -> FeatureGPRegressor:
         F_df = self._physical(X)
         y = np.asarray(y, dtype=float).ravel()
         if len(y) != len(F_df):
@@ -225,16 +280,130 @@ class FeatureGPRegressor(RegressorMixin, BaseEstimator):
         self.scale_[self.scale_ == 0] = 1.0
         self.gp_ = _gp_fit((A - self.mean_) / self.scale_, self._fwd(y), ard=bool(self.ard), restarts=int(self.n_restarts),
                            seed=seed)
+        self.y_train_ = y
+        self.loo_mean_, self.loo_std_ = self._loo()
         self.n_features_in_ = len(profile_feature_names(self.max_cycles))
         return self
+
+    def _loo(self) -> tuple[np.ndarray, np.ndarray]:
+        """Closed-form leave-one-out mean and std of every training row (target units), with the
+        fitted hyperparameters (Rasmussen & Williams eq. 5.12); the std includes the noise term.
+
+        The prior mean (``normalize_y``: the mean of the targets) is re-estimated without the left-out
+        row, as a refit on the other rows would: for a prior mean ``c``, the LOO residual is
+        ``[K⁻¹(y - c)]_i / [K⁻¹]_ii``, and ``c_i`` is the mean of the other rows."""
+        gp = self.gp_
+        from scipy.linalg import cho_solve
+
+        n = len(gp.L_)
+        Kinv = cho_solve((gp.L_, True), np.eye(n))
+        d = np.diag(Kinv)
+        yn = np.ravel(gp.y_train_)
+        c = -yn / (n - 1)  # mean of the other rows, normalized units
+        mu = yn - (gp.alpha_.ravel() - c * Kinv.sum(axis=1)) / d  # normalized target units
+        sd = np.sqrt(1.0 / d)
+        mu = gp._y_train_mean + gp._y_train_std * mu
+        sd = float(np.ravel(gp._y_train_std)[0]) * sd
+        mu, sd = self._back(mu, sd)
+        return np.asarray(mu, dtype=float), np.asarray(sd, dtype=float)
+
+    def cv_scores(self) -> dict[str, Any]:
+        """Cross-validated scores from the leave-one-out predictions: ``n``, ``mae``, ``r2``,
+        ``calibration`` (level, coverage, n, mean width per 68 % / 95 % interval), ``outer_cv_mae``
+        (the feature strategy's outer-CV MAE when ``features="cv"``)."""
+        check_is_fitted(self, "gp_")
+        y, mu, sd = self.y_train_, self.loo_mean_, self.loo_std_
+        cal = calibration_report(y, mu, sd)
+        return {"n": int(len(y)), "mae": float(np.mean(np.abs(y - mu))),
+                "r2": float(r2_score(y, mu)) if len(y) > 1 and np.ptp(y) > 0 else None,
+                "calibration": cal.to_dict("records"),
+                "outer_cv_mae": self.strategy_mae_.get(self.strategy_) if self.strategy_mae_ else None}
+
+    def _predict_features(self, F: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        A = (F[self.features_].to_numpy(dtype=float) - self.mean_) / self.scale_
+        mu, sd = self.gp_.predict(A, return_std=True)
+        mu, sd = self._back(mu, sd)
+        return mu, sd
 
     def predict(self, X, return_std: bool = False):
         """Mean (and std) of the CQA, target units; shape (n,)."""
         check_is_fitted(self, "gp_")
-        A = (self._physical(X)[self.features_].to_numpy(dtype=float) - self.mean_) / self.scale_
-        mu, sd = self.gp_.predict(A, return_std=True)
-        mu, sd = self._back(mu, sd)
+        mu, sd = self._predict_features(self._physical(X))
         return (mu, sd) if return_std else mu
+
+    # -- persistence (JSON; used by FeatureGPTwin.save/load) -------------------------------------
+    def _state(self) -> dict[str, Any]:
+        gp = self.gp_
+        params = self.get_params()
+        s = self._curve()
+        params["solubility"] = None if s is None else s.to_dict()
+        params["features"] = self.features if isinstance(self.features, str) else list(self.features)
+        return {
+            "params": params,
+            "features_kept": list(self.features_),
+            "strategy": self.strategy_,
+            "strategy_mae": self.strategy_mae_,
+            "selection_path": [[n, v] for n, v in self.selection_path_],
+            "selection_cv_mae": self.cv_mae_,
+            "standardization": {"mean": self.mean_, "scale": self.scale_},
+            "log_target": bool(self.log_target),
+            "clip": None if self.clip is None else [float(v) for v in self.clip],
+            "gp": {"kernel": kernel_to_dict(gp.kernel_), "theta": gp.kernel_.theta, "alpha": _ALPHA,
+                   "normalize_y": True, "log_marginal_likelihood": float(gp.log_marginal_likelihood_value_)},
+            "training": {"X": gp.X_train_, "y": self.y_train_},
+            "leave_one_out": {"mean": self.loo_mean_, "std": self.loo_std_},
+        }
+
+    @classmethod
+    def _from_state(cls, d: Any, source: str) -> FeatureGPRegressor:
+        try:
+            params = dict(d["params"])
+            if isinstance(params.get("features"), list):
+                params["features"] = tuple(params["features"])
+            if params.get("clip") is not None:
+                params["clip"] = tuple(params["clip"])
+            m = cls(**params)
+            m.features_ = [str(f) for f in d["features_kept"]]
+            m.strategy_, m.strategy_mae_ = str(d["strategy"]), dict(d["strategy_mae"])
+            m.selection_path_ = [(str(n), float(v)) for n, v in d["selection_path"]]
+            m.cv_mae_ = float(d["selection_cv_mae"])
+            m.mean_ = np.asarray(d["standardization"]["mean"], dtype=float)
+            m.scale_ = np.asarray(d["standardization"]["scale"], dtype=float)
+            X = np.asarray(d["training"]["X"], dtype=float)
+            y = np.asarray(d["training"]["y"], dtype=float)
+            kernel = kernel_from_dict(d["gp"]["kernel"], source=source)
+            theta = np.asarray(d["gp"]["theta"], dtype=float)
+            alpha = float(d["gp"]["alpha"])
+            loo = d["leave_one_out"]
+            m.loo_mean_, m.loo_std_ = np.asarray(loo["mean"], dtype=float), np.asarray(loo["std"], dtype=float)
+        except UntrustedModelError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"model file {source} lacks or garbles the GP state ({type(e).__name__}: {e}); "
+                             f"refit the twin") from None
+        if X.ndim != 2 or X.shape != (len(y), len(m.features_)) or m.mean_.shape != (len(m.features_),):
+            raise ModelError(f"model file {source}: training inputs of shape {X.shape} do not match "
+                             f"{len(y)} targets and {len(m.features_)} features; refit the twin")
+        if theta.shape != kernel.theta.shape or not np.allclose(theta, kernel.theta, rtol=0, atol=1e-12):
+            raise ModelError(f"model file {source}: the kernel's hyperparameters do not match its stored theta; "
+                             f"refit the twin")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            m.gp_ = GaussianProcessRegressor(kernel, alpha=alpha, optimizer=None, normalize_y=True).fit(X, m._fwd(y))
+        m.y_train_ = y
+        m.n_features_in_ = len(profile_feature_names(m.max_cycles))
+        return m
+
+
+def _versions() -> dict[str, str]:
+    import scipy
+    import sklearn
+
+    import crystalloop
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+            "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
+            "crystalloop": getattr(crystalloop, "__version__", "unknown")}
 
 
 class FeatureGPTwin:
@@ -243,8 +412,10 @@ class FeatureGPTwin:
     Parameters
     ----------
     cqas : sequence of str
-        CQA columns of the training table (``D50_um``, ``DoA_pct``, ``crystallinity_pct``).
+        CQA columns of the training table (``D50_um``, ``DoA_pct``, ``crystallinity_pct``; short
+        names such as ``D50`` are resolved against the table).
     solubility : SolubilityCurve or dict, optional
+        ``c*(T)`` in mg/g solvent, T in °C; without it the GP uses the profile-only features.
     max_cycles : int
     log_cqas : sequence of str
         CQAs fitted on the log scale (default none: on the shipped DoE, log D50 did worse).
@@ -252,13 +423,21 @@ class FeatureGPTwin:
         CQAs clipped to 0–100 (default: names ending in ``_pct``).
     random_state : int, optional
     **regressor_params
-        Passed to every :class:`FeatureGPRegressor` (``max_features``, ``min_gain``, ...).
+        Passed to every :class:`FeatureGPRegressor` (``features``, ``max_features``, ...).
 
     Attributes
     ----------
     models_ : dict of str -> FeatureGPRegressor
     training_data_ : DataFrame
-        Recipe columns of the training rows (the design's validity domain is built from it).
+        The training rows (``run_id`` when the table has one, recipe columns, CQA columns); the
+        design's validity domain is built from it.
+    info_ : dict
+        CQA -> rows, features kept, strategy, cross-validated (leave-one-out) MAE / R² /
+        calibration, warnings, training range, ``n_segments`` seen.
+    metadata_ : dict
+        Package versions, data source and hash, settings.
+    fit_times_ : dict
+        Wall and CPU seconds of the fit (not saved: the folder is reproducible).
     """
 
     def __init__(self, cqas: Sequence[str] = ("D50_um", "DoA_pct", "crystallinity_pct"), *,
@@ -274,35 +453,338 @@ class FeatureGPTwin:
         self.random_state = random_state
         self.regressor_params = regressor_params
 
-    def fit(self, table: pd.DataFrame) -> FeatureGPTwin:
-        """Fit on a DoE table (recipe columns + CQA columns; rows without a CQA are left out of its model)."""
+    def _check_fitted(self) -> None:
+        if "models_" not in self.__dict__:
+            raise ModelError("this FeatureGPTwin is not fitted yet; call fit(doe) or FeatureGPTwin.load(folder)")
+
+    def _curve(self) -> SolubilityCurve | None:
+        s = self.solubility
+        return s if s is None or isinstance(s, SolubilityCurve) else SolubilityCurve.from_dict(s)
+
+    def fit(self, table: DoETable | pd.DataFrame | str | Path) -> FeatureGPTwin:
+        """Fit on a DoE table (recipe columns + CQA columns; rows without a CQA are left out of its model).
+
+        Parameters
+        ----------
+        table : DoETable, DataFrame or path
+            A DataFrame with the recipe columns is used as is; anything else is read with
+            :func:`~crystalloop.digital_twin.read_doe`.
+
+        Raises
+        ------
+        SchemaError
+            The table lacks a recipe or CQA column.
+        InsufficientDataError
+            A CQA has fewer than 5 measured rows.
+        """
+        t0, c0 = time.perf_counter(), time.process_time()
+        source, data_hash = "DataFrame", None
+        if isinstance(table, (DoETable, str, Path)):
+            doe = table if isinstance(table, DoETable) else read_doe(table)
+            source, data_hash = str(doe.source), doe.data_hash()
+            table = doe.to_frame()
+        elif not isinstance(table, pd.DataFrame):
+            raise SchemaError(f"FeatureGPTwin.fit takes a DoE table (DoETable, DataFrame or path), got {type(table).__name__}")
+        cqa_cols = [c for c in table.columns if c not in self.feature_names and c != "run_id"]
+        self.cqas = [self._resolve(c, cqa_cols) for c in self.cqas]
         missing = [c for c in [*self.feature_names, *self.cqas] if c not in table.columns]
         if missing:
             raise SchemaError(f"training table lacks columns {missing[:6]}")
         pct = [c for c in self.cqas if c.endswith("_pct")] if self.percent_cqas is None else list(self.percent_cqas)
-        self.models_ = {}
+        self.models_, self.info_ = {}, {}
+        seg_all = np.rint(table["n_segments"].to_numpy(float))
         for c in self.cqas:
-            rows = table.dropna(subset=[c])
+            mask = table[c].notna().to_numpy()
+            rows = table[mask]
+            t1 = time.perf_counter()
             m = FeatureGPRegressor(solubility=self.solubility, max_cycles=self.max_cycles, log_target=c in self.log_cqas,
                                    clip=(0.0, 100.0) if c in pct else None, random_state=self.random_state,
                                    **self.regressor_params)
+            if len(rows) < 5:
+                raise InsufficientDataError(f"CQA {c!r} has {len(rows)} measured row(s); a GP needs at least 5. "
+                                            f"Measure it in more runs or leave it out (cqas=...)")
             self.models_[c] = m.fit(rows[self.feature_names], rows[c].to_numpy(float))
-        self.training_data_ = table[self.feature_names].reset_index(drop=True)
+            sc = m.cv_scores()
+            cal = {round(float(r["level"]), 2): r for r in sc["calibration"]}
+            unit = " µm" if c.endswith("_um") else " %" if c.endswith("_pct") else ""
+            y = rows[c].to_numpy(float)
+            self.info_[c] = {
+                "model": "gp", "n_rows": int(len(rows)), "features": list(m.features_), "strategy": m.strategy_,
+                "strategy_mae": dict(m.strategy_mae_), "kernel": str(m.gp_.kernel_),
+                "cv_method": "closed-form leave-one-out of the fitted GP (hyperparameters and features chosen on all rows)",
+                "cv_mae": sc["mae"], "cv_r2": sc["r2"], "outer_cv_mae": sc["outer_cv_mae"],
+                "calibration_cv": sc["calibration"],
+                "coverage_68": cal.get(0.68, {}).get("coverage"), "coverage_95": cal.get(0.95, {}).get("coverage"),
+                "warnings": honesty_warnings(c, y, sc["r2"], sc["calibration"], unit=unit),
+                "target_range": [float(y.min()), float(y.max())],
+                "n_segments_seen": sorted({int(v) for v in seg_all[mask]}),
+                "fit_s": time.perf_counter() - t1,
+            }
+        keep = [c for c in ("run_id", *self.feature_names, *self.cqas) if c in table.columns]
+        self.training_data_ = table[keep].reset_index(drop=True)
+        self.metadata_ = {"versions": _versions(), "source": source, "data_hash": data_hash,
+                          "n_runs": int(len(table)), "settings": self._settings()}
+        self.fit_times_ = {"fit_time_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+                           "per_cqa_s": {c: self.info_[c].pop("fit_s") for c in self.cqas}}
+        for c in self.cqas:
+            for msg in self.info_[c]["warnings"]:
+                warnings.warn(msg, TwinWarning, stacklevel=2)
         return self
 
+    @staticmethod
+    def _resolve(name: str, available: list[str]) -> str:
+        try:
+            return resolve_cqa(name, available)
+        except SchemaError:
+            return name  # reported with every other missing column
+
+    def _settings(self) -> dict[str, Any]:
+        s = self._curve()
+        rp = dict(self.regressor_params)
+        if "features" in rp and not isinstance(rp["features"], str):
+            rp["features"] = list(rp["features"])
+        return {"cqas": list(self.cqas), "solubility": None if s is None else s.to_dict(),
+                "max_cycles": int(self.max_cycles), "log_cqas": list(self.log_cqas),
+                "percent_cqas": None if self.percent_cqas is None else list(self.percent_cqas),
+                "random_state": self.random_state, "regressor_params": rp}
+
+    # ------------------------------------------------------------------ predict
+    def _matrix(self, X) -> np.ndarray:
+        if isinstance(X, pd.DataFrame):
+            missing = [c for c in self.feature_names if c not in X.columns]
+            if missing:
+                raise ModelError(f"feature table lacks column(s) {missing[:5]}; this twin expects "
+                                 f"feature_names({self.max_cycles}) ({len(self.feature_names)} columns)")
+            A = X[self.feature_names].to_numpy(dtype=float)
+        else:
+            try:
+                A = np.atleast_2d(np.asarray(X, dtype=float))
+            except (TypeError, ValueError):
+                raise ModelError(f"X must be a feature DataFrame or a numeric 2-D array; got {type(X).__name__}") from None
+            if A.ndim != 2 or A.shape[1] != len(self.feature_names):
+                raise ModelError(f"X has shape {A.shape}; this twin expects (n, {len(self.feature_names)}) feature "
+                                 f"vectors (feature_names({self.max_cycles}))")
+        if not np.isfinite(A).all():
+            r, c = np.argwhere(~np.isfinite(A))[0]
+            raise ModelError(f"row {r}, feature {self.feature_names[c]!r}: value {A[r, c]} is not finite")
+        return A
+
+    def _mean_std(self, A: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        F = profile_features(A, solubility=self._curve(), max_cycles=self.max_cycles)  # once for every CQA
+        mu = np.empty((len(A), len(names)))
+        sd = np.empty((len(A), len(names)))
+        for j, c in enumerate(names):
+            mu[:, j], sd[:, j] = self.models_[c]._predict_features(F)
+        return mu, sd
+
     def predict(self, X, return_std: bool = False):
-        """Means (and stds), shape (n, len(cqas)), in ``cqas`` order."""
-        X = X[self.feature_names] if isinstance(X, pd.DataFrame) else np.atleast_2d(np.asarray(X, dtype=float))
-        out = [self.models_[c].predict(X, return_std=True) for c in self.cqas]
-        mu = np.column_stack([o[0] for o in out])
-        sd = np.column_stack([o[1] for o in out])
+        """Means (and stds), shape (n, len(cqas)), in ``cqas`` order (CQA units)."""
+        mu, sd = self._mean_std(self._matrix(X), self.cqas)
         return (mu, sd) if return_std else mu
 
-    def predict_frame(self, X: np.ndarray, *, cqas: Sequence[str] | None = None, warn: bool = True) -> pd.DataFrame:
-        """``{cqa}_mean`` / ``{cqa}_std`` columns for recipe rows ``X`` (shape (n, len(feature_names)))."""
-        X = np.atleast_2d(np.asarray(X, dtype=float))
+    def predict_frame(self, X, *, cqas: Sequence[str] | None = None, warn: bool = True) -> pd.DataFrame:
+        """``{cqa}_mean`` / ``{cqa}_std`` columns for recipe rows ``X`` (DataFrame with the feature
+        columns, or an array of shape (n, len(feature_names))); the index of a DataFrame is kept.
+
+        ``warn``: warn (:class:`~crystalloop.errors.TwinWarning`) about profiles whose number of
+        segments no training run of that CQA had (the prediction extrapolates).
+        """
+        A = self._matrix(X)
+        names = list(self.cqas) if cqas is None else [resolve_cqa(c, self.cqas) for c in cqas]
+        if warn:
+            nseg = np.rint(A[:, 3])
+            for c in names:
+                seen = self.info_.get(c, {}).get("n_segments_seen") or []
+                unseen = ~np.isin(nseg, seen)
+                if seen and unseen.any():
+                    warnings.warn(f"{int(unseen.sum())} profile(s) have n_segments {sorted({int(v) for v in nseg[unseen]})}, "
+                                  f"never seen in the training runs of {c} (seen: {seen}); the prediction "
+                                  f"extrapolates - run such profiles and refit before trusting it", TwinWarning,
+                                  stacklevel=2)
+        mu, sd = self._mean_std(A, names)
         cols = {}
-        for c in (self.cqas if cqas is None else cqas):
-            mu, sd = self.models_[c].predict(X, return_std=True)
-            cols[f"{c}_mean"], cols[f"{c}_std"] = mu, sd
-        return pd.DataFrame(cols)
+        for j, c in enumerate(names):
+            cols[f"{c}_mean"], cols[f"{c}_std"] = mu[:, j], sd[:, j]
+        return pd.DataFrame(cols, index=X.index if isinstance(X, pd.DataFrame) else None)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per CQA: model, rows, features kept, cross-validated R²/MAE, coverage, warning."""
+        self._check_fitted()
+        return pd.DataFrame([{
+            "cqa": c, "model": "gp", "n_rows": i["n_rows"], "n_features": len(i["features"]),
+            "features": i["strategy"], "cv_r2": i["cv_r2"], "cv_mae": i["cv_mae"],
+            "coverage_68": i["coverage_68"], "coverage_95": i["coverage_95"],
+            "warning": "; ".join(i["warnings"]),
+        } for c, i in ((c, self.info_[c]) for c in self.cqas)])
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path) -> Path:
+        """Write the model folder (see the module docstring); returns its path.
+
+        The same data and ``random_state`` give byte-identical files (no time stamps; the fit
+        times stay in :attr:`fit_times_`).
+        """
+        self._check_fitted()
+        d = Path(directory)
+        (d / "models").mkdir(parents=True, exist_ok=True)
+        (d / "data").mkdir(exist_ok=True)
+        files: dict[str, str] = {}
+        for c in self.cqas:
+            rel = f"models/{c}.json"
+            state = {"cqa": c, **self.models_[c]._state()}
+            (d / rel).write_text(json.dumps(jsonable(state), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+            files[rel] = sha256_file(d / rel)
+        self.training_data_.to_csv(d / "data" / "doe.csv", index=False)
+        files["data/doe.csv"] = sha256_file(d / "data" / "doe.csv")
+        doc = {"kind": GP_KIND, "format_version": GP_FORMAT_VERSION, "cqas": list(self.cqas),
+               "max_cycles": int(self.max_cycles), "feature_names": list(self.feature_names),
+               "files": files, "metadata": self.metadata_, "info": self.info_}
+        (d / "twin.json").write_text(json.dumps(jsonable(doc), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> FeatureGPTwin:
+        """Read a folder written by :meth:`save`; every file is checked against its SHA-256 in twin.json.
+
+        Raises
+        ------
+        ModelError
+            A missing or malformed file (named), another kind of twin, an unknown format version.
+        UntrustedModelError
+            A file that was modified, truncated or replaced, or an unknown kernel type.
+        """
+        d = Path(directory)
+        meta = d / "twin.json"
+        if not meta.is_file():
+            raise ModelError(f"{d} is not a saved twin: {meta} is missing (create one with `crystalloop twin fit`)")
+        doc = read_json_file(meta)
+        if not isinstance(doc, dict) or doc.get("kind") != GP_KIND:
+            raise ModelError(f"{meta} does not describe a GP twin (kind {doc.get('kind') if isinstance(doc, dict) else None!r}, "
+                             f"expected {GP_KIND!r})")
+        if doc.get("format_version") != GP_FORMAT_VERSION:
+            raise ModelError(f"{meta}: GP twin format v{doc.get('format_version')!r}, this crystalloop reads "
+                             f"v{GP_FORMAT_VERSION}; refit the twin")
+        try:
+            cqas = [str(c) for c in doc["cqas"]]
+            mc = int(doc["max_cycles"])
+            files, info, metadata = doc["files"], dict(doc["info"]), dict(doc["metadata"])
+            settings = dict(metadata["settings"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{meta} lacks or garbles the key {e}; the twin folder is damaged - refit the twin") from None
+        if doc.get("feature_names") != profile_feature_names(mc):
+            raise ModelError(f"{meta}: stored feature names do not match feature_names({mc}) of this crystalloop")
+        expected = {f"models/{c}.json" for c in cqas} | {"data/doe.csv"}
+        if not isinstance(files, dict) or set(files) != expected:
+            raise UntrustedModelError(f"{meta} lists the files {sorted(files) if isinstance(files, dict) else files!r}; "
+                                      f"expected {sorted(expected)}")
+        check_files(d, files, listed_in=meta)
+        sol = settings.get("solubility")
+        try:
+            twin = cls(cqas, solubility=None if sol is None else SolubilityCurve.from_dict(sol, source=str(meta)),
+                       max_cycles=mc, log_cqas=settings.get("log_cqas", ()), percent_cqas=settings.get("percent_cqas"),
+                       random_state=settings.get("random_state"), **dict(settings.get("regressor_params") or {}))
+        except (TypeError, ConfigError) as e:
+            raise ModelError(f"{meta}: settings cannot be read ({e}); refit the twin") from None
+        twin.models_ = {}
+        for c in cqas:
+            p = d / "models" / f"{c}.json"
+            twin.models_[c] = FeatureGPRegressor._from_state(read_json_file(p), str(p))
+        twin.training_data_ = pd.read_csv(d / "data" / "doe.csv")
+        twin.info_, twin.metadata_, twin.fit_times_ = info, metadata, {}
+        saved, now = metadata.get("versions", {}), _versions()
+        diff = {k: (saved[k], now.get(k)) for k in ("scikit-learn", "numpy", "scipy") if k in saved and saved[k] != now.get(k)}
+        if diff:
+            warnings.warn(f"twin {d} was saved with {diff} (saved, installed); predictions may differ slightly - "
+                          f"refit to be safe", TwinWarning, stacklevel=2)
+        return twin
+
+
+def fit_gp_twin(doe: DoETable | pd.DataFrame | str | Path, *, cqas: Sequence[str] | None = None,
+                solubility: SolubilityCurve | dict | None = None, features: str | Sequence[str] = "all",
+                random_state: int = 0, **params: Any) -> FeatureGPTwin:
+    """Fit a :class:`FeatureGPTwin` from a DoE table in one call (what ``twin fit --model gp`` runs).
+
+    Parameters
+    ----------
+    doe : DoETable, DataFrame or path
+        Read with :func:`~crystalloop.digital_twin.read_doe`.
+    cqas : sequence of str, optional
+        CQAs to model (short names allowed); default every CQA column with at least
+        :data:`~crystalloop.digital_twin.models.MIN_ROWS` measured rows (the others are left
+        out with a :class:`~crystalloop.errors.TwinWarning`).
+    solubility : SolubilityCurve or dict, optional
+        ``c*(T)``, mg/g solvent, T in °C: adds the saturation features.
+    features : "all", "cv", "auto" or list of str
+        Feature set of every CQA's GP (:class:`FeatureGPRegressor`). Default ``"all"``: every
+        non-constant physical feature (a second to fit). ``"cv"`` picks between all and a
+        forward selection by an outer 5-fold CV (about 40 CPU-s on the 31-run DoE; it chose
+        "all" for every CQA of the shipped DoE).
+    random_state : int
+    **params
+        Other :class:`FeatureGPTwin` / :class:`FeatureGPRegressor` settings (``log_cqas``,
+        ``max_features``, ``ard``, ...).
+    """
+    table = doe if isinstance(doe, DoETable) else read_doe(doe)
+    counts = table.n_measured()
+    if cqas is None:
+        chosen = [c for c in table.cqa_names if counts[c] >= MIN_ROWS]
+        for c in table.cqa_names:
+            if counts[c] < MIN_ROWS:
+                warnings.warn(f"{table.source}: CQA {c!r} has {int(counts[c])} measured row(s) (< {MIN_ROWS}); it is "
+                              f"left out of the twin. Measure it in more runs to model it", TwinWarning, stacklevel=2)
+        if not chosen:
+            raise ModelError(f"{table.source}: no CQA column has at least {MIN_ROWS} measured rows; nothing to model "
+                             f"(CQA columns: {table.cqa_names})")
+    else:
+        chosen = [resolve_cqa(c, table.cqa_names) for c in cqas]
+    return FeatureGPTwin(chosen, solubility=solubility, max_cycles=int(table.max_cycles), random_state=random_state,
+                         features=features, **params).fit(table)
+
+
+def solubility_curve(spec: Any, *, parameter: str = "solubility") -> SolubilityCurve | None:
+    """A :class:`~crystalloop.digital_twin.features.SolubilityCurve` from what a user gives.
+
+    Parameters
+    ----------
+    spec : None, SolubilityCurve, dict, sequence of float, str or path
+        Polynomial coefficients ``a0, a1, a2, ...`` of ``c*(T)`` in mg/g solvent with T in °C
+        (a sequence or text such as ``"8.0,0.283,0.00917"``), a mapping
+        (:meth:`SolubilityCurve.from_dict`), or a file: CSV with columns ``T_c`` and
+        ``solubility_mg_g`` (e.g. measured clear points), or YAML/JSON with ``coefficients`` or
+        ``table_t_c``/``table_mg_g``.
+    parameter : str
+        Name used in error messages (``--solubility`` on the command line).
+
+    Raises
+    ------
+    ConfigError
+        Text that is neither numbers nor an existing file, or a curve that is not increasing.
+
+    Examples
+    --------
+    >>> round(float(solubility_curve("8.0,0.283,0.00917")(50.0)), 2)
+    45.07
+    """
+    if spec is None or isinstance(spec, SolubilityCurve):
+        return spec
+    if isinstance(spec, dict):
+        return SolubilityCurve.from_dict(spec, source=parameter)
+    if isinstance(spec, (list, tuple, np.ndarray)):
+        try:
+            return SolubilityCurve(coefficients=tuple(float(v) for v in spec))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{parameter}: coefficients must be numbers (mg/g solvent, T in °C), got {list(spec)!r}") from None
+    text = str(spec).strip()
+    parts = [v.strip() for v in text.split(",") if v.strip()]
+    try:
+        coefficients = tuple(float(v) for v in parts)
+    except ValueError:
+        coefficients = ()
+    if coefficients and len(parts) == text.count(",") + 1:
+        return SolubilityCurve(coefficients=coefficients)
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"{parameter} {text!r} is neither comma-separated polynomial coefficients a0,a1,a2 "
+                          f"(mg/g solvent, T in °C; e.g. 8.0,0.283,0.00917) nor an existing CSV/YAML/JSON file")
+    return SolubilityCurve.from_file(path)

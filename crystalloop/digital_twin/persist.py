@@ -1,5 +1,10 @@
 """Model folders that cannot run code: skops for scikit-learn, XGBoost's JSON, JSON for the rest.
 
+Gaussian-process kernels (:func:`kernel_to_dict`, :func:`kernel_from_dict`) are written as JSON trees
+of the few scikit-learn kernel types the twins use (:data:`KERNEL_TYPES`), with their fitted
+hyperparameters; :func:`check_files` and :func:`read_json_file` check a folder's files against the
+SHA-256 recorded for them (the GP twin's folder, :mod:`crystalloop.digital_twin.gp`).
+
 An ensemble regressor (:class:`~crystalloop.digital_twin.uncertainty.MonteCarloCVRegressor` or
 :class:`~crystalloop.digital_twin.uncertainty.BootstrapRegressor`) is written into one folder:
 
@@ -37,7 +42,8 @@ from crystalloop.errors import ModelError, UntrustedModelError
 
 from .uncertainty import BootstrapRegressor, MonteCarloCVRegressor
 
-__all__ = ["TRUSTED_TYPES", "save_ensemble", "load_ensemble", "sha256_file", "canonical_skops", "jsonable"]
+__all__ = ["TRUSTED_TYPES", "save_ensemble", "load_ensemble", "sha256_file", "canonical_skops", "jsonable",
+           "kernel_to_dict", "kernel_from_dict", "read_json_file", "check_files"]
 
 #: Types a model file may hold beyond those skops trusts by default (scikit-learn estimators).
 TRUSTED_TYPES: tuple[str, ...] = ("sklearn.tree._tree.Tree",)
@@ -269,3 +275,95 @@ def load_ensemble(directory: str | Path, *, expected: dict[str, str] | None = No
     except (KeyError, TypeError, ValueError) as e:
         raise ModelError(f"model file {meta} lacks or garbles the ensemble state ({type(e).__name__}: {e})") from None
     return ens
+
+
+# ----------------------------------------------------------------------------- GP kernels as JSON
+#: scikit-learn kernel types a model folder may describe (nothing else is built on load).
+KERNEL_TYPES: tuple[str, ...] = ("Sum", "Product", "ConstantKernel", "Matern", "RBF", "WhiteKernel")
+
+
+def kernel_to_dict(kernel: Any) -> dict[str, Any]:
+    """A scikit-learn kernel (a tree of :data:`KERNEL_TYPES`) as a JSON-able dict with its hyperparameters.
+
+    Floats are kept as Python floats, whose JSON text reads back to the same bits, so
+    :func:`kernel_from_dict` rebuilds a kernel that computes the same covariances exactly.
+    """
+    from sklearn.gaussian_process.kernels import Kernel
+
+    name = type(kernel).__name__
+    if name not in KERNEL_TYPES:
+        raise ModelError(f"cannot save a {name} kernel; expected a combination of {list(KERNEL_TYPES)}")
+    out: dict[str, Any] = {"type": name}
+    for key, v in sorted(kernel.get_params(deep=False).items()):
+        out[key] = kernel_to_dict(v) if isinstance(v, Kernel) else jsonable(v)
+    return out
+
+
+def kernel_from_dict(d: Any, *, source: str = "kernel") -> Any:
+    """Rebuild a kernel written by :func:`kernel_to_dict`; only :data:`KERNEL_TYPES` are built.
+
+    Raises
+    ------
+    UntrustedModelError
+        An unknown kernel type or a malformed entry (``source`` names the file).
+    """
+    from sklearn.gaussian_process import kernels
+
+    types = {"Sum": kernels.Sum, "Product": kernels.Product, "ConstantKernel": kernels.ConstantKernel,
+             "Matern": kernels.Matern, "RBF": kernels.RBF, "WhiteKernel": kernels.WhiteKernel}
+    if not isinstance(d, dict) or d.get("type") not in KERNEL_TYPES:
+        raise UntrustedModelError(f"{source}: kernel entry {str(d)[:80]!r} is not one of {list(KERNEL_TYPES)}")
+    kw: dict[str, Any] = {}
+    for key, v in d.items():
+        if key == "type":
+            continue
+        if isinstance(v, dict):
+            kw[key] = kernel_from_dict(v, source=source)
+        elif key.endswith("_bounds") and isinstance(v, list):
+            kw[key] = tuple(v) if not (v and isinstance(v[0], list)) else [tuple(b) for b in v]
+        elif isinstance(v, list):
+            kw[key] = np.asarray(v, dtype=float)
+        else:
+            kw[key] = v
+    try:
+        return types[d["type"]](**kw)
+    except (TypeError, ValueError) as e:
+        raise UntrustedModelError(f"{source}: {d['type']} kernel cannot be built from {sorted(kw)} ({e})") from None
+
+
+def check_files(directory: str | Path, files: Any, *, listed_in: str | Path) -> None:
+    """Check every ``{relative path: sha256}`` of ``files`` under ``directory``.
+
+    Raises
+    ------
+    ModelError
+        A file is missing (named).
+    UntrustedModelError
+        A file's SHA-256 differs from the one recorded in ``listed_in`` (modified, truncated or
+        replaced), or a listed path leaves the folder.
+    """
+    d = Path(directory)
+    if not isinstance(files, dict):
+        raise ModelError(f"{listed_in}: 'files' must map each model file to its SHA-256, got {type(files).__name__}")
+    for name, digest in files.items():
+        rel = Path(str(name))
+        if rel.is_absolute() or ".." in rel.parts:
+            raise UntrustedModelError(f"{listed_in} lists the file {name!r} outside the model folder; refusing to read it")
+        p = d / rel
+        if not p.is_file():
+            raise ModelError(f"model file {p} is missing; the twin folder is incomplete - refit the twin")
+        if sha256_file(p) != digest:
+            raise UntrustedModelError(
+                f"model file {p} does not match the SHA-256 recorded in {listed_in} (modified or corrupted); refit the twin")
+
+
+def read_json_file(path: str | Path) -> Any:
+    """Parse a JSON file; a missing, unreadable or malformed file raises :class:`ModelError` naming it."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"model file {p} is missing; the twin folder is incomplete - refit the twin") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"model file {p} is not valid JSON ({type(e).__name__}: {e}); it was truncated or "
+                         f"modified - refit the twin") from None

@@ -1,12 +1,23 @@
-"""Twin report: model card (JSON + Markdown), candidate tables and PNG plots."""
+"""Twin report: model card (JSON + Markdown), candidate tables and PNG plots.
+
+Both kinds of twin get a report: the ensemble :class:`~crystalloop.digital_twin.DigitalTwin`
+(candidates, α curves, importances, parity of the training/test rows) and the
+:class:`~crystalloop.digital_twin.FeatureGPTwin` (features kept, kernel, parity of the
+leave-one-out predictions). A model card starts with its warnings (a CQA no better than its mean,
+intervals that miss their coverage).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from crystalloop.errors import ConfigError
+
+from .gp import FeatureGPTwin, fit_gp_twin
 from .persist import jsonable
 from .plots import feature_importances, plot_alpha_curves, plot_feature_importance, plot_parity
 from .uncertainty import calibration_report
@@ -14,8 +25,70 @@ from .uncertainty import calibration_report
 __all__ = ["model_card", "write_report", "fit_and_save", "report_twin", "predict_profiles"]
 
 
+def _holdout_entry(twin, cqa: str, holdout: pd.DataFrame | None) -> dict | None:
+    if holdout is None or cqa not in holdout.columns or not holdout[cqa].notna().any():
+        return None
+    h = holdout[holdout[cqa].notna()]
+    p = twin.predict_frame(h, cqas=[cqa], warn=False)
+    y = h[cqa].to_numpy(float)
+    mu, sd = p[f"{cqa}_mean"].to_numpy(), p[f"{cqa}_std"].to_numpy()
+    cal = calibration_report(y, mu, sd)
+    return {
+        "n": int(len(h)), "mae": float(abs(y - mu).mean()), "mse": float(((y - mu) ** 2).mean()),
+        "coverage_68": float(cal.loc[0, "coverage"]), "coverage_95": float(cal.loc[1, "coverage"]),
+        "runs": [{"run_id": str(r), "measured": float(a), "mean": float(b), "std": float(c)}
+                 for r, a, b, c in zip(h.get("run_id", h.index), y, mu, sd, strict=True)],
+    }
+
+
+def _gp_card(twin: FeatureGPTwin, holdout: pd.DataFrame | None) -> dict:
+    cards = {}
+    for cqa in twin.cqas:
+        i = twin.info_[cqa]
+        m = twin.models_[cqa]
+        entry = {
+            "model": "gp", "warnings": i.get("warnings", []), "rows": {"measured": i.get("n_rows")},
+            "features": {"strategy": i.get("strategy"), "kept": i.get("features"),
+                         "outer_cv_mae": i.get("strategy_mae") or None},
+            "kernel": i.get("kernel"), "log_target": bool(m.log_target),
+            "clip": None if m.clip is None else list(m.clip),
+            "cross_validated": {"method": i.get("cv_method"), "r2": i.get("cv_r2"), "mae": i.get("cv_mae"),
+                                "calibration": i.get("calibration_cv")},
+            "training_range": i.get("target_range"), "n_segments_seen": i.get("n_segments_seen"),
+        }
+        h = _holdout_entry(twin, cqa, holdout)
+        if h is not None:
+            entry["holdout"] = h
+        cards[cqa] = entry
+    md = twin.metadata_
+    return {
+        "name": "crystalloop digital twin (Gaussian process on physical profile features)",
+        "kind": "feature-gp",
+        "warnings": [w for c in twin.cqas for w in twin.info_[c].get("warnings", [])],
+        "intended_use": ("Predict end-of-batch CQAs (mean ± std) of thermocycle crystallization recipes inside the "
+                         "design space of its DoE, to rank candidate recipes before running them."),
+        "not_for": "Extrapolation outside the training ranges or to profile structures (n_segments) never run.",
+        "inputs": {"max_cycles": twin.max_cycles, "features": twin.feature_names,
+                   "solubility": md.get("settings", {}).get("solubility")},
+        "data": {k: md.get(k) for k in ("source", "n_runs", "data_hash")},
+        "settings": md.get("settings"),
+        "versions": md.get("versions"),
+        "cqas": cards,
+        "caveats": [
+            "Cross-validated scores are the closed-form leave-one-out predictions of each fitted GP: the kernel "
+            "hyperparameters (and, with features 'cv'/'auto', the feature set) were chosen on all rows, so they "
+            "are somewhat optimistic; 'outer_cv_mae' is the honest figure when the features were chosen by CV.",
+            "std is the GP's predictive std including its fitted noise term; check the coverage.",
+            "Without a solubility curve the GP sees only the profile features (no saturation, supersaturation "
+            "or dissolution features).",
+        ],
+    }
+
+
 def model_card(twin, *, holdout: pd.DataFrame | None = None) -> dict:
-    """A JSON-able model card: intended use, data, per-CQA model, scores, uncertainty, caveats."""
+    """A JSON-able model card: warnings, intended use, data, per-CQA model, scores, uncertainty, caveats."""
+    if isinstance(twin, FeatureGPTwin):
+        return _gp_card(twin, holdout)
     cards = {}
     for cqa in twin.cqas:
         i = twin.info_.get(cqa, {})
@@ -33,18 +106,9 @@ def model_card(twin, *, holdout: pd.DataFrame | None = None) -> dict:
             "training_range": i.get("target_range"),
             "n_segments_seen": i.get("n_segments_seen"),
         }
-        if holdout is not None and cqa in holdout.columns and holdout[cqa].notna().any():
-            h = holdout[holdout[cqa].notna()]
-            p = twin.predict_frame(h, cqas=[cqa], warn=False)
-            y = h[cqa].to_numpy(float)
-            mu, sd = p[f"{cqa}_mean"].to_numpy(), p[f"{cqa}_std"].to_numpy()
-            cal = calibration_report(y, mu, sd)
-            entry["holdout"] = {
-                "n": int(len(h)), "mae": float(abs(y - mu).mean()), "mse": float(((y - mu) ** 2).mean()),
-                "coverage_68": float(cal.loc[0, "coverage"]), "coverage_95": float(cal.loc[1, "coverage"]),
-                "runs": [{"run_id": str(r), "measured": float(a), "mean": float(b), "std": float(c)}
-                         for r, a, b, c in zip(h.get("run_id", h.index), y, mu, sd, strict=True)],
-            }
+        h = _holdout_entry(twin, cqa, holdout)
+        if h is not None:
+            entry["holdout"] = h
         cards[cqa] = entry
     warns = [w for c in twin.cqas for w in twin.info_.get(c, {}).get("warnings", [])]
     return {
@@ -78,6 +142,86 @@ def _md_table(df: pd.DataFrame) -> str:
             cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _gp_markdown(card: dict, twin: FeatureGPTwin, files: dict) -> str:
+    out = [f"# Model card: {card['name']}", ""]
+    if card["warnings"]:
+        out += ["**Warnings.**", ""] + [f"- {w}" for w in card["warnings"]] + [""]
+    sol = card["inputs"].get("solubility")
+    out += [f"Data `{card['data']['source']}` ({card['data']['n_runs']} runs"
+            + (f", sha256 `{str(card['data']['data_hash'])[:12]}…`" if card["data"].get("data_hash") else "") + ").", "",
+            f"**Intended use.** {card['intended_use']}", "", f"**Not for.** {card['not_for']}", "",
+            "**Solubility curve.** " + (f"`{json.dumps(sol)}` (mg/g solvent, T in °C)" if sol else
+                                        "none: profile features only."), "",
+            "## Summary", "", _md_table(twin.summary()), ""]
+    for cqa, e in card["cqas"].items():
+        f = e["features"]
+        cv = e["cross_validated"]
+        out += [f"## {cqa}", "", f"GP on {len(f['kept'])} physical feature(s) ({f['strategy']}): "
+                f"{', '.join(f'`{k}`' for k in f['kept'])}.", "", f"Kernel: `{e['kernel']}`"
+                + ("; log target" if e["log_target"] else "") + (f"; clipped to {e['clip']}" if e["clip"] else "") + ".",
+                "", f"Leave-one-out on {e['rows']['measured']} rows: MAE {cv['mae']:.4g}, R² "
+                + (f"{cv['r2']:.3f}" if cv["r2"] is not None else "n/a") + ", coverage "
+                + ", ".join(f"{100 * r['level']:.0f} % {r['coverage']:.2f}" for r in cv["calibration"]) + ".", ""]
+        if f.get("outer_cv_mae"):
+            out += ["Outer 5-fold CV MAE of the feature strategies: "
+                    + ", ".join(f"{k} {v:.4g}" for k, v in f["outer_cv_mae"].items()) + ".", ""]
+        if "holdout" in e:
+            h = e["holdout"]
+            out += [f"Hold-out runs: n={h['n']}, MAE {h['mae']:.4g}, coverage 68 % {h['coverage_68']:.2f}, "
+                    f"95 % {h['coverage_95']:.2f}.", ""]
+        for k, v in files.get(cqa, {}).items():
+            out.append(f"![{cqa} {k}]({v})")
+        out.append("")
+    out += ["## Caveats", ""] + [f"- {c}" for c in card["caveats"]] + [""]
+    return "\n".join(out)
+
+
+def _plot_loo_parity(twin: FeatureGPTwin, cqa: str, *, holdout: pd.DataFrame | None, path: Path):
+    """Measured vs leave-one-out mean ± 1 std (and hold-out runs), saved as PNG."""
+    from crystalloop._plotting import pyplot, save_figure
+
+    plt = pyplot()
+    m = twin.models_[cqa]
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.errorbar(m.y_train_, m.loo_mean_, yerr=m.loo_std_, fmt="o", color="tab:blue", ms=5, capsize=2, alpha=0.85,
+                label=f"training rows, leave-one-out (n={len(m.y_train_)})")
+    allv = [m.y_train_, m.loo_mean_]
+    if holdout is not None and cqa in holdout.columns and holdout[cqa].notna().any():
+        h = holdout[holdout[cqa].notna()]
+        p = twin.predict_frame(h, cqas=[cqa], warn=False)
+        ax.errorbar(h[cqa], p[f"{cqa}_mean"], yerr=p[f"{cqa}_std"], fmt="D", color="tab:green", ms=5, capsize=2,
+                    alpha=0.85, label=f"hold-out runs (n={len(h)})")
+        allv += [h[cqa].to_numpy(float), p[f"{cqa}_mean"].to_numpy()]
+    v = np.concatenate(allv)
+    lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1)
+    ax.set_xlabel(f"measured {cqa}")
+    ax.set_ylabel(f"predicted {cqa} (mean ± 1 std)")
+    ax.set_title(f"{cqa}: GP on {len(m.features_)} physical features")
+    ax.legend(fontsize=8)
+    save_figure(fig, path, dpi=120, bbox_inches="tight", close=False)
+    return fig
+
+
+def _write_gp_report(twin: FeatureGPTwin, d: Path, holdout: pd.DataFrame | None) -> dict[str, Path]:
+    written: dict[str, Path] = {}
+    files: dict[str, dict[str, str]] = {}
+    for cqa in twin.cqas:
+        p = d / f"parity_{cqa}.png"
+        _close(_plot_loo_parity(twin, cqa, holdout=holdout, path=p))
+        files[cqa] = {"parity (leave-one-out)": p.name}
+        written[f"parity_{cqa}"] = p
+    card = model_card(twin, holdout=holdout)
+    p = d / "model_card.json"
+    p.write_text(json.dumps(_clean(card), indent=2) + "\n", encoding="utf-8")
+    written["model_card_json"] = p
+    p = d / "model_card.md"
+    p.write_text(_gp_markdown(card, twin, files), encoding="utf-8")
+    written["model_card_md"] = p
+    return written
 
 
 def _markdown(card: dict, twin, files: dict) -> str:
@@ -119,6 +263,8 @@ def write_report(twin, out_dir: str | Path, *, holdout: pd.DataFrame | None = No
     """
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
+    if isinstance(twin, FeatureGPTwin):
+        return _write_gp_report(twin, d, holdout)
     written: dict[str, Path] = {}
     files: dict[str, dict[str, str]] = {}
     cand = []
@@ -162,15 +308,29 @@ def _close(fig) -> None:
     pyplot().close(fig)
 
 
-def fit_and_save(doe, out_dir: str | Path, *, holdout=None, report: bool = True, progress=None, **fit_kw):
+def fit_and_save(doe, out_dir: str | Path, *, holdout=None, report: bool = True, progress=None,
+                 model: str = "ensemble", **fit_kw):
     """Fit a twin from ``doe``, save it in ``out_dir`` and (optionally) write its report to ``out_dir/report``.
 
-    ``holdout`` (path or DataFrame) adds hold-out runs to the parity plots and the model card.
+    Parameters
+    ----------
+    model : {"ensemble", "gp"}
+        ``"ensemble"``: :func:`~crystalloop.digital_twin.fit_twin` with ``fit_kw``;
+        ``"gp"``: :func:`~crystalloop.digital_twin.gp.fit_gp_twin` with ``fit_kw`` (``cqas``,
+        ``solubility``, ``features``, ``random_state``, ...).
+    holdout : path or DataFrame, optional
+        Hold-out runs for the parity plots and the model card.
+
     Returns ``(twin, written_paths)``.
     """
     from .twin import fit_twin
 
-    twin = fit_twin(doe, progress=progress, **fit_kw)
+    if model == "gp":
+        twin = fit_gp_twin(doe, **fit_kw)
+    elif model == "ensemble":
+        twin = fit_twin(doe, progress=progress, **fit_kw)
+    else:
+        raise ConfigError(f"model must be 'ensemble' or 'gp', got {model!r}")
     out = Path(out_dir)
     twin.save(out)
     written: dict[str, Path] = {"twin": out / "twin.json"}
@@ -190,10 +350,10 @@ def _holdout_frame(holdout, twin) -> pd.DataFrame | None:
 
 
 def report_twin(twin_dir: str | Path, out_dir: str | Path | None = None, *, holdout=None) -> dict[str, Path]:
-    """Load the twin in ``twin_dir`` and write its report (default ``twin_dir/report``)."""
-    from .twin import DigitalTwin
+    """Load the twin in ``twin_dir`` (either kind) and write its report (default ``twin_dir/report``)."""
+    from .twin import load_twin
 
-    twin = DigitalTwin.load(twin_dir)
+    twin = load_twin(twin_dir)
     hold = _holdout_frame(holdout, twin)
     return write_report(twin, Path(out_dir) if out_dir is not None else Path(twin_dir) / "report", holdout=hold)
 
@@ -207,9 +367,9 @@ def predict_profiles(twin_dir: str | Path, profiles, out: str | Path | None = No
     import warnings
 
     from .doe import DoEWarning, read_doe
-    from .twin import DigitalTwin
+    from .twin import load_twin
 
-    twin = DigitalTwin.load(twin_dir)
+    twin = load_twin(twin_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DoEWarning)
         table = read_doe(profiles, max_cycles=twin.max_cycles, bounds=None, extra_columns="ignore")

@@ -56,11 +56,12 @@ from crystalloop.profiles import ThermocycleProfile, feature_names, profiles_to_
 from .augment import DEFAULT_ALPHAS, DEFAULT_M
 from .doe import DoETable, read_doe, resolve_cqa
 from .fitting import check_settings, fit_cqa_models
+from .gp import GP_KIND, FeatureGPTwin
 from .models import MODEL_FAMILIES
-from .persist import jsonable, load_ensemble, save_ensemble, sha256_file
+from .persist import jsonable, load_ensemble, read_json_file, save_ensemble, sha256_file
 from .synthetic import GENERATORS
 
-__all__ = ["DigitalTwin", "TwinWarning", "fit_twin", "FORMAT_VERSION"]
+__all__ = ["DigitalTwin", "TwinWarning", "fit_twin", "load_twin", "FORMAT_VERSION"]
 
 #: Version of the saved folder layout (1 = joblib model files, no longer read).
 FORMAT_VERSION = 2
@@ -564,3 +565,36 @@ def fit_twin(
         raise ConfigError(f"fit_twin got unknown setting(s) {unknown}; expected DigitalTwin parameters "
                           f"{DigitalTwin._get_param_names()}")
     return DigitalTwin(targets=cqas, **params).fit(doe, progress=progress)
+
+
+def load_twin(directory: str | Path, *, data: DoETable | pd.DataFrame | str | Path | None = None
+              ) -> DigitalTwin | FeatureGPTwin:
+    """Open any saved twin folder: the kind in its ``twin.json`` picks the loader.
+
+    ``"feature-gp"``: a :class:`~crystalloop.digital_twin.gp.FeatureGPTwin`
+    (:meth:`~crystalloop.digital_twin.gp.FeatureGPTwin.load`); anything else is read as the
+    ensemble twin (:meth:`DigitalTwin.load`, which checks its own kind and format). Both check
+    every file against the SHA-256 recorded in twin.json and never unpickle.
+
+    Parameters
+    ----------
+    directory : path
+    data : DoETable, DataFrame or path, optional
+        Ensemble twins only: also check that this data matches the twin's schema.
+
+    Raises
+    ------
+    ModelError
+        The folder does not exist or does not hold a valid twin (the message names the file).
+    UntrustedModelError
+        A model file was modified, truncated or replaced.
+    """
+    d = Path(directory)
+    meta = d / "twin.json"
+    if not meta.is_file():
+        raise ModelError(f"{d} is not a saved twin: {meta} is missing (create one with `crystalloop twin fit DOE "
+                         f"--out {d}`)")
+    doc = read_json_file(meta)
+    if isinstance(doc, dict) and doc.get("kind") == GP_KIND:
+        return FeatureGPTwin.load(d)
+    return DigitalTwin.load(d, data=data)

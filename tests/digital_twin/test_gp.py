@@ -9,7 +9,7 @@ import pytest
 from crystalloop.digital_twin.design import DesignTwin
 from crystalloop.digital_twin.features import SolubilityCurve, profile_features
 from crystalloop.digital_twin.gp import FeatureGPRegressor, FeatureGPTwin
-from crystalloop.errors import ConfigError, InsufficientDataError, SchemaError
+from crystalloop.errors import ConfigError, InsufficientDataError, ModelError, SchemaError
 from crystalloop.profiles import feature_names
 
 SOL = SolubilityCurve(coefficients=(8.0, 0.283, 0.00917))
@@ -98,3 +98,165 @@ def test_twin_is_a_design_twin():
     assert len(tw.training_data_) == 24
     with pytest.raises(SchemaError, match="lacks columns"):
         FeatureGPTwin(cqas=("D50_um", "CSD_span")).fit(table)
+
+
+# ----------------------------------------------------------------------------- a first-class twin
+def _table(n: int = 24, seed: int = 6) -> pd.DataFrame:
+    X = _recipes(n, seed)
+    rng = np.random.default_rng(seed)
+    table = X.assign(D50_um=_target(X) + rng.normal(0, 0.5, n), DoA_pct=np.clip(_target(X) - 80, 0, 100))
+    table.insert(0, "run_id", [f"R{i:02d}" for i in range(n)])
+    return table
+
+
+def _gp_twin(seed: int = 0) -> FeatureGPTwin:
+    return FeatureGPTwin(cqas=("D50_um", "DoA_pct"), solubility=SOL, random_state=seed, features="all").fit(_table())
+
+
+def test_save_load_gives_the_same_predictions(tmp_path):
+    import json
+
+    from crystalloop.digital_twin import load_twin
+
+    tw = _gp_twin()
+    tw.save(tmp_path / "tw")
+    doc = json.loads((tmp_path / "tw" / "twin.json").read_text())
+    assert doc["kind"] == "feature-gp" and doc["format_version"] == 1
+    assert set(doc["files"]) == {"models/D50_um.json", "models/DoA_pct.json", "data/doe.csv"}
+    state = json.loads((tmp_path / "tw" / "models" / "D50_um.json").read_text())
+    assert state["gp"]["kernel"]["type"] == "Sum" and len(state["training"]["y"]) == 24
+    assert state["params"]["solubility"]["coefficients"] == [8.0, 0.283, 0.00917]
+    back = load_twin(tmp_path / "tw")
+    assert isinstance(back, FeatureGPTwin) and back.cqas == ["D50_um", "DoA_pct"]
+    Xt = _recipes(50, 11)
+    m1, s1 = tw.predict(Xt, return_std=True)
+    m2, s2 = back.predict(Xt, return_std=True)
+    np.testing.assert_allclose(m2, m1, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(s2, s1, rtol=0, atol=1e-10)
+    pd.testing.assert_frame_equal(back.predict_frame(Xt), tw.predict_frame(Xt))
+    assert back.info_["D50_um"]["cv_mae"] == tw.info_["D50_um"]["cv_mae"]
+    assert list(back.training_data_["run_id"]) == list(tw.training_data_["run_id"])
+    np.testing.assert_array_equal(back.models_["D50_um"].loo_mean_, tw.models_["D50_um"].loo_mean_)
+
+
+def test_same_data_and_seed_give_a_byte_identical_folder(tmp_path):
+    _gp_twin(seed=4).save(tmp_path / "a")
+    _gp_twin(seed=4).save(tmp_path / "b")
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert [str(p) for p in files] == ["data/doe.csv", "models/D50_um.json", "models/DoA_pct.json", "twin.json"]
+    for p in files:
+        assert (tmp_path / "a" / p).read_bytes() == (tmp_path / "b" / p).read_bytes(), p
+
+
+def test_tampered_truncated_or_missing_files_are_refused_by_name(tmp_path):
+    import hashlib
+    import json
+    import shutil
+
+    from crystalloop.digital_twin import load_twin
+    from crystalloop.errors import ModelError, UntrustedModelError
+
+    _gp_twin().save(tmp_path / "ok")
+
+    def copy(name):
+        shutil.copytree(tmp_path / "ok", tmp_path / name)
+        return tmp_path / name
+
+    d = copy("truncated")
+    p = d / "models" / "D50_um.json"
+    p.write_bytes(p.read_bytes()[:200])
+    with pytest.raises(UntrustedModelError, match=r"models/D50_um\.json does not match the SHA-256 recorded in .*twin\.json"):
+        load_twin(d)
+    d = copy("edited")
+    p = d / "data" / "doe.csv"
+    p.write_text(p.read_text().replace("R00", "R99"))
+    with pytest.raises(UntrustedModelError, match=r"data/doe\.csv does not match the SHA-256"):
+        load_twin(d)
+    d = copy("missing")
+    (d / "models" / "DoA_pct.json").unlink()
+    with pytest.raises(ModelError, match=r"models/DoA_pct\.json is missing"):
+        load_twin(d)
+    d = copy("badmeta")
+    (d / "twin.json").write_text((d / "twin.json").read_text()[:100])
+    with pytest.raises(ModelError, match=r"twin\.json is not valid JSON"):
+        load_twin(d)
+    # a model file rewritten with a foreign kernel type and its hash updated: still refused
+    d = copy("kernel")
+    p = d / "models" / "D50_um.json"
+    state = json.loads(p.read_text())
+    state["gp"]["kernel"]["k2"]["type"] = "os.system"
+    p.write_text(json.dumps(state))
+    doc = json.loads((d / "twin.json").read_text())
+    doc["files"]["models/D50_um.json"] = hashlib.sha256(p.read_bytes()).hexdigest()
+    (d / "twin.json").write_text(json.dumps(doc))
+    with pytest.raises(UntrustedModelError, match=r"models/D50_um\.json: kernel entry .* is not one of"):
+        load_twin(d)
+    doc["files"]["../outside.json"] = "0" * 64
+    (d / "twin.json").write_text(json.dumps(doc))
+    with pytest.raises(UntrustedModelError, match="lists the files"):
+        load_twin(d)
+    with pytest.raises(ModelError, match="is not a saved twin"):
+        load_twin(tmp_path / "nowhere")
+
+
+def test_leave_one_out_scores_equal_explicit_refits():
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    tw = _gp_twin()
+    m = tw.models_["D50_um"]
+    X, yn = m.gp_.X_train_, m.gp_.y_train_
+    mean, scale = m.gp_._y_train_mean, m.gp_._y_train_std
+    t = yn * scale + mean
+    mu, sd = np.empty(len(t)), np.empty(len(t))
+    for i in range(len(t)):  # the fitted kernel, refit without row i; prior mean = mean of the other rows
+        keep = np.arange(len(t)) != i
+        m_i = t[keep].mean()
+        g = GaussianProcessRegressor(m.gp_.kernel_, optimizer=None).fit(X[keep], (t[keep] - m_i) / scale)
+        a, b = g.predict(X[i:i + 1], return_std=True)
+        mu[i], sd[i] = m_i + scale * a[0], scale * b[0]
+    np.testing.assert_allclose(m.loo_mean_, mu, rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(m.loo_std_, sd, rtol=1e-6)
+    info = tw.info_["D50_um"]
+    y = tw.training_data_["D50_um"].to_numpy()
+    assert info["cv_mae"] == pytest.approx(np.mean(np.abs(y - m.loo_mean_)))
+    assert info["n_rows"] == 24 and info["coverage_95"] == pytest.approx(np.mean(np.abs(y - m.loo_mean_) <= 1.96 * m.loo_std_), abs=1e-12)
+    assert 0.8 < info["cv_r2"] <= 1.0
+
+
+def test_useless_cqa_warns_and_the_summary_says_so():
+    from crystalloop.errors import TwinWarning
+
+    table = _table()
+    table["DoA_pct"] = np.random.default_rng(0).normal(30, 5, len(table))  # nothing to learn
+    with pytest.warns(TwinWarning, match=r"DoA_pct: cross-validated R² -?\d\.\d\d <= 0 - the model is no better than predicting the mean"):
+        tw = FeatureGPTwin(cqas=("D50", "DoA"), random_state=0, features="all").fit(table)
+    assert tw.cqas == ["D50_um", "DoA_pct"]  # short names resolved
+    s = tw.summary().set_index("cqa")
+    assert s.loc["DoA_pct", "cv_r2"] <= 0 and "no better than predicting the mean" in s.loc["DoA_pct", "warning"]
+    assert s.loc["D50_um", "warning"] == "" or "intervals" in s.loc["D50_um", "warning"]
+
+
+def test_solubility_curve_from_text_list_and_file(tmp_path):
+    from crystalloop.digital_twin.gp import solubility_curve
+
+    a = solubility_curve("8.0, 0.283, 0.00917")
+    assert a == SOL and solubility_curve([8.0, 0.283, 0.00917]) == SOL and solubility_curve(None) is None
+    pd.DataFrame({"T_c": [10.0, 30.0, 50.0], "solubility_mg_g": [11.7, 24.7, 45.1]}).to_csv(tmp_path / "s.csv", index=False)
+    b = solubility_curve(str(tmp_path / "s.csv"))
+    assert b.table_t_c == (10.0, 30.0, 50.0) and float(b(30.0)) == pytest.approx(24.7)
+    with pytest.raises(ConfigError, match=r"--solubility '8,x' is neither comma-separated polynomial coefficients"):
+        solubility_curve("8,x", parameter="--solubility")
+    with pytest.raises(ConfigError, match="neither"):
+        solubility_curve(str(tmp_path / "nope.csv"))
+
+
+def test_profile_only_twin_without_solubility_round_trips(tmp_path):
+    from crystalloop.digital_twin import load_twin
+
+    tw = FeatureGPTwin(cqas=("D50_um",), random_state=0, features="all").fit(_table())
+    assert not any(f.startswith("T_sat") for f in tw.models_["D50_um"].features_)
+    back = load_twin(tw.save(tmp_path / "p"))
+    X = _recipes(5, 3).to_numpy()
+    np.testing.assert_allclose(back.predict(X), tw.predict(X), rtol=0, atol=1e-10)
+    with pytest.raises(ModelError, match=r"X has shape \(5, 3\)"):
+        back.predict(X[:, :3])

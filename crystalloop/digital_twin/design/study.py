@@ -67,7 +67,9 @@ def resolve_domain(twin: Any, domain: Any, *, bounds: ProfileBounds, solubility:
 
 
 def load_twin(twin: str | Path | DesignTwin) -> DesignTwin:
-    """A twin object as given, or the :class:`~crystalloop.digital_twin.DigitalTwin` saved in a folder.
+    """A twin object as given, or the twin saved in a folder (an ensemble
+    :class:`~crystalloop.digital_twin.DigitalTwin` or a
+    :class:`~crystalloop.digital_twin.FeatureGPTwin`: :func:`crystalloop.digital_twin.load_twin`).
 
     Raises
     ------
@@ -78,9 +80,9 @@ def load_twin(twin: str | Path | DesignTwin) -> DesignTwin:
         path = Path(twin)
         if not path.exists():
             raise ModelError(f"twin directory {path} does not exist; fit one with 'crystalloop twin fit DOE.csv --out {path}'")
-        from crystalloop.digital_twin.twin import DigitalTwin
+        from crystalloop.digital_twin.twin import load_twin as load_twin_folder
 
-        return DigitalTwin.load(path)
+        return load_twin_folder(path)
     return twin
 
 
