@@ -3,8 +3,10 @@
 "Images in the loop of a data-driven design campaign". Each round of :func:`run_campaign`
 
 1. **learns** a digital twin from every measured run so far (the starting DoE plus the
-   campaign's own runs): :func:`~crystalloop.digital_twin.twin.fit_twin` with fast settings
-   by default (``twin_options``), or any ``learn(frame, cqas, seed) -> twin``;
+   campaign's own runs): the tree-ensemble :func:`~crystalloop.digital_twin.twin.fit_twin` with
+   fast settings by default (``twin_options``), with ``twin_model="gp"`` a
+   :class:`~crystalloop.digital_twin.FeatureGPTwin` (a GP per CQA on physical profile features,
+   with the compound's solubility curve when known), or any ``learn(frame, cqas, seed) -> twin``;
 2. **proposes** ``batch_size`` recipes (:mod:`crystalloop.campaign.propose`): NSGA-II on an
    acquisition view of the twin, then a batch spread along the predicted front;
 3. **runs** each recipe on the backend with the single-batch runner
@@ -35,10 +37,11 @@ from crystalloop.campaign.execute import execute_recipe, finished_run, recover_r
 from crystalloop.campaign.lab import as_lab
 from crystalloop.campaign.propose import propose
 from crystalloop.campaign.report import objective_values, plot_campaign, round_summary
-from crystalloop.errors import ConfigError
+from crystalloop.errors import CampaignWarning, ConfigError
 from crystalloop.profiles import ThermocycleProfile, feature_names, profiles_to_frame
 
-__all__ = ["CampaignResult", "run_campaign", "DEFAULT_TWIN_OPTIONS", "SavableTwin"]
+__all__ = ["CampaignResult", "run_campaign", "DEFAULT_TWIN_OPTIONS", "DEFAULT_GP_OPTIONS", "TWIN_MODELS",
+           "SavableTwin"]
 
 @runtime_checkable
 class SavableTwin(Protocol):
@@ -53,6 +56,10 @@ class SavableTwin(Protocol):
 #: fast twin fitting for a campaign round (seconds, not minutes); override with ``twin_options``
 DEFAULT_TWIN_OPTIONS: dict[str, Any] = {"grid": "fast", "n_splits": 20, "augment": False, "cv": 3,
                                         "test_size": 0.15, "n_jobs": 1}
+#: settings of the GP twin of a round (``twin_model="gp"``): every physical feature (about a second)
+DEFAULT_GP_OPTIONS: dict[str, Any] = {"features": "all"}
+#: twins a campaign can learn each round
+TWIN_MODELS = ("ensemble", "gp")
 
 
 @dataclass
@@ -101,6 +108,39 @@ def _default_learn(options: dict) -> Callable[[pd.DataFrame, list[str], int], An
             warnings.simplefilter("ignore")  # sparse-CQA and replicate warnings, repeated every round
             return fit_twin(frame, cqas=cqas, random_state=seed, **options)
     return learn
+
+
+def _gp_learn(solubility: Any, options: dict) -> Callable[[pd.DataFrame, list[str], int], Any]:
+    def learn(frame: pd.DataFrame, cqas: list[str], seed: int):
+        from crystalloop.digital_twin.gp import fit_gp_twin
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # honesty warnings, repeated every round (the round report scores the twin)
+            return fit_gp_twin(frame, cqas=cqas, solubility=solubility, random_state=seed, **options)
+    return learn
+
+
+def _plant_solubility(backend: str, backend_options: dict | None) -> Any:
+    """The simulated plant's solubility curve (mg/g solvent, T in °C) through its :class:`GroundTruth`,
+    as the exact polynomial when the curve is one (the kinetic sets are), else as a table on 0–90 °C."""
+    from crystalloop.digital_twin.features import SolubilityCurve
+    from crystalloop.hardware.base import GroundTruth, connect
+
+    cz = connect(backend, **dict(backend_options or {}))
+    try:
+        gt = cz.ground_truth
+        if not isinstance(gt, GroundTruth):
+            return None
+        T = np.arange(0.0, 91.0, 2.0)
+        c = 1000.0 * np.array([gt.solubility_kg_kg(float(t)) for t in T])
+    finally:
+        cz.close()
+    P = np.polynomial.polynomial
+    for deg in range(1, 7):
+        a = P.polyfit(T, c, deg)
+        if np.max(np.abs(P.polyval(T, a) - c)) <= 1e-9 * np.max(np.abs(c)):
+            return SolubilityCurve(coefficients=tuple(float(f"{v:.12g}") for v in a))
+    return SolubilityCurve(table_t_c=tuple(T), table_mg_g=tuple(c))
 
 
 def _fingerprint(frame: pd.DataFrame) -> str:
@@ -184,7 +224,9 @@ def run_campaign(
     n_gen: int = 30,
     bounds: Any = None,
     learn: Callable[[pd.DataFrame, list[str], int], Any] | None = None,
+    twin_model: str = "ensemble",
     twin_options: dict | None = None,
+    solubility: Any = "auto",
     lab: Any = None,
     d50_from: str = "image",
     n_frames: int = 10,
@@ -239,9 +281,20 @@ def run_campaign(
         Design bounds (DOMAIN.md §1 by default; a dict overrides single fields, e.g.
         ``{"cooling_rate_c_min": (0.1, 0.3)}`` for shorter batches).
     learn : callable(frame, cqas, seed) -> twin, optional
-        Replaces the default :func:`~crystalloop.digital_twin.twin.fit_twin` with
-        ``twin_options`` (default :data:`DEFAULT_TWIN_OPTIONS`: fast grid, 20 MC-CV splits,
-        no augmentation).
+        Replaces the twin of ``twin_model``.
+    twin_model : {"ensemble", "gp"}
+        ``"ensemble"``: :func:`~crystalloop.digital_twin.twin.fit_twin` with ``twin_options``
+        (default :data:`DEFAULT_TWIN_OPTIONS`: fast grid, 20 MC-CV splits, no augmentation).
+        ``"gp"``: :func:`~crystalloop.digital_twin.gp.fit_gp_twin` with ``twin_options``
+        (default :data:`DEFAULT_GP_OPTIONS`) and ``solubility``; about a second per round, and
+        more accurate on fresh recipes (docs/benchmarks.md). Each round's twin is saved in
+        ``round_XX/twin`` either way.
+    solubility : "auto", None, SolubilityCurve, coefficients, or path
+        The compound's solubility curve for the GP twin (``twin_model="gp"``; mg/g solvent, T in
+        °C, as :func:`~crystalloop.digital_twin.gp.solubility_curve` reads it). ``"auto"``: a
+        simulated backend's own curve (its :class:`~crystalloop.hardware.base.GroundTruth`: the
+        kinetic set's ``solubility``); on hardware none, and the GP uses the profile features only
+        (a :class:`~crystalloop.errors.CampaignWarning` says so) - give the lab's curve there.
     lab : None, path or callable(LabRequest) -> dict
         Offline CQAs (:mod:`~crystalloop.campaign.lab`); None = simulated on ``sim://``.
     d50_from : {"image", "lab"}
@@ -269,6 +322,8 @@ def run_campaign(
             raise ConfigError(f"{nm} must be a whole number >= 1, got {v!r}")
     if d50_from not in ("image", "lab"):
         raise ConfigError(f"d50_from must be 'image' or 'lab', got {d50_from!r}")
+    if twin_model not in TWIN_MODELS:
+        raise ConfigError(f"twin_model must be one of {list(TWIN_MODELS)}, got {twin_model!r}")
     if int(n_frames) != n_frames or n_frames < (1 if d50_from == "image" else 0):
         raise ConfigError(f"n_frames must be a whole number >= 1 when D50 comes from the images, got {n_frames!r}")
     from crystalloop.control import RunOptions
@@ -326,7 +381,24 @@ def run_campaign(
                           f"{[str(o) for o in objs]}; its CQA columns are {table.cqa_names}")
     cqa_cols = list(dict.fromkeys([*table.cqa_names, *needed]))
     lab_fn = as_lab(lab, backend, simulated, [c for c in cqa_cols if not (c == "D50_um" and d50_from == "image")])
-    learn_fn = learn or _default_learn({**DEFAULT_TWIN_OPTIONS, **(twin_options or {})})
+    sol_info = None
+    if learn is not None:
+        learn_fn = learn
+    elif twin_model == "gp":
+        from crystalloop.digital_twin.gp import solubility_curve
+
+        if isinstance(solubility, str) and solubility == "auto":
+            curve = _plant_solubility(backend, backend_options) if simulated else None
+            if curve is None:
+                warnings.warn(f"campaign on {backend}: no solubility curve known, so the GP twin uses the profile "
+                              f"features only; give the compound's curve (solubility=, --solubility) for the "
+                              f"saturation and dissolution features", CampaignWarning, stacklevel=2)
+        else:
+            curve = solubility_curve(solubility)
+        sol_info = None if curve is None else curve.to_dict()
+        learn_fn = _gp_learn(curve, {**DEFAULT_GP_OPTIONS, **(twin_options or {})})
+    else:
+        learn_fn = _default_learn({**DEFAULT_TWIN_OPTIONS, **(twin_options or {})})
     out.mkdir(parents=True, exist_ok=True)
     if store is None or isinstance(store, (str, Path)):
         from crystalloop.store import ExperimentStore
@@ -350,7 +422,8 @@ def run_campaign(
         rng_ = V.max(axis=0) - V.min(axis=0)
         ref = nadir + sign * 0.1 * np.where(rng_ > 0, rng_, np.maximum(np.abs(nadir), 1.0))
     meta.update({"objectives": names, "reference": [float(v) for v in ref], "backend": backend,
-                 "acquisition": acquisition, "kappa": kappa, "batch_size": int(batch_size), "seed": int(seed)})
+                 "acquisition": acquisition, "kappa": kappa, "batch_size": int(batch_size), "seed": int(seed),
+                 "twin_model": twin_model if learn is None else "custom", "solubility": sol_info})
     _write_text(meta_path, json.dumps(meta, indent=2) + "\n")
 
     hist_path = out / "history.csv"

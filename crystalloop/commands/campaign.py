@@ -31,6 +31,11 @@ def campaign(
         "--bounds", help="YAML/JSON overriding design bounds, e.g. 'cooling_rate_c_min: [0.1, 0.3]'.")] = None,
     pop: Annotated[int, typer.Option("--pop", help="NSGA-II population size.")] = 40,
     gens: Annotated[int, typer.Option("--gens", help="NSGA-II generations per round.")] = 30,
+    model: Annotated[str, typer.Option("--model", help="Twin learned each round: 'ensemble' (tree ensembles, seed 003) or 'gp' "
+                  "(a Gaussian process per CQA on physical profile features; about a second per round).")] = "ensemble",
+    solubility: Annotated[str | None, typer.Option("--solubility", help="--model gp: the compound's solubility c*(T) as "
+                  "coefficients a0,a1,a2 (mg/g solvent, T in °C) or a CSV/YAML/JSON file (columns T_c, solubility_mg_g). "
+                  "Default: the simulated plant's own curve on sim://; none on hardware (profile features only).")] = None,
     grid: Annotated[str, typer.Option("--grid", help="Twin hyper-parameter grids: fast or paper.")] = "fast",
     splits: Annotated[int, typer.Option("--splits", help="Monte Carlo CV splits of the twin.")] = 20,
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="SDV augmentation search (slow).")] = False,
@@ -47,7 +52,12 @@ def campaign(
     from crystalloop.campaign import TableLab, run_campaign
     from crystalloop.commands import make_console, print_table
     from crystalloop.digital_twin.design import read_bounds
+    from crystalloop.errors import ConfigError
 
+    if model not in ("ensemble", "gp"):
+        raise ConfigError(f"--model must be 'ensemble' or 'gp', got {model!r}")
+    if model == "ensemble" and solubility is not None:
+        raise ConfigError("--solubility is used by --model gp only; add --model gp or drop --solubility")
     console = make_console()
     run_opts = {"sample_interval_s": sample_interval}
     if image_interval is not None:
@@ -62,7 +72,7 @@ def campaign(
             bar["task"] = bar["p"].add_task("campaign", total=max(rounds, 0) * max(batch, 0))
         progress, task = bar["p"], bar["task"]
         if stage == "learn":
-            progress.update(task, description=f"round {info['round']}: fitting the twin on {info['n_runs']} runs")
+            progress.update(task, description=f"round {info['round']}: fitting the {model} twin on {info['n_runs']} runs")
         elif stage == "propose":
             progress.update(task, description=f"round {info['round']}: NSGA-II proposes {batch} recipes")
         elif stage == "run":
@@ -88,7 +98,8 @@ def campaign(
             lab=TableLab(lab, timeout_s=lab_wait) if lab is not None else None,
             acquisition=acquisition, kappa=kappa, cycles=cycles, pop_size=pop, n_gen=gens,
             bounds=read_bounds(bounds),
-            twin_options={"grid": grid, "n_splits": splits, "augment": augment},
+            twin_model=model, solubility="auto" if solubility is None else solubility,
+            twin_options={"grid": grid, "n_splits": splits, "augment": augment} if model == "ensemble" else None,
             n_frames=frames, run_options=run_opts, seed=seed, progress=on,
         )
     finally:

@@ -59,6 +59,7 @@ from crystalloop.errors import (
     TwinWarning,
     UntrustedModelError,
 )
+from crystalloop.profiles import ThermocycleProfile, profiles_to_frame
 from crystalloop.profiles import feature_names as profile_feature_names
 
 from .doe import DoETable, read_doe, resolve_cqa
@@ -550,6 +551,13 @@ class FeatureGPTwin:
 
     # ------------------------------------------------------------------ predict
     def _matrix(self, X) -> np.ndarray:
+        if isinstance(X, ThermocycleProfile):
+            X = [X]
+        if isinstance(X, (list, tuple)) and X and isinstance(X[0], ThermocycleProfile):
+            try:
+                X = profiles_to_frame(list(X), self.max_cycles)
+            except Exception as e:
+                raise ModelError(f"cannot encode the profiles for this twin (max_cycles={self.max_cycles}): {e}") from None
         if isinstance(X, pd.DataFrame):
             missing = [c for c in self.feature_names if c not in X.columns]
             if missing:
@@ -584,8 +592,8 @@ class FeatureGPTwin:
         return (mu, sd) if return_std else mu
 
     def predict_frame(self, X, *, cqas: Sequence[str] | None = None, warn: bool = True) -> pd.DataFrame:
-        """``{cqa}_mean`` / ``{cqa}_std`` columns for recipe rows ``X`` (DataFrame with the feature
-        columns, or an array of shape (n, len(feature_names))); the index of a DataFrame is kept.
+        """``{cqa}_mean`` / ``{cqa}_std`` columns for recipe rows ``X`` (profiles, a DataFrame with the
+        feature columns, or an array of shape (n, len(feature_names))); the index of a DataFrame is kept.
 
         ``warn``: warn (:class:`~crystalloop.errors.TwinWarning`) about profiles whose number of
         segments no training run of that CQA had (the prediction extrapolates).

@@ -370,3 +370,41 @@ def test_hardware_path_reads_the_lab_table(tiny_doe, tmp_path, make_thermostat):
                          **_kw(backend="benchlab://", lab=lab, backend_options=None))
     finally:
         _BACKENDS.pop("benchlab", None)
+
+
+def test_campaign_with_the_gp_twin_reads_the_plant_solubility(tiny_doe, tmp_path):
+    """twin_model="gp": a FeatureGPTwin per round, with the simulated compound's solubility curve, saved in round_XX/twin."""
+    import json
+
+    from crystalloop.digital_twin import FeatureGPTwin, load_twin
+
+    res = run_campaign(tiny_doe, "max:D50,min:DoA", out_dir=tmp_path, twin_model="gp", **_kw())
+    tw = res.twins[0]
+    assert isinstance(tw, FeatureGPTwin) and set(tw.cqas) == {"D50_um", "DoA_pct"}
+    # the default kinetic set: c* = 8.0e-3 + 2.83e-4 T + 9.17e-6 T² kg/kg (T in °C) = 8.0 + 0.283 T + 0.00917 T² mg/g
+    assert tw.solubility.coefficients == (8.0, 0.283, 0.00917)
+    assert any(f.startswith("T_sat") for f in tw.models_["D50_um"].features_)
+    back = load_twin(tmp_path / "round_01" / "twin")
+    X = read_doe(tiny_doe).to_frame()[tw.feature_names]
+    np.testing.assert_allclose(back.predict(X), tw.predict(X), rtol=0, atol=1e-10)
+    meta = json.loads((tmp_path / "campaign.json").read_text())
+    assert meta["twin_model"] == "gp" and meta["solubility"]["coefficients"] == [8.0, 0.283, 0.00917]
+    assert len(res.doe) == len(pd.read_csv(tiny_doe)) + 2
+    assert ExperimentStore(tmp_path / "campaign.sqlite").models("campaign-twin")["metadata"][0]["round"] == 1
+
+
+def test_campaign_twin_model_and_solubility_are_checked_before_anything_runs(tiny_doe, tmp_path):
+    from typer.testing import CliRunner
+
+    from crystalloop.cli import app
+
+    with pytest.raises(ConfigError, match=r"twin_model must be one of \['ensemble', 'gp'\], got 'forest'"):
+        run_campaign(tiny_doe, out_dir=tmp_path / "a", twin_model="forest", **_kw())
+    with pytest.raises(ConfigError, match=r"solubility 'x,1' is neither comma-separated polynomial coefficients"):
+        run_campaign(tiny_doe, out_dir=tmp_path / "b", twin_model="gp", solubility="x,1", **_kw())
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    r = CliRunner().invoke(app, ["campaign", str(tiny_doe), "--out", str(tmp_path / "c"), "--solubility", "8,0.3"])
+    assert r.exit_code == 2 and "--solubility is used by --model gp only" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, ["campaign", str(tiny_doe), "--out", str(tmp_path / "c"), "--model", "rf"])
+    assert r.exit_code == 2 and "--model must be 'ensemble' or 'gp', got 'rf'" in " ".join(r.output.split())
+    assert not (tmp_path / "c").exists()
