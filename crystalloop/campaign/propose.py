@@ -2,7 +2,10 @@
 
 * :func:`propose` — ``n`` recipes to run next;
 * :func:`select_batch` — the batch rule: extremes of each objective first, then greedily the
-  point farthest from those chosen, never too close to a run already made.
+  point farthest from those chosen, never too close to a run already made;
+* :func:`select_ehvi` — the batch by Monte-Carlo expected hypervolume improvement over the
+  measured runs (``"ehvi"``: among the optimistic front; ``"mc-ehvi"``: among a wider pool — the
+  optimistic front, a trust region around the measured front and random feasible recipes).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from crystalloop.profiles import (
 
 __all__ = ["ACQUISITIONS", "propose", "select_batch", "select_ehvi"]
 
-ACQUISITIONS = ("mean", "pessimistic", "optimistic", "ehvi")
+ACQUISITIONS = ("mean", "pessimistic", "optimistic", "ehvi", "mc-ehvi", "hvi-ucb")
 
 
 class _AcquisitionTwin:
@@ -56,7 +59,7 @@ def _acquire(twin: Any, objectives, acquisition: str, kappa: float) -> tuple[Any
         raise ConfigError(f"kappa must be a number >= 0 (std multiples), got {kappa!r}")
     if acquisition == "pessimistic":
         return twin, float(kappa)
-    if acquisition in ("optimistic", "ehvi") and kappa > 0:  # EHVI draws its candidates from the optimistic front
+    if acquisition in ("optimistic", "ehvi", "mc-ehvi", "hvi-ucb") and kappa > 0:  # EHVI draws its candidates from the optimistic front
         objs = parse_objectives(objectives, list(twin.cqas))
         return _AcquisitionTwin(twin, {o.name: (kappa if o.direction == "max" else -kappa) for o in objs
                                        if o.name in twin.cqas}), 0.0
@@ -157,6 +160,22 @@ def _hv_min(F: np.ndarray, ref: np.ndarray) -> float:
     return hv
 
 
+def _hvi_2d(P: np.ndarray, F: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Exact hypervolume improvement of each point of ``P`` (shape (..., 2), to minimize) over the
+    front ``F`` (shape (k, 2)) up to ``ref``: the area a point dominates that ``F`` does not."""
+    F = F[np.all(np.isfinite(F), axis=1) & np.all(F < ref, axis=1)] if len(F) else np.zeros((0, 2))
+    F = F[np.lexsort((F[:, 1], F[:, 0]))]
+    # staircase of F: for x in [xs[i], xs[i+1]) the front's best second objective is ys[i]
+    xs = np.r_[-np.inf, F[:, 0], ref[0]]
+    ys = np.r_[ref[1], np.minimum.accumulate(F[:, 1]) if len(F) else np.zeros(0)]
+    ys = np.minimum(ys, ref[1])
+    p0, p1 = P[..., 0:1], P[..., 1:2]
+    width = np.clip(np.minimum(xs[1:], ref[0]) - np.maximum(xs[:-1], p0), 0.0, None)
+    height = np.clip(ys - p1, 0.0, None)
+    out = np.sum(width * height, axis=-1)
+    return np.where(np.all(np.isfinite(P), axis=-1), out, 0.0)
+
+
 def select_ehvi(mu: np.ndarray, sd: np.ndarray, measured: np.ndarray, sign: np.ndarray, reference: np.ndarray,
                 n: int, *, eligible: np.ndarray | None = None, n_samples: int = 128, seed: int = 0) -> list[int]:
     """Greedy batch by expected hypervolume improvement over the measured runs.
@@ -195,11 +214,16 @@ def select_ehvi(mu: np.ndarray, sd: np.ndarray, measured: np.ndarray, sign: np.n
     Z = np.random.default_rng(seed).standard_normal((int(n_samples), mu.shape[1]))
     chosen: list[int] = []
     while len(chosen) < n and ok.any():
-        base = _hv_min(front, ref)
         gain = np.full(len(mu), -np.inf)
-        for i in np.flatnonzero(ok):
-            draws = (mu[i] + sd[i] * Z) * sign
-            gain[i] = np.mean([_hv_min(np.vstack([front, d]), ref) for d in draws]) - base
+        idx = np.flatnonzero(ok)
+        if mu.shape[1] == 2:  # exact, all candidates and draws at once
+            draws = (mu[idx, None, :] + sd[idx, None, :] * Z[None]) * sign
+            gain[idx] = _hvi_2d(draws, front, ref).mean(axis=1)
+        else:
+            base = _hv_min(front, ref)
+            for i in idx:
+                draws = (mu[i] + sd[i] * Z) * sign
+                gain[i] = np.mean([_hv_min(np.vstack([front, d]), ref) for d in draws]) - base
         best = int(np.argmax(gain))
         chosen.append(best)
         ok[best] = False
@@ -230,12 +254,18 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
         Default: one instance where 1–4 cycles is itself a variable.
     constraints : optional
         Outcome constraints (``"crystallinity>=75"``) judged on the acquisition values.
-    acquisition : {"mean", "pessimistic", "optimistic", "ehvi"}
+    acquisition : {"mean", "pessimistic", "optimistic", "ehvi", "mc-ehvi"}
         What NSGA-II optimizes: the predicted mean, ``mean ∓ κ std`` (pessimistic) or
         ``mean ± κ std`` (optimistic: explores where the twin is uncertain). ``"ehvi"`` takes
         the optimistic front as candidates and picks the batch by expected hypervolume
         improvement over the measured runs (:func:`select_ehvi`, needs ``measured`` and
-        ``reference``) instead of spreading it along the front.
+        ``reference``) instead of spreading it along the front. ``"mc-ehvi"`` picks the same way
+        from a wider pool (:func:`_wide_pool`): the optimistic front of *each* number of cycles
+        (a mixed front is dominated by the structure the twin knows best), a trust region around
+        the recipes of the measured front and random feasible recipes; its baseline is the
+        twin's mean at the measured recipes (the measured front is raised by measurement noise:
+        a noisy-EHVI baseline). ``"hvi-ucb"``: the same pool, each candidate scored by the
+        hypervolume improvement of its optimistic point ``mean ± κ std`` (upper confidence bound).
     kappa : float
         κ, in standard deviations.
     min_distance, pop_size, n_gen, seed, bounds, callback
@@ -258,11 +288,12 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
 
     if int(n) != n or n < 1:
         raise ConfigError(f"batch size must be a whole number >= 1, got {n!r}")
-    if acquisition == "ehvi" and (measured is None or reference is None):
-        raise ConfigError("acquisition 'ehvi' needs measured= (objective values of the runs so far) and reference= "
+    wide = acquisition in ("mc-ehvi", "hvi-ucb")
+    if acquisition in ("ehvi", "mc-ehvi", "hvi-ucb") and (measured is None or reference is None):
+        raise ConfigError(f"acquisition {acquisition!r} needs measured= (objective values of the runs so far) and reference= "
                           "(the hypervolume reference point)")
     acq_twin, pess = _acquire(twin, objectives, acquisition, kappa)
-    res = optimize_design(acq_twin, objectives, cycles=cycles, mixed=mixed, constraints=constraints,
+    res = optimize_design(acq_twin, objectives, cycles=cycles, mixed=mixed and not wide, constraints=constraints,
                           pessimistic=pess, bounds=bounds, limits=limits, pop_size=pop_size, n_gen=n_gen,
                           seed=seed, n_jobs=1, callback=callback)
     front = res.front
@@ -273,10 +304,15 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
     Xf = profiles_to_frame(profiles_all, int(twin.max_cycles))[list(twin.feature_names)].to_numpy(float)
     F = res.objective_matrix(order)
     ex = np.zeros((0, Xf.shape[1])) if existing is None else np.atleast_2d(np.asarray(existing, float))
-    if acquisition == "ehvi":
+    if acquisition in ("ehvi", "mc-ehvi", "hvi-ucb"):
+        if wide:  # widen the pool: trust region around the measured front, random recipes
+            extra, Xe = _wide_pool(twin, objectives, ex, measured, cycles=cycles, bounds=bounds, limits=limits,
+                                   constraints=constraints, seed=seed)
+            profiles_all, Xf = profiles_all + extra, np.vstack([Xf, Xe])
         picks = _ehvi_picks(twin, objectives, profiles_all, Xf, ex, int(n), measured, reference,
-                            min_distance=min_distance, seed=seed)
-        how = ["ehvi"] * len(picks)
+                            min_distance=min_distance, seed=seed, denoise=wide,
+                            kappa=float(kappa) if acquisition == "hvi-ucb" else None)
+        how = [acquisition] * len(picks)
     else:
         picks = select_batch(sub.iloc[: len(glob)] if len(glob) >= n else sub,
                              F[: len(glob)] if len(glob) >= n else F, Xf[: len(glob)] if len(glob) >= n else Xf,
@@ -295,18 +331,24 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
                       f"{len(extra)} random feasible recipe(s) complete the batch", CampaignWarning, stacklevel=2)
         chosen += extra
         how += ["random"] * len(extra)
-    pred = twin.predict_frame(chosen, warn=False)  # optimize_design already warned about extrapolation once
+    Xc = profiles_to_frame(chosen, int(twin.max_cycles))[list(twin.feature_names)].to_numpy(float)
+    pred = twin.predict_frame(Xc, warn=False)  # optimize_design already warned about extrapolation once
     table = pd.concat([pd.DataFrame({"selected_by": how}), pred.reset_index(drop=True)], axis=1)
     return chosen, table
 
 
 def _ehvi_picks(twin: Any, objectives, profiles: list[ThermocycleProfile], Xf: np.ndarray, existing: np.ndarray,
-                n: int, measured, reference, *, min_distance: float, seed: int) -> list[int]:
-    """EHVI batch among the candidate profiles (those not within ``min_distance`` of a run made)."""
+                n: int, measured, reference, *, min_distance: float, seed: int, denoise: bool = False,
+                kappa: float | None = None) -> list[int]:
+    """EHVI batch among the candidate profiles (those not within ``min_distance`` of a run made).
+
+    ``denoise``: the baseline front is the twin's mean at the measured recipes (rows of
+    ``existing`` aligned with ``measured``) instead of the noisy measured values. ``kappa``: score
+    each candidate by the improvement of its optimistic point ``mean ± κ std`` instead (UCB)."""
     from crystalloop.digital_twin.design import parse_objectives
 
     objs = parse_objectives(objectives, list(twin.cqas))
-    pred = twin.predict_frame(profiles, warn=False)
+    pred = twin.predict_frame(Xf, warn=False)
     mu = np.column_stack([pred[f"{o.name}_mean"].to_numpy(float) if o.name in twin.cqas
                           else np.array([p.batch_time_min for p in profiles]) for o in objs])
     sd = np.column_stack([pred[f"{o.name}_std"].to_numpy(float) if o.name in twin.cqas
@@ -318,6 +360,72 @@ def _ehvi_picks(twin: Any, objectives, profiles: list[ThermocycleProfile], Xf: n
     far = (np.sqrt(((Z[:, None, :] - E[None]) ** 2).mean(axis=2)).min(axis=1) >= min_distance if len(E)
            else np.ones(len(Z), bool))
     M = np.atleast_2d(np.asarray(measured, float))
-    M = M[np.all(np.isfinite(M), axis=1)] if M.size else np.zeros((0, len(objs)))
-    return select_ehvi(mu, sd, M, np.array([o.sign for o in objs]), np.asarray(reference, float), n,
-                       eligible=far, seed=seed)
+    fin = np.all(np.isfinite(M), axis=1) if M.size else np.zeros(0, bool)
+    if denoise and M.size and len(M) == len(existing) and fin.any() and all(o.name in twin.cqas for o in objs):
+        pe = twin.predict_frame(existing[fin], warn=False)
+        M = np.column_stack([pe[f"{o.name}_mean"].to_numpy(float) for o in objs])
+    else:
+        M = M[fin] if M.size else np.zeros((0, len(objs)))
+    sign = np.array([o.sign for o in objs])
+    if kappa is not None:  # UCB: the optimistic point, no sampling
+        mu, sd = mu - sign * kappa * sd, np.zeros_like(sd)
+    return select_ehvi(mu, sd, M, sign, np.asarray(reference, float), n, eligible=far, seed=seed)
+
+
+#: trust-region steps (fraction of each variable's bound width, 1 σ) and the pool's make-up
+_TR_STEPS = (0.03, 0.08, 0.15)
+_TR_SIZE, _RANDOM_SIZE, _TR_CENTRES = 300, 200, 8
+
+
+def _wide_pool(twin: Any, objectives, existing: np.ndarray, measured, *, cycles, bounds, limits, constraints,
+               seed: int) -> tuple[list[ThermocycleProfile], np.ndarray]:
+    """Candidates beyond the optimistic front: perturbations of the measured front's recipes
+    (Gaussian steps of :data:`_TR_STEPS` of the bound widths in the design's decision space, the
+    number of cycles moved by one now and then) and uniform feasible recipes; outcome
+    constraints are judged on the twin's mean. Returns the profiles and their feature rows."""
+    from crystalloop.digital_twin.design import DesignSpace, nondominated, parse_constraints, parse_cycles, \
+        parse_objectives
+    from crystalloop.errors import OptimizationError
+
+    rng = np.random.default_rng([int(seed), 4099])
+    ncs = parse_cycles(cycles)
+    b = (ProfileBounds.from_dict({**DEFAULT_BOUNDS.to_dict(), **bounds}) if isinstance(bounds, dict)
+         else bounds or DEFAULT_BOUNDS)
+    space = DesignSpace((ncs[0], ncs[-1]) if len(ncs) > 1 else ncs[0], bounds=b, limits=limits)
+    xl, xu = space.bounds_arrays()
+    parts = [space.sample(_RANDOM_SIZE, rng)]
+    M = np.atleast_2d(np.asarray(measured, float)) if measured is not None else np.zeros((0, 0))
+    if len(existing) and M.shape[0] == len(existing):
+        objs = parse_objectives(objectives, list(twin.cqas))
+        ok = np.flatnonzero(np.all(np.isfinite(M), axis=1))
+        F = M[ok] * np.array([o.sign for o in objs])
+        front = ok[nondominated(F)] if len(ok) else ok
+        # the front's recipes, then the best of each objective among the rest
+        order = list(front) + [int(i) for j in range(F.shape[1]) for i in ok[np.argsort(F[:, j])] if i not in front]
+        centres = []
+        for i in order:
+            p = ThermocycleProfile.from_features(existing[i], int(twin.max_cycles))
+            try:
+                centres.append(space.from_profiles([p])[0])
+            except OptimizationError:  # a structure outside this design space (0 cycles, no final cooling)
+                continue
+            if len(centres) >= _TR_CENTRES:
+                break
+        if centres:
+            C = np.asarray(centres)[rng.integers(0, len(centres), _TR_SIZE)]
+            step = np.asarray(_TR_STEPS)[rng.integers(0, len(_TR_STEPS), _TR_SIZE)][:, None]
+            X = C + rng.standard_normal(C.shape) * step * (xu - xl)
+            if space.mixed:  # keep the number of cycles mostly; move it by one for a quarter
+                X[:, 3] = C[:, 3] + np.where(rng.random(_TR_SIZE) < 0.25, rng.choice([-1.0, 1.0], _TR_SIZE), 0.0)
+            parts.append(space.repair(X))
+    X = np.vstack(parts)
+    feats = space.features(X, int(twin.max_cycles))
+    cons = parse_constraints(constraints, [*twin.cqas, "batch_time_min"]) if constraints else []
+    if cons:
+        pred = twin.predict_frame(feats, warn=False)
+        keep = np.ones(len(X), bool)
+        for c in cons:
+            v = space.batch_time_min(X) if c.name == "batch_time_min" else pred[f"{c.name}_mean"].to_numpy(float)
+            keep &= c.g(v) <= 0
+        X, feats = X[keep], feats[keep]
+    return space.to_profiles(X), feats

@@ -53,3 +53,72 @@ def test_campaign_round_with_ehvi(tiny_doe, tmp_path):
     with pytest.raises(ConfigError, match="acquisition must be one of .*'ehvi'.*, got 'ucb'"):
         run_campaign(tiny_doe, "max:D50,min:DoA", out_dir=tmp_path / "d", learn=T.Learner(),
                      **T._kw(acquisition="ucb"))
+
+
+# ----------------------------------------------------------------------------- mc-ehvi / hvi-ucb
+from crystalloop.campaign.propose import _ehvi_picks, _hvi_2d  # noqa: E402
+from crystalloop.profiles import feature_names  # noqa: E402
+
+
+def test_vectorized_improvement_equals_the_exact_hypervolume_difference():
+    rng = np.random.default_rng(0)
+    ref = REF * SIGN
+    front = MEASURED * SIGN
+    P = np.column_stack([rng.uniform(-140, -70, 200), rng.uniform(0, 35, 200)])
+    want = [_hv_min(np.vstack([front, p]), ref) - _hv_min(front, ref) for p in P]
+    assert np.allclose(_hvi_2d(P, front, ref), want)
+    assert _hvi_2d(np.array([[-130.0, 5.0]]), np.zeros((0, 2)), ref)[0] == pytest.approx(50 * 25)  # empty front
+    assert _hvi_2d(np.array([[np.nan, 5.0]]), front, ref)[0] == 0.0
+
+
+class _TableTwin:
+    """A twin that looks its prediction up by the first feature (c0) of a recipe row."""
+
+    cqas = ["D50_um", "DoA_pct"]
+    max_cycles = 4
+    feature_names = feature_names(4)
+
+    def __init__(self, table):
+        self.table = table  # c0 -> (D50 mean, D50 std, DoA mean, DoA std)
+
+    def predict_frame(self, X, *, cqas=None, warn=True):
+        import pandas as pd
+
+        v = np.array([self.table[round(float(x[0]), 3)] for x in np.atleast_2d(X)])
+        return pd.DataFrame({"D50_um_mean": v[:, 0], "D50_um_std": v[:, 1], "DoA_pct_mean": v[:, 2],
+                             "DoA_pct_std": v[:, 3]})
+
+
+def _rows(c0s):
+    X = np.zeros((len(c0s), len(feature_names(4))))
+    X[:, 0] = c0s
+    X[:, 5:] = np.linspace(0, 1, X.shape[1] - 5)  # far from the measured rows in every other feature
+    return X
+
+
+def test_hvi_ucb_prefers_the_uncertain_candidate_and_denoises_the_baseline():
+    twin = _TableTwin({1.0: (130.0, 0.0, 5.0, 0.0),    # a sure, modest improvement
+                       2.0: (110.0, 30.0, 15.0, 10.0),  # dominated in the mean, far better at +2 std
+                       7.0: (100.0, 0.0, 10.0, 0.0), 8.0: (120.0, 0.0, 20.0, 0.0)})  # measured recipes (means)
+    existing = np.zeros((2, len(feature_names(4))))
+    existing[:, 0] = [7.0, 8.0]
+    cand = _rows([1.0, 2.0])
+    kw = dict(min_distance=0.0, seed=0)
+    # the mean picks the sure candidate; UCB with κ = 2 the uncertain one (optimistic point 170 µm at DoA 0)
+    assert _ehvi_picks(twin, "max:D50,min:DoA", [None, None], cand, existing, 1, MEASURED, REF, kappa=0.0, **kw) == [0]
+    assert _ehvi_picks(twin, "max:D50,min:DoA", [None, None], cand, existing, 1, MEASURED, REF, kappa=2.0, **kw) == [1]
+    # a noisy measured front (D50 135 at DoA 4) hides the sure candidate's gain; the twin's means do not
+    noisy = np.array([[135.0, 4.0], [120.0, 20.0]])
+    assert _ehvi_picks(twin, "max:D50,min:DoA", [None, None], cand[:1], existing, 1, noisy, REF, denoise=True,
+                       kappa=0.0, **kw) == [0]
+    twin.table[1.0] = (130.0, 0.0, 5.0, 0.0)
+    gain = _hvi_2d(np.array([[-130.0, 5.0]]), np.array([[-135.0, 4.0], [-120.0, 20.0]]), REF * SIGN)[0]
+    assert gain == 0.0  # against the noisy values it would add nothing
+
+
+def test_campaign_round_with_mc_ehvi(tiny_doe, tmp_path):
+    res = run_campaign(tiny_doe, "max:D50,min:DoA", out_dir=tmp_path / "c", learn=T.Learner(),
+                       **T._kw(acquisition="mc-ehvi", cycles="1-2", mixed=True))
+    assert list(res.history["selected_by"]) == ["mc-ehvi", "mc-ehvi"]
+    assert res.rounds["hypervolume"].iloc[0] > 0
+    assert all(1 <= p.n_cycles <= 2 for p in res.profiles[0])
