@@ -50,6 +50,7 @@ from crystalloop.profiles import feature_names
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH = ROOT / "benchmarks" / "results" / "plant_truth"
+DEV = TRUTH / "dev_recipes.csv"
 CQAS = ["D50_um", "DoA_pct", "crystallinity_pct"]
 #: the default compound's solubility (crystalloop/data/kinetics/default.yaml), in mg/g solvent, T in °C
 SOLUBILITY = SolubilityCurve(coefficients=(8.0, 0.283, 0.00917))
@@ -110,6 +111,23 @@ def score(pred: dict, test: pd.DataFrame) -> dict:
     return out
 
 
+def make_dev_set(*, n_per_cycle: int = 20, seed: int = 7, n_jobs: int = 2) -> pd.DataFrame:
+    """Development set for tuning twins: the same generator and plant as ``fresh_recipes.csv``
+    (:func:`plant_truth.fresh_recipes`), another seed (7 instead of 2026), 100 recipes."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plant_truth", ROOT / "benchmarks" / "plant_truth.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    t0 = time.perf_counter()
+    dev = mod.fresh_recipes(n_per_cycle, seed, n_jobs, "doe")
+    dev["run_id"] = [f"DV{i + 1:03d}" for i in range(len(dev))]
+    dev.to_csv(DEV, index=False)
+    print(f"dev set: {len(dev)} recipes ({int(dev['D50_um'].isna().sum())} without product) in "
+          f"{time.perf_counter() - t0:.0f} s -> {DEV}", flush=True)
+    return dev
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="20-member ensembles, no augmentation (a smoke run)")
@@ -118,7 +136,12 @@ def main() -> None:
     ap.add_argument("--doe", type=Path, default=ROOT / "examples" / "doe" / "doe.csv")
     ap.add_argument("--fresh", type=Path, default=TRUTH / "fresh_recipes.csv")
     ap.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
+    ap.add_argument("--make-dev", action="store_true",
+                    help="(re)generate the development set dev_recipes.csv (20 per 0-4 cycles, seed 7) and exit")
     a = ap.parse_args()
+    if a.make_dev:
+        make_dev_set()
+        return
     doe, fresh = pd.read_csv(a.doe), pd.read_csv(a.fresh)
     print(f"twins on fresh recipes — {platform.machine()}, Python {platform.python_version()}; "
           f"train {a.doe.name} ({len(doe)} runs), test {a.fresh.name} ({len(fresh)} recipes)", flush=True)
