@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from crystalloop.campaign._labels import CampaignWarning
-from crystalloop.errors import ConfigError
+from crystalloop.errors import ConfigError, OptimizationError
 from crystalloop.limits import ThermostatLimits
 from crystalloop.profiles import (
     DEFAULT_BOUNDS,
@@ -385,7 +385,6 @@ def _wide_pool(twin: Any, objectives, existing: np.ndarray, measured, *, cycles,
     constraints are judged on the twin's mean. Returns the profiles and their feature rows."""
     from crystalloop.digital_twin.design import DesignSpace, nondominated, parse_constraints, parse_cycles, \
         parse_objectives
-    from crystalloop.errors import OptimizationError
 
     rng = np.random.default_rng([int(seed), 4099])
     ncs = parse_cycles(cycles)
