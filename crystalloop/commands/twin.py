@@ -36,7 +36,7 @@ def fit_command(
                              "features. Without it the GP uses the profile features only.")] = None,
     features: Annotated[str, typer.Option(
         "--features", help="--model gp: 'all' physical features (default, ~1 s), 'cv' (all vs. a forward "
-                           "selection, chosen by outer 5-fold CV; ~40 CPU-s on 31 runs) or 'auto' (forward selection).")] = "all",
+                           "selection, chosen by outer 5-fold CV; ~4 CPU-s on 31 runs) or 'auto' (forward selection).")] = "all",
     cqa: Annotated[list[str] | None, typer.Option("--cqa", help="CQA to model (repeatable; short names like D50). Default: all with >= 5 rows.")] = None,
     grid: Annotated[str, typer.Option(help="[ensemble] Hyper-parameter grids: 'paper' (seed 003 ranges) or 'fast'.")] = "paper",
     families: Annotated[str, typer.Option(help="[ensemble] Comma-separated model families: rf, gbt, xgb, svr.")] = "rf,gbt,xgb,svr",

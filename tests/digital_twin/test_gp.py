@@ -49,7 +49,6 @@ def test_fits_and_predicts_with_std():
     assert m.selection_path_[0][0] == m.features_[0]
 
 
-@pytest.mark.slow  # outer CV around the forward selection: minutes on a loaded 2-core machine
 def test_same_seed_same_model():
     X = _recipes(15, 2)
     y = _target(X)
@@ -260,3 +259,22 @@ def test_profile_only_twin_without_solubility_round_trips(tmp_path):
     np.testing.assert_allclose(back.predict(X), tw.predict(X), rtol=0, atol=1e-10)
     with pytest.raises(ModelError, match=r"X has shape \(5, 3\)"):
         back.predict(X[:, :3])
+
+
+def test_selection_score_equals_scikit_learns_gp_leave_one_out():
+    """The forward selection's fast isotropic fit finds scikit-learn's hyperparameters: same LOO MAE."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    X = _recipes(20, 8)
+    y = _target(X) + np.random.default_rng(2).normal(0, 1.0, 20)
+    for cols in (["cooling_time_min"], ["seed_loading", "T_sat_c", "c0_mg_g"]):
+        m = FeatureGPRegressor(solubility=SOL, features=cols).fit(X, y)
+        A = profile_features(X, solubility=SOL)[cols].to_numpy()
+        A = (A - A.mean(0)) / A.std(0)
+        kernel = (ConstantKernel(1.0, (1e-2, 1e2)) * Matern(1.0, (5e-2, 1e2), nu=2.5) + WhiteKernel(1e-2, (1e-5, 1.0)))
+        gp = GaussianProcessRegressor(kernel, normalize_y=True, random_state=0).fit(A, y)
+        Kinv = np.linalg.inv(gp.kernel_(A) + 1e-10 * np.eye(20))
+        yn = (y - y.mean()) / y.std()
+        loo = y - (Kinv @ yn) / np.diag(Kinv) * y.std()
+        assert m.cv_mae_ == pytest.approx(np.mean(np.abs(loo - y)), rel=1e-8)
