@@ -317,24 +317,52 @@ def _raw_thresholds(thr32: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> n
     return np.where(top, np.inf, _unkey(lo))
 
 
-def _layout(feature, thr, left, right, value):
-    """One tree in breadth-first order with siblings adjacent: (feature, threshold, first child, value,
-    depth); a leaf is its own first child."""
-    order, pos, depth_of = [0], {0: 0}, {0: 0}
-    i = 0
-    while i < len(order):
-        node = order[i]
-        if left[node] >= 0:
-            for c in (left[node], right[node]):
-                pos[c] = len(order)
-                depth_of[c] = depth_of[node] + 1
-                order.append(c)
-        i += 1
-    order = np.asarray(order, dtype=np.int64)
-    inner = left[order] >= 0
-    first = np.where(inner, [pos[left[n]] if left[n] >= 0 else 0 for n in order], np.arange(len(order)))
-    return (np.where(inner, feature[order], 0), np.where(inner, thr[order], np.inf), first,
-            np.where(inner, 0.0, value[order]), max(depth_of.values()), inner)
+def _layout(trees):
+    """All trees in one array, each contiguous and in breadth-first order with siblings adjacent.
+
+    ``trees``: per tree ``(feature, threshold, left, right, value)`` with its own node numbers (-1:
+    no child). Returns ``(feature, threshold, first child, value, inner, size, depth)`` over the
+    new node order (a leaf is its own first child, numbered globally) and per tree its node count
+    and depth. Numpy, one level of all trees at a time."""
+    size = np.array([len(t[0]) for t in trees], dtype=np.int64)
+    start = np.concatenate([[0], np.cumsum(size)[:-1]]).astype(np.int64)
+    tree = np.repeat(np.arange(len(trees)), size)
+    shift = start[tree]
+    feature, thr, left, right, value = (np.concatenate([t[k] for t in trees]) for k in range(5))
+    inner = left >= 0
+    gl, gr = left[inner] + shift[inner], right[inner] + shift[inner]
+    n = len(tree)
+    parent = np.full(n, -1, dtype=np.int64)
+    side = np.zeros(n, dtype=np.int64)
+    parent[gl], parent[gr], side[gr] = np.flatnonzero(inner), np.flatnonzero(inner), 1
+    bfs = np.full(n, -1, dtype=np.int64)  # index inside its tree in the new order
+    level = start.copy()  # the roots
+    bfs[level] = 0
+    filled = np.ones(len(trees), dtype=np.int64)  # nodes numbered so far per tree
+    depth = np.zeros(len(trees), dtype=np.int64)
+    d = 0
+    while True:
+        nxt = np.concatenate([gl[np.isin(np.flatnonzero(inner), level)], gr[np.isin(np.flatnonzero(inner), level)]])
+        if not len(nxt):
+            break
+        d += 1
+        nxt = nxt[np.lexsort((side[nxt], bfs[parent[nxt]], tree[nxt]))]
+        t = tree[nxt]
+        first_of = np.concatenate([[True], t[1:] != t[:-1]])
+        group_start = np.maximum.accumulate(np.where(first_of, np.arange(len(nxt)), 0))
+        bfs[nxt] = filled[t] + np.arange(len(nxt)) - group_start
+        np.add.at(filled, t, 1)
+        depth[np.unique(t)] = d
+        level = nxt
+    order = np.empty(n, dtype=np.int64)
+    pos = shift + bfs  # new global position of every old node
+    order[pos] = np.arange(n)
+    first = np.arange(n, dtype=np.int64)  # at the old node numbers: a leaf is its own first child
+    first[np.flatnonzero(inner)] = pos[gl]
+    first = np.where(inner, first, pos)
+    inner_o = inner[order]
+    return (np.where(inner_o, feature[order], 0), np.where(inner_o, thr[order], np.inf), first[order],
+            np.where(inner_o, 0.0, value[order]), inner_o, size, depth)
 
 
 def compile_members(estimators, n_features: int) -> CompiledTrees | None:
@@ -379,16 +407,11 @@ def _compile(estimators, n_features: int) -> CompiledTrees | None:
             return None
     if not trees:
         return None
-    laid = [_layout(*tr) for _, _, tr in trees]
-    sizes = np.array([len(lay[0]) for lay in laid], dtype=np.int64)
+    feat, thr32, first, value, inner, sizes, depth = _layout([tr for _, _, tr in trees])
     root = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     member = np.repeat(np.array([m for m, _, _ in trees], dtype=np.int64), sizes)
-    feat = np.concatenate([lay[0] for lay in laid]).astype(np.int64)
-    thr32 = np.concatenate([lay[1] for lay in laid])
-    first = np.concatenate([lay[2] for lay in laid]) + np.repeat(root, sizes)
-    weight = np.repeat(np.array([w for _, w, _ in trees]), sizes)
-    value = np.concatenate([lay[3] for lay in laid]) * weight  # the libraries' lr * value, once per leaf
-    inner = np.concatenate([lay[5] for lay in laid])
+    feat = feat.astype(np.int64)
+    value = value * np.repeat(np.array([w for _, w, _ in trees]), sizes)  # the libraries' lr * value, once per leaf
     raw = _raw_thresholds(thr32[inner], means[member[inner], feat[inner]], scales[member[inner], feat[inner]])
     rank = np.full(len(feat), _LEAF_RANK, dtype=np.int64)
     thresholds = []
@@ -408,7 +431,7 @@ def _compile(estimators, n_features: int) -> CompiledTrees | None:
     return CompiledTrees(
         n_members=n_m, n_features=n_features, thresholds=thresholds,
         nodes=((first << 32) | (rank << _FEATURE_BITS) | feat).astype(np.uint64),
-        value=value, root=root, depth=np.array([lay[4] for lay in laid], dtype=np.int64),
+        value=value, root=root, depth=depth,
         tree_lo=(tree_hi - counts).astype(np.int64), tree_hi=tree_hi, offset=offset, divisor=divisor,
         single=single,
     )
