@@ -278,3 +278,32 @@ def test_selection_score_equals_scikit_learns_gp_leave_one_out():
         yn = (y - y.mean()) / y.std()
         loo = y - (Kinv @ yn) / np.diag(Kinv) * y.std()
         assert m.cv_mae_ == pytest.approx(np.mean(np.abs(loo - y)), rel=1e-8)
+
+
+def test_load_twin_opens_both_kinds_of_folder(tmp_path):
+    from crystalloop.digital_twin import DigitalTwin, fit_twin, load_twin
+    from crystalloop.digital_twin.design import load_twin as design_load_twin
+
+    table = _table()
+    fit_twin(table, cqas=["D50_um"], families=("svr",), grid="fast", n_splits=3, augment=False,
+             random_state=0).save(tmp_path / "ens")
+    _gp_twin().save(tmp_path / "gp")
+    assert isinstance(load_twin(tmp_path / "ens"), DigitalTwin)
+    assert isinstance(load_twin(tmp_path / "gp"), FeatureGPTwin)
+    assert isinstance(design_load_twin(str(tmp_path / "gp")), FeatureGPTwin)  # what `crystalloop design` calls
+    with pytest.raises(ModelError, match="is not a saved twin"):
+        load_twin(tmp_path)
+
+
+def test_prediction_equals_scikit_learns_gp():
+    """The fused prediction path (one matrix product for the distances, the inverse Cholesky factor for
+    the std) equals GaussianProcessRegressor.predict to float rounding, new rows and training rows alike."""
+    tw = _gp_twin()
+    Xt = pd.concat([_recipes(200, 12), _table()[NAMES]], ignore_index=True)
+    F = profile_features(Xt, solubility=SOL)
+    for m in tw.models_.values():
+        mu, sd = m.predict(Xt, return_std=True)
+        a, b = m.gp_.predict((F[m.features_].to_numpy() - m.mean_) / m.scale_, return_std=True)
+        a, b = m._back(a, b)
+        np.testing.assert_allclose(mu, a, rtol=1e-10, atol=1e-10 * np.std(a))
+        np.testing.assert_allclose(sd, b, rtol=1e-8)
