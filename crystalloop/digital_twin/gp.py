@@ -46,7 +46,6 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, Product, Sum, WhiteKernel
 from sklearn.metrics import r2_score
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
@@ -62,6 +61,7 @@ from crystalloop.errors import (
 from crystalloop.profiles import ThermocycleProfile, profiles_to_frame
 from crystalloop.profiles import feature_names as profile_feature_names
 
+from ._gp_numerics import FastPredictor, fit_gp, fit_isotropic
 from .doe import DoETable, read_doe, resolve_cqa
 from .features import SolubilityCurve, profile_features
 from .fitting import honesty_warnings
@@ -83,110 +83,6 @@ GP_KIND = "feature-gp"
 #: Version of the GP twin folder layout.
 GP_FORMAT_VERSION = 1
 _ALPHA = 1e-10  # GaussianProcessRegressor's default jitter, stored with each model
-
-
-def _kernel(n_dim: int, ard: bool):
-    ls = np.ones(n_dim) if ard and n_dim > 1 else 1.0
-    return (ConstantKernel(1.0, (1e-2, 1e2)) * Matern(length_scale=ls, nu=2.5, length_scale_bounds=(5e-2, 1e2))
-            + WhiteKernel(1e-2, (1e-5, 1.0)))
-
-
-def _gp_fit(A: np.ndarray, y: np.ndarray, *, ard: bool, restarts: int, seed: int) -> GaussianProcessRegressor:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return GaussianProcessRegressor(_kernel(A.shape[1], ard), normalize_y=True, n_restarts_optimizer=restarts,
-                                        random_state=seed).fit(A, y)
-
-
-#: bounds of (log constant, log length scale, log noise) in :func:`_kernel`
-_ISO_BOUNDS = np.log([[1e-2, 1e2], [5e-2, 1e2], [1e-5, 1.0]])
-_SQRT5 = np.sqrt(5.0)
-
-
-def _iso_fit(A: np.ndarray, yn: np.ndarray) -> np.ndarray:
-    """Maximise the log marginal likelihood of the isotropic :func:`_kernel` (constant × Matérn 5/2 +
-    white noise) for standardized inputs ``A`` and normalized targets ``yn``, as
-    ``GaussianProcessRegressor(normalize_y=True, n_restarts_optimizer=0)`` does (same objective,
-    gradient, start, bounds and L-BFGS-B), with the distances computed once; returns the fitted
-    covariance matrix K (noise included, without the 1e-10 jitter)."""
-    from scipy.linalg import cho_solve, cholesky
-    from scipy.optimize import minimize
-
-    n = len(A)
-    sq = np.einsum("ij,ij->i", A, A)
-    r0 = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (A @ A.T), 0.0))
-    np.fill_diagonal(r0, 0.0)
-    eye = np.eye(n)
-    const = 0.5 * n * np.log(2 * np.pi)
-
-    def parts(theta):
-        c, ls, w = np.exp(theta)
-        z = _SQRT5 * r0 / ls
-        e = np.exp(-z)
-        M = (1.0 + z + z * z / 3.0) * e
-        return c, w, z, e, M
-
-    def objective(theta):
-        c, w, z, e, M = parts(theta)
-        K = c * M + (w + 1e-10) * eye
-        try:
-            L = cholesky(K, lower=True, check_finite=False)
-        except np.linalg.LinAlgError:
-            return np.inf, np.zeros(3)
-        alpha = cho_solve((L, True), yn, check_finite=False)
-        lml = -0.5 * yn @ alpha - np.log(np.diag(L)).sum() - const
-        W = np.outer(alpha, alpha) - cho_solve((L, True), eye, check_finite=False)
-        dM = c * z * z / 3.0 * (1.0 + z) * e  # d(c M)/d log(length scale)
-        grad = 0.5 * np.array([np.sum(W * (c * M)), np.sum(W * dM), w * np.trace(W)])
-        return -lml, -grad
-
-    res = minimize(objective, np.log([1.0, 1.0, 1e-2]), method="L-BFGS-B", jac=True, bounds=_ISO_BOUNDS)
-    c, w, _, _, M = parts(np.clip(res.x, _ISO_BOUNDS[:, 0], _ISO_BOUNDS[:, 1]))
-    return c * M + w * eye
-
-
-class _FastPredictor:
-    """``gp.predict(A, return_std=True)`` for the kernel of :func:`_kernel` (constant × Matérn 5/2 +
-    white noise, normalized targets) in a few matrix products: the distances to the training rows
-    by one product, the std through the precomputed inverse Cholesky factor instead of a
-    triangular solve per call. Equal to scikit-learn's to float rounding (tested); built once per
-    fitted GP (cached on it)."""
-
-    def __init__(self, gp: GaussianProcessRegressor) -> None:
-        from scipy.linalg import solve_triangular
-
-        k = gp.kernel_
-        c, m, w = k.k1.k1.constant_value, k.k1.k2, k.k2.noise_level
-        ls = np.asarray(m.length_scale, dtype=float)
-        self.Xs = gp.X_train_ / ls
-        self.ls, self.c, self.prior_var = ls, float(c), float(c) + float(w)
-        self.sq = np.einsum("ij,ij->i", self.Xs, self.Xs)
-        self.alpha = np.ravel(gp.alpha_)
-        self.Linv = solve_triangular(gp.L_, np.eye(len(gp.L_)), lower=True)
-        self.y_mean = float(np.ravel(gp._y_train_mean)[0])
-        self.y_std = float(np.ravel(gp._y_train_std)[0])
-
-    @staticmethod
-    def of(gp: GaussianProcessRegressor) -> _FastPredictor | None:
-        k = gp.kernel_
-        if not (isinstance(k, Sum) and isinstance(k.k1, Product) and isinstance(k.k1.k1, ConstantKernel)
-                and isinstance(k.k1.k2, Matern) and k.k1.k2.nu == 2.5 and isinstance(k.k2, WhiteKernel)
-                and gp.normalize_y and np.ndim(gp._y_train_mean) == 0):
-            return None
-        cached = gp.__dict__.get("_crystalloop_fast")
-        if cached is None or cached[0] is not gp.L_:  # built for this fit of the GP
-            cached = gp.__dict__["_crystalloop_fast"] = (gp.L_, _FastPredictor(gp))
-        return cached[1]
-
-    def __call__(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        As = A / self.ls
-        d2 = np.einsum("ij,ij->i", As, As)[:, None] + self.sq[None, :] - 2.0 * (As @ self.Xs.T)
-        z = np.sqrt(5.0 * np.maximum(d2, 0.0))
-        Kt = self.c * ((1.0 + z + z * z / 3.0) * np.exp(-z))
-        mu = self.y_std * (Kt @ self.alpha) + self.y_mean
-        V = Kt @ self.Linv.T
-        var = np.maximum(self.prior_var - np.einsum("ij,ij->i", V, V), 0.0)
-        return mu, self.y_std * np.sqrt(var)
 
 
 class FeatureGPRegressor(RegressorMixin, BaseEstimator):
@@ -268,7 +164,7 @@ class FeatureGPRegressor(RegressorMixin, BaseEstimator):
     def _cv_mae(self, F: np.ndarray, y: np.ndarray, cols: list[int], seed: int) -> float:
         """Leave-one-out MAE of an isotropic GP on ``cols`` (closed form, one fit: Rasmussen & Williams eq. 5.12).
 
-        The GP's hyperparameters are fitted by :func:`_iso_fit` (the same marginal likelihood and
+        The GP's hyperparameters are fitted by :func:`fit_isotropic` (the same marginal likelihood and
         optimizer as scikit-learn's, without its per-call overhead: the forward selection runs
         thousands of these fits)."""
         A = F[:, cols]
@@ -278,7 +174,7 @@ class FeatureGPRegressor(RegressorMixin, BaseEstimator):
         t = self._fwd(y)
         t_mean, t_std = t.mean(), t.std()
         t_std = t_std if t_std > 0 else 1.0
-        K = _iso_fit(A, (t - t_mean) / t_std)
+        K = fit_isotropic(A, (t - t_mean) / t_std)
         Kinv = np.linalg.inv(K + 1e-10 * np.eye(len(A)))
         tn = (t - t_mean) / t_std
         loo = t - (Kinv @ tn) / np.diag(Kinv) * t_std
@@ -375,7 +271,7 @@ class FeatureGPRegressor(RegressorMixin, BaseEstimator):
         A = F[:, chosen]
         self.mean_, self.scale_ = A.mean(0), A.std(0)
         self.scale_[self.scale_ == 0] = 1.0
-        self.gp_ = _gp_fit((A - self.mean_) / self.scale_, self._fwd(y), ard=bool(self.ard), restarts=int(self.n_restarts),
+        self.gp_ = fit_gp((A - self.mean_) / self.scale_, self._fwd(y), ard=bool(self.ard), restarts=int(self.n_restarts),
                            seed=seed)
         self.y_train_ = y
         self.loo_mean_, self.loo_std_ = self._loo()
@@ -418,7 +314,7 @@ class FeatureGPRegressor(RegressorMixin, BaseEstimator):
 
     def _predict_features(self, F: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         A = (F[self.features_].to_numpy(dtype=float) - self.mean_) / self.scale_
-        fast = _FastPredictor.of(self.gp_)
+        fast = FastPredictor.of(self.gp_)
         mu, sd = fast(A) if fast is not None else self.gp_.predict(A, return_std=True)
         mu, sd = self._back(mu, sd)
         return mu, sd
