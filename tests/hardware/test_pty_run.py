@@ -1,35 +1,36 @@
-"""End to end: the control runner drives the real JULABO/LAUDA drivers over a pseudo-terminal.
+"""End to end: the control runner drives the real drivers over a pseudo-terminal.
 
-The recipe runs on a virtual clock against a fake device with the virtual crystallizer's
-thermal model; a device that vanishes mid-run ends the run as ``failed`` through the
-watchdog with every sample read before the fault kept in the store.
+The recipe runs on a virtual clock against fake units from :mod:`crystalloop.hardware.testing`
+(the full-featured family of each brand, the bath lagging the setpoint as in the virtual
+crystallizer's thermal model); a unit that vanishes mid-run ends the run as ``failed``
+through the watchdog with every sample read before the fault kept in the store.
 """
 
 import numpy as np
 import pytest
-from thermostat_fakes import FakeJulabo, FakeLauda
 
 from crystalloop.hardware.base import VirtualClock
+from crystalloop.hardware.testing import start_fake
 from crystalloop.profiles import Segment, ThermocycleProfile
 
 runner = pytest.importorskip("crystalloop.control.runner")
 store_mod = pytest.importorskip("crystalloop.store")
 
 RECIPE = ThermocycleProfile(40.0, 0.1, 40.0, [Segment(30.0, 0.5), Segment(35.0, 1.0), Segment(28.0, 0.5)])
+#: bath lag of the units, s (tau_bath_s of the virtual crystallizer's thermal model)
+TAU_S = 60.0
 
 
-def _fake(cls, clock):
-    fake = cls(clock=clock)
-    fake.model.set_setpoint(40.0)
-    fake.model.bath_c = fake.model.jacket_c = fake.model.reactor_c = 40.0
-    return fake
+def _fake(family, clock):
+    return start_fake(family, clock=clock, setpoint_c=40.0, tau_s=TAU_S)
 
 
-@pytest.mark.parametrize("cls, scheme", [(FakeJulabo, "julabo"), (FakeLauda, "lauda")])
-def test_recipe_runs_over_pty_and_bath_tracks_setpoint(tmp_path, cls, scheme):
+@pytest.mark.parametrize("family", ["julabo/magio", "huber/pilot_one", "lauda/integral"])
+def test_recipe_runs_over_pty_and_bath_tracks_setpoint(tmp_path, family):
     clock = VirtualClock()
-    with _fake(cls, clock) as fake:
-        result = runner.run(RECIPE, backend=f"{scheme}://{fake.url}?timeout_s=0.2", controller="track",
+    unit, url = _fake(family, clock)
+    with unit:
+        result = runner.run(RECIPE, backend=f"{url}?timeout_s=0.2", controller="track",
                             clock=clock, sample_interval_s=30.0, store=tmp_path / "runs.sqlite")
     assert result.status == "completed", result.reason
     ts = result.timeseries.dropna(subset=["T_set_c", "T_jacket_c"])
@@ -43,18 +44,22 @@ def test_recipe_runs_over_pty_and_bath_tracks_setpoint(tmp_path, cls, scheme):
     db = store_mod.ExperimentStore(tmp_path / "runs.sqlite")
     logged = db.samples(result.run_id)
     assert set(logged["channel"]) >= {"T_jacket_c", "T_reactor_c", "T_set_c"}
+    # the last setpoint the driver wrote is the one the unit holds
+    assert unit.bath.setpoint_c == pytest.approx(ts["T_set_c"].iloc[-1], abs=0.01)
 
 
 def test_device_vanishing_mid_run_fails_safely_and_keeps_samples(tmp_path):
     clock = VirtualClock()
     fault_at = 900.0
-    with _fake(FakeJulabo, clock) as fake:
+    unit, url = _fake("julabo/magio", clock)
+    gone = []
+    with unit:
         def on_tick(tick):
-            if tick["time_s"] >= fault_at and not getattr(fake, "_gone", False):
-                fake._gone = True
-                fake.inject("disconnect")
+            if tick["time_s"] >= fault_at and not gone:
+                gone.append(tick["time_s"])
+                unit.inject("disconnect")
 
-        result = runner.run(RECIPE, backend=f"julabo://{fake.url}?timeout_s=0.2", controller="track",
+        result = runner.run(RECIPE, backend=f"{url}?timeout_s=0.2", controller="track",
                             clock=clock, sample_interval_s=30.0, store=tmp_path / "runs.sqlite",
                             on_tick=on_tick)
     assert result.status == "failed"
@@ -70,16 +75,18 @@ def test_device_vanishing_mid_run_fails_safely_and_keeps_samples(tmp_path):
 
 
 @pytest.mark.parametrize("fault, error", [("silent", "DeviceTimeout"), ("garble", "ProtocolError"),
-                                          ("wrong", "ProtocolError")])
+                                          ("wrong", "ProtocolError"), ("partial", "DeviceTimeout")])
 def test_transient_fault_mid_run_is_retried_and_the_run_completes(tmp_path, fault, error):
     clock = VirtualClock()
-    with _fake(FakeLauda, clock) as fake:
+    unit, url = _fake("lauda/integral", clock)
+    hit = []
+    with unit:
         def on_tick(tick):
-            if tick["time_s"] >= 600.0 and not getattr(fake, "_hit", False):
-                fake._hit = True
-                fake.inject(fault, when="IN_PV_00")
+            if tick["time_s"] >= 600.0 and not hit:
+                hit.append(tick["time_s"])
+                unit.inject(fault, when="IN_PV_00")
 
-        result = runner.run(RECIPE, backend=f"lauda://{fake.url}?timeout_s=0.2", controller="track",
+        result = runner.run(RECIPE, backend=f"{url}?timeout_s=0.2", controller="track",
                             clock=clock, sample_interval_s=30.0, on_tick=on_tick)
     assert result.status == "completed", result.reason
     warnings = result.events[result.events["level"] == "warning"]["message"]

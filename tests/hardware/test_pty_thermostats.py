@@ -1,13 +1,16 @@
-"""Integration: the real drivers open a pseudo-terminal with pyserial; fake devices answer with dynamics.
+"""Integration: the real drivers open a pseudo-terminal with pyserial; fake units answer with dynamics.
 
-Every fault the fakes inject has a defined outcome: no reply → DeviceTimeout, garbled
-bytes or a reply to another command → ProtocolError, device error codes → DeviceAlarm
-(or decoded alarms in status()), device gone → DeviceDisconnected; after a timeout or
-garbage the next exchange works again (stale bytes are flushed before each command).
+The fakes are the full-featured family of each brand from :mod:`crystalloop.hardware.testing`
+(JULABO MAGIO, Huber Pilot ONE, LAUDA Integral). Every fault they inject has a defined
+outcome: no reply → DeviceTimeout, garbled bytes or a reply to another command →
+ProtocolError, device error codes → DeviceAlarm (or decoded alarms in status()), device gone
+→ DeviceDisconnected; after a timeout or garbage the next exchange works again (stale bytes
+are flushed before each command).
 """
 
+import math
+
 import pytest
-from thermostat_fakes import FakeHuber, FakeJulabo, FakeLauda
 
 from crystalloop.errors import (
     BackendError,
@@ -18,11 +21,16 @@ from crystalloop.errors import (
     LimitError,
     ProtocolError,
 )
-from crystalloop.hardware.base import Thermostat, ThermostatLimits, VirtualClock, connect
-from crystalloop.hardware.sim.thermal import advance_thermal
+from crystalloop.hardware.base import RealClock, Thermostat, ThermostatLimits, VirtualClock, connect
+from crystalloop.hardware.testing import start_fake
 
-FAKES = {"julabo": FakeJulabo, "huber": FakeHuber, "lauda": FakeLauda}
+#: the family of each brand that has every function the driver knows (the old test fakes' set)
+FAMILY = {"julabo": "julabo/magio", "huber": "huber/pilot_one", "lauda": "lauda/integral"}
 FAST = "timeout_s=0.2"
+#: bath and reactor lags of the fakes here, s (the bath's as in the virtual crystallizer's thermal model)
+TAU_S, TAU_REACTOR_S = 60.0, 300.0
+#: what the driver writes to change the setpoint, per brand
+SETPOINT_WRITE = {"julabo": "out_sp_00 ", "huber": "{M00", "lauda": "OUT_SP_00_"}
 
 
 @pytest.fixture
@@ -30,86 +38,97 @@ def clock():
     return VirtualClock()
 
 
-def _open(scheme, clock, query=FAST, **fake_kw):
-    fake = FAKES[scheme](clock=clock, **fake_kw)
+def _open(scheme, clock, query=FAST, **unit_kw):
+    unit, url = start_fake(FAMILY[scheme], clock=clock, **unit_kw)
     try:
-        cryst = connect(f"{scheme}://{fake.url}?{query}", clock=clock)
+        cryst = connect(f"{url}?{query}", clock=clock)
     except BaseException:
-        fake.close()
+        unit.close()
         raise
-    return fake, cryst
+    return unit, cryst
 
 
-@pytest.fixture(params=sorted(FAKES))
+@pytest.fixture(params=sorted(FAMILY))
 def device(request, clock):
-    fake, cryst = _open(request.param, clock)
-    yield request.param, fake, cryst.thermostat
+    # the Integral's safety mode would take the unit to its safe setpoint while a test sleeps
+    # without talking to it (test_safe_state.py checks that); not armed here
+    query = FAST + ("&comm_timeout_s=0" if request.param == "lauda" else "")
+    unit, cryst = _open(request.param, clock, query, tau_s=TAU_S, tau_reactor_s=TAU_REACTOR_S)
+    yield request.param, unit, cryst.thermostat
     cryst.close()
-    fake.close()
+    unit.close()
 
 
 def test_connect_identifies_and_reads_device_limits(device):
-    scheme, fake, dev = device
+    scheme, unit, dev = device
     assert isinstance(dev, Thermostat)
-    expected = {"julabo": ("FP50-HE", -20.0, 80.0), "huber": ("PB protocol", -40.0, 200.0),
-                "lauda": ("RP 845", -45.0, 150.0)}[scheme]
+    expected = {"julabo": ("MAGIO MS-1000F", -50.0, 200.0), "huber": ("PB protocol", -45.0, 250.0),
+                "lauda": ("INT XT 150", -45.0, 220.0)}[scheme]
     assert (dev.info.model, dev.limits.min_c, dev.limits.max_c) == expected
-    assert dev.transport.url == fake.url
+    assert dev.transport.url == unit.url
 
 
-def test_setpoint_round_trip_and_bath_follows_thermal_model(device, clock):
-    scheme, fake, dev = device
-    x0 = (fake.model.bath_c, fake.model.jacket_c, fake.model.reactor_c)
-    t0 = clock.now()
+def _lagged(x0, target, t):
+    """First-order lag from ``x0`` towards ``target`` after ``t`` seconds (bath)."""
+    return target + (x0 - target) * math.exp(-t / TAU_S)
+
+
+def _reactor(r0, target, t):
+    """Reactor following a bath that starts at ``r0`` and lags towards ``target`` (two lags in series)."""
+    a, b = math.exp(-t / TAU_S), math.exp(-t / TAU_REACTOR_S)
+    return target + (r0 - target) * (TAU_REACTOR_S * b - TAU_S * a) / (TAU_REACTOR_S - TAU_S)
+
+
+def test_setpoint_round_trip_and_bath_follows_the_units_lag(device, clock):
+    scheme, unit, dev = device
+    assert (unit.bath.bath_c, unit.bath.reactor_c) == (20.0, 20.0)
     dev.set_setpoint(40.0)
     assert dev.get_setpoint() == pytest.approx(40.0)
-    # JULABO: out_sp_00, in_sp_00 (read-back), in_sp_00; Huber/LAUDA: write (answered), read
-    t_set = fake.command_times[-3] if scheme == "julabo" else fake.command_times[-2]
-    clock.sleep(600.0)
-    bath = dev.read_bath()
-    proc = dev.read_process()
-    # the same equations, integrated independently from the moment the setpoint was written
-    x = advance_thermal(x0, 20.0, t0, t_set, fake.model.params)
-    x = advance_thermal(x, 40.0, t_set, bath.time_s, fake.model.params)
-    assert bath.value == pytest.approx(x[0], abs=0.011)
-    assert bath.value > 39.5 and 20.0 < proc.value < bath.value
+    t_set = [t for t, c in unit.log if c.startswith(SETPOINT_WRITE[scheme])][-1]
+    for wait_s in (120.0, 480.0):  # half-way up (the bath 2.7 °C short), then settled
+        clock.sleep(wait_s)
+        bath = dev.read_bath()
+        proc = dev.read_process()
+        # the same lags, solved independently from the moment the unit took the setpoint
+        assert bath.value == pytest.approx(_lagged(20.0, 40.0, bath.time_s - t_set), abs=0.011)
+        assert proc.value == pytest.approx(_reactor(20.0, 40.0, proc.time_s - t_set), abs=0.02)
+    assert bath.value > 39.5 and 20.0 < proc.value < bath.value - 1.0
     assert (bath.channel, proc.channel) == ("T_jacket_c", "T_reactor_c")
     assert proc.time_s >= bath.time_s >= 600.0
 
 
 def test_start_stop_and_status(device):
-    scheme, fake, dev = device
+    scheme, unit, dev = device
     dev.stop()
-    assert not fake.model.running and not dev.status().running
+    assert not unit.bath.running and not dev.status().running
     dev.start()
     st = dev.status()
-    assert fake.model.running and st.running and st.ok
+    assert unit.bath.running and st.running and st.ok
 
 
 def test_julabo_respects_250_ms_between_commands(clock):
-    fake, cryst = _open("julabo", clock, enforce_interval=True)
-    with cryst, fake:
+    unit, cryst = _open("julabo", clock, enforce_interval=True)
+    with cryst, unit:
         for _ in range(3):
             cryst.thermostat.read_bath()
-        assert fake.too_fast == 0
-        gaps = [b - a for a, b in zip(fake.command_times, fake.command_times[1:], strict=False)]
+        assert unit.too_fast == 0 and unit.events == []
+        times = [t for t, _ in unit.log]
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         assert min(gaps) >= 0.25 - 1e-9
 
 
 def test_julabo_write_and_read_back_in_real_time():
-    """On a real clock the fake drops commands < 250 ms apart; the driver's writes still verify."""
-    from crystalloop.hardware.base import RealClock
-
+    """On a real clock the unit drops commands < 250 ms apart; the driver's writes still verify."""
     clock = RealClock()
-    fake = FakeJulabo(clock=clock, enforce_interval=True, jitter_s=0.1)
-    with fake, connect(f"julabo://{fake.url}?{FAST}", clock=clock) as cryst:
+    unit, url = start_fake(FAMILY["julabo"], clock=clock, enforce_interval=True, jitter_s=0.1)
+    with unit, connect(f"{url}?{FAST}", clock=clock) as cryst:
         cryst.thermostat.set_setpoint(25.0)
-        assert fake.model.setpoint_c == 25.0 and fake.too_fast == 0
-    fake = FakeJulabo(clock=clock, enforce_interval=True, jitter_s=0.1)
-    with fake:
+        assert unit.bath.setpoint_c == 25.0 and unit.too_fast == 0
+    unit, url = start_fake(FAMILY["julabo"], clock=clock, enforce_interval=True, jitter_s=0.1)
+    with unit:
         with pytest.raises(DeviceTimeout, match="no reply to b'in_sp_00"):  # dropped: came too fast
-            connect(f"julabo://{fake.url}?{FAST}&min_interval_s=0", clock=clock)
-        assert fake.too_fast >= 1
+            connect(f"{url}?{FAST}&min_interval_s=0", clock=clock)
+        assert unit.too_fast >= 1 and "dropped 'in_sp_00'" in unit.events[0][1]
 
 
 @pytest.mark.parametrize("fault, error, match", [
@@ -119,23 +138,24 @@ def test_julabo_write_and_read_back_in_real_time():
     ("wrong", ProtocolError, "expected|reply to"),
 ])
 def test_transient_faults_raise_and_the_next_exchange_recovers(device, fault, error, match):
-    scheme, fake, dev = device
-    fake.inject(fault)
+    scheme, unit, dev = device
+    unit.inject(fault)
     with pytest.raises(error, match=match):
         dev.read_bath()
-    assert dev.read_bath().value == pytest.approx(fake.model.bath_c, abs=0.011)
+    assert dev.read_bath().value == pytest.approx(unit.bath.bath_c, abs=0.011)
 
 
 def test_xonxoff_bytes_in_replies_are_stripped(device):
-    scheme, fake, dev = device
-    fake.inject("xonxoff")
-    assert dev.read_bath().value == pytest.approx(fake.model.bath_c, abs=0.011)
+    scheme, unit, dev = device
+    unit.inject("xonxoff")
+    assert dev.read_bath().value == pytest.approx(unit.bath.bath_c, abs=0.011)
+    assert unit.exchanges[-1][2].startswith("\x13")  # the unit did send them
 
 
 def test_device_disappearing_mid_run(device, clock):
-    scheme, fake, dev = device
+    scheme, unit, dev = device
     dev.read_bath()
-    fake.inject("disconnect")
+    unit.inject("disconnect")
     with pytest.raises(DeviceDisconnected, match="disconnected while"):
         dev.read_bath()
     # every later exchange tries to reopen the port once (a watchdog retries through this)
@@ -149,44 +169,44 @@ def test_device_disappearing_mid_run(device, clock):
 
 
 def test_device_error_codes(clock):
-    fake, cryst = _open("julabo", clock)
-    with cryst, fake:
-        fake.alarm = -1
+    unit, cryst = _open("julabo", clock)
+    with cryst, unit:
+        unit.alarm = -1
         st = cryst.thermostat.status()
         assert st.alarms == ("-01 LOW LEVEL ALARM",)
         with pytest.raises(DeviceAlarm, match="LOW LEVEL ALARM"):
             cryst.thermostat.check()
-        fake.alarm, fake.remote = None, False
+        unit.alarm, unit.remote = None, False
         with pytest.raises(DeviceAlarm, match="-09 COMMAND NOT ALLOWED IN CURRENT OPERATING MODE"):
             cryst.thermostat.set_setpoint(30.0)
-        fake.external_sensor = False
+        unit.external_sensor_plugged = False
         with pytest.raises(DeviceAlarm, match="no sensor"):
             cryst.thermostat.read_process()
-    fake, cryst = _open("huber", clock)
-    with cryst, fake:
-        fake.error, fake.process_sensor = -1234, False
+    unit, cryst = _open("huber", clock)
+    with cryst, unit:
+        unit.error, unit.process_sensor = -1234, False
         assert cryst.thermostat.status().alarms == ("error -1234 (register 05)",)
         with pytest.raises(DeviceAlarm, match="no sensor connected"):
             cryst.thermostat.read_process()
-        fake.max_c = 30.0  # device range changed behind the driver's back: the echo tells
+        unit.max_c = 30.0  # device range changed behind the driver's back: the echo tells
         with pytest.raises(DeviceAlarm, match="refused setpoint 50.00 °C: error code -1234"):
             cryst.thermostat.set_setpoint(50.0)
-    fake, cryst = _open("lauda", clock)
-    with cryst, fake:
-        fake.stat = "0001100"
+    unit, cryst = _open("lauda", clock)
+    with cryst, unit:
+        unit.stat = "0001100"
         assert cryst.thermostat.status().alarms == ("overtemperature", "low level")
-        fake.tih_c = 30.0
+        unit.tih_c = 30.0
         with pytest.raises(DeviceAlarm, match="ERR_6: illegal value"):
             cryst.thermostat.set_setpoint(50.0)
-        fake.external_sensor = False
+        unit.external_module = False
         with pytest.raises(DeviceAlarm, match="ERR_8"):
             cryst.thermostat.read_process()
 
 
 def test_huber_over_tcp_and_device_ramp(clock):
-    fake = FakeHuber(clock=clock, link="tcp")
-    with fake, connect(f"huber://{fake.url}?{FAST}", clock=clock) as cryst:
-        assert cryst.meta["port"] == f"socket://{fake.url}"
+    unit, url = start_fake(FAMILY["huber"], clock=clock, link="socket")
+    with unit, connect(f"{url}?{FAST}", clock=clock) as cryst:
+        assert cryst.meta["port"] == f"socket://{unit.url}"
         dev = cryst.thermostat
         dev.set_setpoint(20.0)
         dev.start_ramp(40.0, 600)
@@ -194,12 +214,12 @@ def test_huber_over_tcp_and_device_ramp(clock):
         assert dev.get_setpoint() == pytest.approx(30.0, abs=0.05)
         clock.sleep(400.0)
         assert dev.get_setpoint() == pytest.approx(40.0)
-        fake.inject("disconnect")  # network drop: the unit keeps listening on its port
+        unit.inject("disconnect")  # network drop: the unit keeps listening on its port
         with pytest.raises(DeviceDisconnected, match="disconnected while waiting for the reply"):
             dev.read_bath()
         # the next exchange reopens the connection by itself
-        assert dev.read_bath().value == pytest.approx(fake.model.bath_c, abs=0.011)
-        fake.inject("disconnect")
+        assert dev.read_bath().value == pytest.approx(unit.bath.bath_c, abs=0.011)
+        unit.inject("disconnect")
         with pytest.raises(DeviceDisconnected):
             dev.read_bath()
         dev.reconnect()  # explicit: reopen and identify again
@@ -212,11 +232,13 @@ def test_huber_over_tcp_and_device_ramp(clock):
     ("lauda", "baudrate=4800", "LAUDA interfaces use 8N1 at 9600 baud"),
 ])
 def test_wrong_baud_rate_is_diagnosed(clock, scheme, good, hint):
-    fake = FAKES[scheme](clock=clock, baudrate=4800)
-    with fake:
-        with pytest.raises((ProtocolError, DeviceTimeout), match=rf"No valid reply from {scheme.upper() if scheme != 'huber' else 'Huber'} on .* at 9600 baud 8N1; check baud rate/line settings: {hint}"):
-            connect(f"{scheme}://{fake.url}?{FAST}", clock=clock)
-        with connect(f"{scheme}://{fake.url}?{FAST}&{good}", clock=clock) as cryst:
+    unit, url = start_fake(FAMILY[scheme], clock=clock, baudrate=4800)
+    brand = {"julabo": "JULABO", "huber": "Huber", "lauda": "LAUDA"}[scheme]
+    with unit:
+        with pytest.raises((ProtocolError, DeviceTimeout), match=rf"No valid reply from {brand} on .* at 9600 baud "
+                                                                rf"8N1; check baud rate/line settings: {hint}"):
+            connect(f"{url}?{FAST}", clock=clock)
+        with connect(f"{url}?{FAST}&{good}", clock=clock) as cryst:
             assert cryst.meta["line_settings"].startswith("4800 baud")
             cryst.thermostat.read_bath()
 
@@ -226,28 +248,27 @@ def test_bad_urls_and_options(clock):
         connect("julabo:///dev/ttyNOPE0", clock=clock)
     with pytest.raises(BackendError, match="Unknown backend URL scheme 'thermo'"):
         connect("thermo:///dev/ttyUSB0")
-    fake = FakeJulabo(clock=clock)
-    with fake:
+    unit, url = start_fake(FAMILY["julabo"], clock=clock)  # MAGIO: limits -50 .. 200 °C
+    with unit:
         with pytest.raises(ConfigError, match=r"Unknown option\(s\) 'baud' for JULABO backend"):
-            connect(f"julabo://{fake.url}?baud=4800", clock=clock)
-        with pytest.raises(LimitError, match="min_c=-50.00 °C .* below the device's lower limit -20.00 °C"):
-            connect(f"julabo://{fake.url}?{FAST}&min_c=-50", clock=clock)
-        with pytest.raises(LimitError, match="max_c=90.00 °C .* exceeds the device's upper limit 80.00 °C"):
-            connect(f"julabo://{fake.url}?{FAST}", clock=clock, limits=ThermostatLimits(0, 90))
-        with connect(f"julabo://{fake.url}?{FAST}&min_c=5&max_c=60&name=jacket", clock=clock) as cryst:
+            connect(f"{url}?baud=4800", clock=clock)
+        with pytest.raises(LimitError, match="min_c=-60.00 °C .* below the device's lower limit -50.00 °C"):
+            connect(f"{url}?{FAST}&min_c=-60", clock=clock)
+        with pytest.raises(LimitError, match="max_c=210.00 °C .* exceeds the device's upper limit 200.00 °C"):
+            connect(f"{url}?{FAST}", clock=clock, limits=ThermostatLimits(0, 210))
+        with connect(f"{url}?{FAST}&min_c=5&max_c=60&name=jacket", clock=clock) as cryst:
             dev = cryst.thermostat
             assert (dev.name, dev.limits.min_c, dev.limits.max_c) == ("jacket", 5.0, 60.0)
-            with pytest.raises(LimitError, match=r"Setpoint 70.00 °C exceeds the upper limit 60.00 °C \(device\+url limits\) of thermostat 'jacket'"):
+            with pytest.raises(LimitError, match=r"Setpoint 70.00 °C exceeds the upper limit 60.00 °C \(device\+url "
+                                                 r"limits\) of thermostat 'jacket'"):
                 dev.set_setpoint(70)
 
 
 def test_short_cooling_run_on_virtual_clock(clock):
     """Linear cooling 40 → 20 °C in 30 min (setpoint updated every minute), then a 10 min hold."""
-    fake, cryst = _open("lauda", clock)
-    with cryst, fake:
+    unit, cryst = _open("lauda", clock, setpoint_c=40.0, tau_s=TAU_S)
+    with cryst, unit:
         dev = cryst.thermostat
-        fake.model.set_setpoint(40.0)
-        fake.model.bath_c = fake.model.jacket_c = fake.model.reactor_c = 40.0
         samples = []
         for k in range(81):
             setpoint = 40.0 - 20.0 * min(k * 30.0, 1800.0) / 1800.0
@@ -264,19 +285,21 @@ def test_short_cooling_run_on_virtual_clock(clock):
         assert all(p.value >= b.value - 0.02 for _, b, p in samples[5:])
         assert samples[-1][1].value == pytest.approx(20.0, abs=0.05)
         assert samples[-1][2].value == pytest.approx(20.0, abs=0.3)
+        assert not unit.watchdog_tripped  # the driver talked often enough for the armed safety mode
 
 
 def test_software_handshake_over_pty(clock):
     """With xonxoff=1 the tty consumes XON/XOFF itself; replies carrying them still parse."""
-    fake = FakeJulabo(clock=clock)
-    with fake, connect(f"julabo://{fake.url}?{FAST}&xonxoff=1", clock=clock) as cryst:
+    unit, url = start_fake(FAMILY["julabo"], clock=clock)
+    with unit, connect(f"{url}?{FAST}&xonxoff=1", clock=clock) as cryst:
         assert cryst.meta["line_settings"] == "9600 baud 8N1, XON/XOFF"
-        fake.inject("xonxoff", times=2)
-        assert cryst.thermostat.read_bath().value == pytest.approx(fake.model.bath_c, abs=0.011)
-        assert cryst.thermostat.get_setpoint() == pytest.approx(fake.model.setpoint_c)
+        unit.inject("xonxoff", times=2)
+        assert cryst.thermostat.read_bath().value == pytest.approx(unit.bath.bath_c, abs=0.011)
+        assert cryst.thermostat.get_setpoint() == pytest.approx(unit.bath.setpoint_c)
 
 
 def test_lauda_on_a_julabo_url_is_named(clock):
-    with FakeLauda(clock=clock) as fake:
+    unit, _ = start_fake(FAMILY["lauda"], clock=clock)
+    with unit:
         with pytest.raises(ProtocolError, match=r"version answered 'ERR_3'.*is this a LAUDA thermostat \(use lauda://\)"):
-            connect(f"julabo://{fake.url}?{FAST}", clock=clock)
+            connect(f"julabo://{unit.url}?{FAST}", clock=clock)

@@ -5,8 +5,10 @@
 * Fake units (:class:`FakeUnit` subclasses), written from the manufacturers' manuals, not
   from the drivers: three model families per brand with different command subsets, each on
   a pseudo-terminal or a TCP socket, with a bath that follows the setpoint, a readable
-  command log (``unit.log``: ``(time_s, command)``), fault injection and, where the family
-  has one, the unit's own communication watchdog. :func:`start_fake` starts one by name.
+  command log (``unit.log``: ``(time_s, command)``), line faults (``silent``, ``garble``,
+  ``partial``, ``wrong``, ``xonxoff``, ``disconnect``), a baud rate that the driver's port
+  must match, JULABO's 250 ms command spacing and, where the family has one, the unit's own
+  communication watchdog. :func:`start_fake` starts one by name.
 
 Examples
 --------
@@ -72,7 +74,8 @@ def start_fake(family: str, *, link: str = "pty", **kw: Any) -> tuple[FakeUnit, 
     link : {"pty", "socket"}
         Pseudo-terminal or TCP socket.
     **kw
-        Passed to the unit (``clock=``, ``setpoint_c=``, ``temperature_c=``, ``tau_s=``).
+        Passed to the unit (``clock=``, ``setpoint_c=``, ``temperature_c=``, ``tau_s=``,
+        ``baudrate=``; for JULABO ``enforce_interval=``, ``jitter_s=``).
 
     Returns
     -------

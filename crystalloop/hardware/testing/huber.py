@@ -83,8 +83,9 @@ class FakeHuberUnit(FakeUnit):
             return round(self.max_c * 100)
         if reg == 0x59:
             return self.ramp_duration_s
-        if reg == 0x5A:
-            return round(b.setpoint_c * 100)
+        if reg == 0x5A:  # the ramp target while a ramp runs (so a write echoes its value), else the setpoint
+            target = b.ramp_target_c
+            return round((b.setpoint_c if target is None else target) * 100)
         return 0x7FFF
 
     def handle(self, command: str) -> str | None:
@@ -105,6 +106,12 @@ class FakeHuberUnit(FakeUnit):
             elif reg == 0x5A and in_range:
                 self.bath.start_ramp(value / 100, self.ramp_duration_s)
         return f"{{S{reg:02X}{_word(self._read(reg))}"
+
+    def wrong_reply(self, command: str) -> str:
+        """The echo of another register: the status word 0A, or the bath 01 where 0A was asked."""
+        m = _REQUEST.fullmatch(command)
+        other = 0x01 if m and int(m.group(1), 16) == 0x0A else 0x0A
+        return f"{{S{other:02X}{_word(self._read(other))}"
 
     def tick(self) -> None:
         super().tick()

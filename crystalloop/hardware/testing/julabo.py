@@ -13,6 +13,9 @@ answered ``-08 INVALID COMMAND``. Families differ in what they answer:
                warning-limit queries, no ``in_mode_04``; external Pt100 input present but
                nothing plugged in (``---.--``)
 =============  ==========================================================================
+
+A JULABO needs at least 250 ms between commands; ``enforce_interval=True`` makes the fake drop
+(not answer, not act on) a command that comes sooner, as the unit does.
 """
 
 from __future__ import annotations
@@ -31,8 +34,26 @@ _TEXT = {0: "MANUAL STOP", 1: "MANUAL START", 2: "REMOTE STOP", 3: "REMOTE START
 class FakeJulaboUnit(FakeUnit):
     """A JULABO unit; subclasses choose the model string and the commands it knows.
 
+    Parameters
+    ----------
+    enforce_interval : bool
+        Drop a command that comes less than :attr:`min_interval_s` (250 ms) after the previous
+        one, as a real unit does (default False: only count it in :attr:`too_fast`). The
+        spacing is measured when the unit's thread sees a command; on a
+        :class:`~crystalloop.hardware.base.VirtualClock` that thread may see a reply-less
+        ``out_*`` command only after the driver advanced the clock, so enforce it on a real
+        clock or for query-only traffic.
+    jitter_s : float
+        Slack below 250 ms that still counts as spaced, s: on a real clock, thread scheduling
+        delays when the unit sees a command.
+    **kw
+        Passed to :class:`~crystalloop.hardware.testing.unit.FakeUnit` (``link``, ``clock``,
+        ``setpoint_c``, ``baudrate``, ...).
+
     Attributes
     ----------
+    too_fast : int
+        Commands that came less than 250 ms (minus ``jitter_s``) after the previous one.
     remote : bool
         Remote control enabled on the keypad (else ``out_*`` is refused with ``-09``).
     alarm : int or None
@@ -49,22 +70,44 @@ class FakeJulaboUnit(FakeUnit):
     writes: frozenset[str] = frozenset({"out_sp_00", "out_mode_05"})
     external_sensor_plugged = True
     high_c, low_c = 100.0, -30.0
+    #: the least spacing between commands the unit needs, s
+    min_interval_s = 0.25
 
-    def __init__(self, **kw: Any) -> None:
+    def __init__(self, *, enforce_interval: bool = False, jitter_s: float = 0.0, **kw: Any) -> None:
         super().__init__(**kw)
+        self.enforce_interval = enforce_interval
+        self.jitter_s = float(jitter_s)
+        self.too_fast = 0
+        self._previous_s: float | None = None
         self.remote = True
         self.alarm: int | None = None
         self.last_error: int | None = None
         self.external_control = False
 
-    def _status_line(self) -> str:
+    def _status_line(self, *, clear: bool = True) -> str:
         code = self.alarm if self.alarm is not None else self.last_error
         if code is None:
             code = (2 if self.remote else 0) + int(self.bath.running)
-        self.last_error = None
+        if clear:
+            self.last_error = None
         return (f"{code:03d}" if code < 0 else f"{code:02d}") + " " + _TEXT.get(code, "ERROR")
 
+    def _spaced(self, command: str) -> bool:
+        """Count (and with ``enforce_interval`` drop) a command that comes too soon."""
+        now = self.clock.now()
+        previous, self._previous_s = self._previous_s, now
+        if previous is None or now - previous >= self.min_interval_s - self.jitter_s - 1e-9:
+            return True
+        self.too_fast += 1
+        if not self.enforce_interval:
+            return True
+        self.events.append((now, f"dropped {command!r}: {now - previous:.3f} s after the previous command "
+                                 f"(needs {self.min_interval_s:g} s)"))
+        return False
+
     def handle(self, command: str) -> str | None:
+        if not self._spaced(command):
+            return None
         b = self.bath
         name, _, arg = command.partition(" ")
         if name == "version":
@@ -105,6 +148,12 @@ class FakeJulaboUnit(FakeUnit):
         elif name == "out_mode_04":
             self.external_control = value == 1
         return None
+
+    def wrong_reply(self, command: str) -> str:
+        """A status line where a value was asked, a temperature where a status or version was."""
+        if command.startswith("in_"):
+            return self._status_line(clear=False)
+        return f"{self.bath.bath_c:.2f}"
 
     def tick(self) -> None:
         super().tick()

@@ -106,6 +106,12 @@ class FakeLaudaUnit(FakeUnit):
             b.set_setpoint(value)
         return "OK"
 
+    def wrong_reply(self, command: str) -> str:
+        """``OK`` where a value was asked, a temperature where a write expected ``OK``."""
+        if command.startswith(("OUT_", "START", "STOP")):
+            return f"{self.bath.bath_c:06.2f}"
+        return "OK"
+
     def tick(self) -> None:
         super().tick()
         if "1" in self.stat and self.bath.running:

@@ -11,6 +11,11 @@ on the unit's clock.
 Everything the unit received is in :attr:`FakeUnit.log` as ``(time_s, command)``, and every
 reply in :attr:`FakeUnit.exchanges` as ``(time_s, command, reply)``, so a test can assert
 which safe-state command was sent or that the store holds what the unit reported.
+
+Line faults are injected per command (:meth:`FakeUnit.inject`), and a unit on a pty has a
+baud rate: when the driver opens the port at another speed (read from the slave's termios
+settings), the unit hears noise and everything it sends back is non-ASCII garbage, as on a
+real line. Linux ptys ignore data bits and parity, so only the speed is checked.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import math
 import os
 import select
 import socket
+import termios
 import threading
 import time
 import tty
@@ -27,6 +33,18 @@ from collections.abc import Callable
 from crystalloop.hardware.base import Clock, RealClock
 
 __all__ = ["FakeUnit", "Bath"]
+
+#: termios speed constant -> baud rate, for the speeds thermostats use
+_BAUD = {getattr(termios, f"B{b}"): b for b in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)}
+#: what :meth:`FakeUnit.inject` knows
+_FAULTS = ("silent", "garble", "partial", "wrong", "xonxoff", "disconnect")
+_GARBLE = b"\xfe\x9c#\xa0\x01~"
+_XON, _XOFF = b"\x11", b"\x13"
+
+
+def _noise(data: bytes) -> bytes:
+    """What ``data`` sent at the wrong baud rate looks like on the other end: non-ASCII bytes."""
+    return bytes(0x80 | ((b * 37) & 0x7F) for b in (data or b"?"))
 
 
 class Bath:
@@ -66,6 +84,12 @@ class Bath:
                 self.bath_c = target + (self.bath_c - target) * math.exp(-h / tau)
                 self.reactor_c = self.bath_c + (self.reactor_c - self.bath_c) * math.exp(-h / self.tau_reactor_s)
 
+    @property
+    def ramp_target_c(self) -> float | None:
+        """Where the running device ramp ends, °C (None: no ramp running)."""
+        ramp = self._ramp
+        return None if ramp is None else ramp[2]
+
     def set_setpoint(self, value_c: float) -> None:
         with self.lock:
             self.advance()
@@ -99,6 +123,11 @@ class FakeUnit:
         Bath and reactor temperature at power-on (default: the setpoint).
     tau_s, tau_reactor_s, ambient_c : float
         Bath lag, reactor lag (s) and room temperature (°C).
+    baudrate : int or None
+        The unit's line speed, baud (default 9600, the speed the drivers open the port at).
+        On a pty, a driver whose port runs at another speed gets non-ASCII garbage for every
+        command, and the unit acts on none of them. None accepts any speed; a ``socket`` link
+        has no baud rate (a serial-to-Ethernet converter sets it), so it is not checked there.
 
     Attributes
     ----------
@@ -107,7 +136,8 @@ class FakeUnit:
     log : list of (float, str)
         Every command received, with the unit's time.
     exchanges : list of (float, str, str or None)
-        Every command with the reply sent (None: no reply).
+        Every command with the reply as it went on the line, without its terminator (None: no
+        reply). A line fault shows here: a garbled, cut or wrong reply is recorded as sent.
     events : list of (float, str)
         What the unit did on its own (e.g. its communication watchdog expiring).
     """
@@ -120,13 +150,14 @@ class FakeUnit:
 
     def __init__(self, *, link: str = "pty", clock: Clock | None = None, setpoint_c: float = 20.0,
                  temperature_c: float | None = None, tau_s: float = 20.0, tau_reactor_s: float = 40.0,
-                 ambient_c: float = 22.0) -> None:
+                 ambient_c: float = 22.0, baudrate: int | None = 9600) -> None:
         if link not in ("pty", "socket"):
             raise ValueError(f"link must be 'pty' or 'socket', got {link!r}")
         self.clock = clock if clock is not None else RealClock()
         self.bath = Bath(self.clock, setpoint_c=setpoint_c, temperature_c=temperature_c, tau_s=tau_s,
                          tau_reactor_s=tau_reactor_s, ambient_c=ambient_c)
         self.link = link
+        self.baudrate = baudrate
         self.log: list[tuple[float, str]] = []
         self.exchanges: list[tuple[float, str, str | None]] = []
         self.events: list[tuple[float, str]] = []
@@ -163,12 +194,22 @@ class FakeUnit:
     def inject(self, kind: str, *, when: str | None = None, times: int = 1) -> None:
         """Apply fault ``kind`` to the next ``times`` commands (those starting with ``when``).
 
-        ``silent``: no reply; ``garble``: line noise instead of the reply; ``disconnect``:
-        the unit vanishes (pty closed for good, or the TCP connection dropped).
+        Parameters
+        ----------
+        kind : {"silent", "garble", "partial", "wrong", "xonxoff", "disconnect"}
+            ``silent``: no reply; ``garble``: line noise instead of the reply; ``partial``:
+            the first half of the reply, cut before its terminator; ``wrong``: the reply to
+            another command (:meth:`wrong_reply`, sent even where the command has none);
+            ``xonxoff``: XOFF and XON bytes inside the reply; ``disconnect``: the unit
+            vanishes (pty closed for good, or the TCP connection dropped). The unit acts on
+            the command in every case but ``silent`` and ``disconnect``.
+        when : str, optional
+            Only commands starting with this text (default: the next commands, whatever they are).
+        times : int
+            How many such commands get the fault.
         """
-        kinds = ("silent", "garble", "disconnect")
-        if kind not in kinds:
-            raise ValueError(f"fault {kind!r} unknown; expected one of {kinds}")
+        if kind not in _FAULTS:
+            raise ValueError(f"fault {kind!r} unknown; expected one of {_FAULTS}")
         with self._lock:
             self._faults.append([kind, when, times])
 
@@ -187,6 +228,10 @@ class FakeUnit:
 
     def handle(self, command: str) -> str | None:  # pragma: no cover - abstract
         """The reply text to ``command`` (without terminator), or None for no reply."""
+        raise NotImplementedError
+
+    def wrong_reply(self, command: str) -> str:  # pragma: no cover - abstract
+        """A reply to another command than ``command`` (the ``wrong`` fault), without terminator."""
         raise NotImplementedError
 
     def tick(self) -> None:
@@ -241,6 +286,32 @@ class FakeUnit:
                 if raw:
                     self._respond(raw.decode("ascii", "replace"))
 
+    def _line_ok(self) -> bool:
+        """Whether the driver's port runs at the unit's baud rate (pty only)."""
+        if self.baudrate is None or self.link != "pty" or self._slave < 0:
+            return True
+        return _BAUD.get(termios.tcgetattr(self._slave)[4]) == self.baudrate
+
+    def _on_the_line(self, command: str, fault: str | None) -> bytes | None:
+        """The bytes the unit sends for ``command`` under ``fault`` (None: nothing)."""
+        if fault == "silent":
+            return None
+        if not self._line_ok():  # the unit heard noise: it acts on nothing, the driver reads noise
+            return _noise(command.encode("ascii", "replace")) + b"\n"
+        reply = self.handle(command)
+        if fault == "wrong":
+            reply = self.wrong_reply(command)
+        if reply is None:
+            return None
+        data = reply.encode("ascii")
+        if fault == "garble":
+            data = _GARBLE
+        elif fault == "partial":
+            return data[: max(1, len(data) // 2)]
+        elif fault == "xonxoff":
+            data = _XOFF + data[:1] + _XON + data[1:]
+        return data + self.reply_terminator
+
     def _respond(self, command: str) -> None:
         now = self.clock.now()
         self.log.append((now, command))
@@ -250,12 +321,10 @@ class FakeUnit:
             self.disconnect()
             return
         self.tick()
-        reply = None if fault == "silent" else self.handle(command)
-        self.exchanges.append((now, command, reply))
-        if reply is None:
-            return
-        data = b"\xfe\x9c#\xa0\x01~" if fault == "garble" else reply.encode("ascii")
-        self._write(data + self.reply_terminator)
+        data = self._on_the_line(command, fault)
+        self.exchanges.append((now, command, None if data is None else data.decode("latin-1").rstrip("\r\n")))
+        if data is not None:
+            self._write(data)
 
     def disconnect(self) -> None:
         """The unit vanishes: the pty is closed for good, or the TCP connection is dropped."""
