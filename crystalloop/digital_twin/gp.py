@@ -61,7 +61,7 @@ from crystalloop.errors import (
 from crystalloop.profiles import ThermocycleProfile, profiles_to_frame
 from crystalloop.profiles import feature_names as profile_feature_names
 
-from ._gp_numerics import FastPredictor, fit_gp, fit_isotropic
+from ._gp_numerics import FastPredictor, fit_gp, fit_isotropic, one_blas_thread
 from .doe import DoETable, read_doe, resolve_cqa
 from .features import SolubilityCurve, profile_features
 from .fitting import honesty_warnings
@@ -204,10 +204,7 @@ class FeatureGPRegressor(RegressorMixin, BaseEstimator):
         y : array-like, shape (n,)
             One CQA (its units).
         """
-        from threadpoolctl import threadpool_limits
-
-        # 20-40 rows: one BLAS thread is fastest, and several spin against each other on a busy machine
-        with threadpool_limits(limits=1):
+        with one_blas_thread():
             return self._fit(X, y)
 
     def _fit(self, X, y) -> FeatureGPRegressor:
@@ -322,7 +319,9 @@ class FeatureGPRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X, return_std: bool = False):
         """Mean (and std) of the CQA, target units; shape (n,)."""
         check_is_fitted(self, "gp_")
-        mu, sd = self._predict_features(self._physical(X))
+        F = self._physical(X)
+        with one_blas_thread():
+            mu, sd = self._predict_features(F)
         return (mu, sd) if return_std else mu
 
     # -- persistence (JSON; used by FeatureGPTwin.save/load) -------------------------------------
@@ -383,7 +382,8 @@ class FeatureGPRegressor(RegressorMixin, BaseEstimator):
                              f"refit the twin")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            m.gp_ = GaussianProcessRegressor(kernel, alpha=alpha, optimizer=None, normalize_y=True).fit(X, m._fwd(y))
+            with one_blas_thread():  # as in fit
+                m.gp_ = GaussianProcessRegressor(kernel, alpha=alpha, optimizer=None, normalize_y=True).fit(X, m._fwd(y))
         m.y_train_ = y
         m.n_features_in_ = len(profile_feature_names(m.max_cycles))
         return m
@@ -575,8 +575,9 @@ class FeatureGPTwin:
         F = profile_features(A, solubility=self._curve(), max_cycles=self.max_cycles)  # once for every CQA
         mu = np.empty((len(A), len(names)))
         sd = np.empty((len(A), len(names)))
-        for j, c in enumerate(names):
-            mu[:, j], sd[:, j] = self.models_[c]._predict_features(F)
+        with one_blas_thread():
+            for j, c in enumerate(names):
+                mu[:, j], sd[:, j] = self.models_[c]._predict_features(F)
         return mu, sd
 
     def predict(self, X, return_std: bool = False):

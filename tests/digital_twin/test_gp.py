@@ -132,6 +132,7 @@ def test_save_load_gives_the_same_predictions(tmp_path):
     m2, s2 = back.predict(Xt, return_std=True)
     np.testing.assert_allclose(m2, m1, rtol=0, atol=1e-10)
     np.testing.assert_allclose(s2, s1, rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(np.c_[m2, s2], np.c_[m1, s1])  # in fact bit-identical
     pd.testing.assert_frame_equal(back.predict_frame(Xt), tw.predict_frame(Xt))
     assert back.info_["D50_um"]["cv_mae"] == tw.info_["D50_um"]["cv_mae"]
     assert list(back.training_data_["run_id"]) == list(tw.training_data_["run_id"])
