@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
@@ -129,3 +131,26 @@ def test_compiled_member_predictions_reject_a_wrong_shape():
     compiled = compile_members(ens.estimators_, 6)
     with pytest.raises(ValueError, match=r"X has shape \(4, 5\); expected \(n_rows, 6\)"):
         compiled.member_predictions(np.zeros((4, 5)))
+
+
+def test_more_features_than_a_node_can_name_are_not_compiled():
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(30, 300))
+    y = X[:, 299] + rng.normal(0, 0.1, 30)
+    ens = MonteCarloCVRegressor(make_estimator("rf", random_state=0, n_estimators=3), n_splits=2, random_state=0).fit(X, y)
+    assert compile_members(ens.estimators_, 300) is None  # a node packs the feature in 8 bits
+    np.testing.assert_array_equal(ens.member_predictions(X), np.vstack([e.predict(X) for e in ens.estimators_]))
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**16), family=st.sampled_from(["xgb", "gbt", "rf"]),
+       scale=st.sampled_from([1e-3, 1.0, 1e4]))
+def test_compiled_member_predictions_equal_the_libraries_for_any_data(seed, family, scale):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(25, 4)) * scale + rng.normal(size=4) * 10 * scale
+    y = X @ rng.normal(size=4) + rng.normal(0, scale, 25)
+    ens = MonteCarloCVRegressor(make_estimator(family, random_state=seed, n_estimators=5), n_splits=3,
+                                random_state=seed).fit(X, y)
+    compiled = compile_members(ens.estimators_, 4)
+    Xq = np.vstack([rng.normal(size=(50, 4)) * scale * 2, X, _on_the_splits(compiled, n=50, seed=seed)])
+    np.testing.assert_array_equal(compiled.member_predictions(Xq), np.vstack([e.predict(Xq) for e in ens.estimators_]))
