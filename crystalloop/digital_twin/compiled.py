@@ -29,8 +29,9 @@ compiled loop (numba, row blocks in parallel):
   every addition for XGBoost — the libraries' own order of operations, so the members'
   predictions agree with the libraries' to the last bit (tested).
 
-Members of other kinds (SVR, a feature transformer in front) are not compiled; their ensemble keeps
-the member-by-member path. Without numba, :meth:`CompiledTrees.member_predictions` walks the same
+Members of other kinds (SVR, a feature transformer in front) are not compiled, nor ensembles over
+more than 256 features or with 2**24 distinct thresholds of one feature; they keep the
+member-by-member path. Without numba, :meth:`CompiledTrees.member_predictions` walks the same
 arrays with numpy (same results, slower) and :func:`compile_members` returns ``None`` so that the
 twin uses the member-by-member path. Results do not depend on the number of threads.
 """
@@ -176,7 +177,7 @@ def _kernel():
     @njit(parallel=True, cache=True, nogil=True)
     def walk(R, nodes, value, root, depth, tree_lo, tree_hi, offset, divisor, single, out):
         n = R.shape[0]
-        block = 256  # BLOCK
+        block = BLOCK
         n_blocks = (n + block - 1) // block
         for b in prange(n_blocks):
             lo = b * block
