@@ -408,8 +408,9 @@ class FeatureGPTwin:
     cqas : sequence of str
         CQA columns of the training table (``D50_um``, ``DoA_pct``, ``crystallinity_pct``; short
         names such as ``D50`` are resolved against the table).
-    solubility : SolubilityCurve or dict, optional
-        ``c*(T)`` in mg/g solvent, T in °C; without it the GP uses the profile-only features.
+    solubility : SolubilityCurve, dict, coefficients, text or path, optional
+        ``c*(T)`` in mg/g solvent, T in °C (anything :func:`solubility_curve` reads); without it the
+        GP uses the profile-only features.
     max_cycles : int
     log_cqas : sequence of str
         CQAs fitted on the log scale (default none: on the shipped DoE, log D50 did worse).
@@ -452,8 +453,7 @@ class FeatureGPTwin:
             raise ModelError("this FeatureGPTwin is not fitted yet; call fit(doe) or FeatureGPTwin.load(folder)")
 
     def _curve(self) -> SolubilityCurve | None:
-        s = self.solubility
-        return s if s is None or isinstance(s, SolubilityCurve) else SolubilityCurve.from_dict(s)
+        return solubility_curve(self.solubility)
 
     def fit(self, table: DoETable | pd.DataFrame | str | Path) -> FeatureGPTwin:
         """Fit on a DoE table (recipe columns + CQA columns; rows without a CQA are left out of its model).
@@ -491,7 +491,7 @@ class FeatureGPTwin:
             mask = table[c].notna().to_numpy()
             rows = table[mask]
             t1 = time.perf_counter()
-            m = FeatureGPRegressor(solubility=self.solubility, max_cycles=self.max_cycles, log_target=c in self.log_cqas,
+            m = FeatureGPRegressor(solubility=self._curve(), max_cycles=self.max_cycles, log_target=c in self.log_cqas,
                                    clip=(0.0, 100.0) if c in pct else None, random_state=self.random_state,
                                    **self.regressor_params)
             if len(rows) < 5:
@@ -715,8 +715,8 @@ def fit_gp_twin(doe: DoETable | pd.DataFrame | str | Path, *, cqas: Sequence[str
         CQAs to model (short names allowed); default every CQA column with at least
         :data:`~crystalloop.digital_twin.models.MIN_ROWS` measured rows (the others are left
         out with a :class:`~crystalloop.errors.TwinWarning`).
-    solubility : SolubilityCurve or dict, optional
-        ``c*(T)``, mg/g solvent, T in °C: adds the saturation features.
+    solubility : SolubilityCurve, dict, coefficients, text or path, optional
+        ``c*(T)``, mg/g solvent, T in °C (:func:`solubility_curve`): adds the saturation features.
     features : "all", "cv", "auto" or list of str
         Feature set of every CQA's GP (:class:`FeatureGPRegressor`). Default ``"all"``: every
         non-constant physical feature (a second to fit). ``"cv"`` picks between all and a

@@ -248,6 +248,9 @@ def test_solubility_curve_from_text_list_and_file(tmp_path):
         solubility_curve("8,x", parameter="--solubility")
     with pytest.raises(ConfigError, match="neither"):
         solubility_curve(str(tmp_path / "nope.csv"))
+    tw = FeatureGPTwin(("D50_um",), solubility=str(tmp_path / "s.csv"), features="all", random_state=0).fit(_table())
+    assert "T_sat_c" in tw.models_["D50_um"].features_ and tw.solubility == str(tmp_path / "s.csv")
+    assert tw.metadata_["settings"]["solubility"]["table_t_c"] == [10.0, 30.0, 50.0]
 
 
 def test_profile_only_twin_without_solubility_round_trips(tmp_path):
