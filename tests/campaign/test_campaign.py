@@ -368,6 +368,16 @@ def test_hardware_path_reads_the_lab_table(tiny_doe, tmp_path, make_thermostat):
         with pytest.raises(ConfigError, match="no row for run C2-1"):  # the analyst has not reported round 2
             run_campaign(None, "max:D50,min:DoA", out_dir=tmp_path / "c", learn=Learner(),
                          **_kw(backend="benchlab://", lab=lab, backend_options=None))
+        # the GP twin on hardware: no plant to read the solubility curve from, so profile features only
+        from crystalloop.errors import CampaignWarning
+
+        with pytest.warns(CampaignWarning, match=r"campaign on benchlab://: no solubility curve known, so the GP "
+                                                 r"twin uses the profile features only"):
+            res = run_campaign(tiny_doe, "max:D50,min:DoA", out_dir=tmp_path / "g", twin_model="gp",
+                               **_kw(backend="benchlab://", lab=lab, backend_options=None))
+        tw = res.twins[0]
+        assert tw.solubility is None and not any(f.startswith("T_sat") for f in tw.models_["D50_um"].features_)
+        assert (tmp_path / "g" / "round_01" / "twin" / "twin.json").is_file()
     finally:
         _BACKENDS.pop("benchlab", None)
 
