@@ -495,8 +495,8 @@ class FeatureGPTwin:
                                    clip=(0.0, 100.0) if c in pct else None, random_state=self.random_state,
                                    **self.regressor_params)
             if len(rows) < 5:
-                raise InsufficientDataError(f"CQA {c!r} has {len(rows)} measured row(s); a GP needs at least 5. "
-                                            f"Measure it in more runs or leave it out (cqas=...)")
+                raise InsufficientDataError(f"{source}: CQA {c!r} has {len(rows)} measured row(s); a GP needs at least 5. "
+                                            f"Measure it in more runs or leave it out of the CQAs modelled (--cqa, cqas=)")
             self.models_[c] = m.fit(rows[self.feature_names], rows[c].to_numpy(float))
             sc = m.cv_scores()
             cal = {round(float(r["level"]), 2): r for r in sc["calibration"]}
