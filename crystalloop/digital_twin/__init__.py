@@ -19,6 +19,8 @@ from .augment import (
                       search_augmentation_many,
 )
 from .doe import CQA_NAMES, DoETable, DoEWarning, read_doe, resolve_cqa
+from .features import SolubilityCurve
+from .gp import FeatureGPRegressor, FeatureGPTwin, fit_gp_twin
 from .models import (
                       MIN_ROWS,
                       MODEL_FAMILIES,
@@ -29,8 +31,6 @@ from .models import (
                       select_model,
                       with_features,
 )
-from .features import SolubilityCurve
-from .gp import FeatureGPRegressor, FeatureGPTwin, fit_gp_twin
 from .persist import TRUSTED_TYPES, load_ensemble, save_ensemble
 from .report import fit_and_save, model_card, predict_profiles, report_twin, write_report
 from .synthetic import GENERATORS, ProfileFeasibility, SyntheticGenerator, profile_validity
