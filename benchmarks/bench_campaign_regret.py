@@ -278,7 +278,7 @@ def arm_campaign(doe: pd.DataFrame, seed: int, a: argparse.Namespace, work: Path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = run_campaign(DOE, OBJECTIVES, backend="sim://", n_rounds=a.rounds, batch_size=a.batch,
-                           out_dir=work / "campaign", acquisition=a.acquisition, kappa=a.kappa,
+                           out_dir=work / "campaign", acquisition=a.acquisition, kappa=a.kappa, min_distance=a.min_distance,
                            pop_size=a.pop_size, n_gen=a.n_gen, learn=gp_twin, lab=SimulatedLab(CQAS),
                            d50_from="lab", n_frames=0, reference=list(REF), seed=seed, progress=progress)
     new = res.doe.iloc[len(doe):].reset_index(drop=True)
@@ -426,10 +426,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=3)
     ap.add_argument("--acquisition", default="ehvi-mc", help="the campaign's acquisition (propose.ACQUISITIONS)")
     ap.add_argument("--kappa", type=float, default=1.0)
+    ap.add_argument("--min-distance", type=float, default=0.05, help="the campaign's min_distance (scaled features, RMS)")
     ap.add_argument("--pop-size", type=int, default=40)
     ap.add_argument("--n-gen", type=int, default=30)
-    ap.add_argument("--num-restarts", type=int, default=8, help="qNEHVI optimize_acqf restarts")
-    ap.add_argument("--raw-samples", type=int, default=256, help="qNEHVI optimize_acqf raw samples")
+    ap.add_argument("--num-restarts", type=int, default=10, help="qNEHVI optimize_acqf restarts")
+    ap.add_argument("--raw-samples", type=int, default=512, help="qNEHVI optimize_acqf raw samples")
     ap.add_argument("--mc-samples", type=int, default=128, help="qNEHVI quasi-MC samples")
     ap.add_argument("--merge", action="store_true",
                     help="no runs: build the table, plot and summary from every runs_*.csv/curves_*.csv in --out "
@@ -496,8 +497,9 @@ def main() -> None:
                "true_hv": hv_true, "reference": REFERENCE, "arms": arms, "seeds": seeds,
                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
                "cpu": cpu, "nominal_cpu_s": round(nominal.cpu_s, 1),
-               "final": {f"{arm}": {str(n): [round(float(v), 4) for v in curves_df.query("arm == @arm and n_runs == @n")["hv_nominal"]]
-                                    for n in at} for arm in arms}}
+               "hv_nominal": {arm: {str(n): [round(float(v), 4) for v in
+                                            curves_df.loc[(curves_df["arm"] == arm) & (curves_df["n_runs"] == n), "hv_nominal"]]
+                                      for n in at} for arm in arms}}
     if "qnehvi" in arms:
         import botorch
 

@@ -177,7 +177,8 @@ def _hvi_2d(P: np.ndarray, F: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def select_ehvi(mu: np.ndarray, sd: np.ndarray, measured: np.ndarray, sign: np.ndarray, reference: np.ndarray,
-                n: int, *, eligible: np.ndarray | None = None, n_samples: int = 128, seed: int = 0) -> list[int]:
+                n: int, *, eligible: np.ndarray | None = None, n_samples: int = 128, seed: int = 0,
+                X: np.ndarray | None = None, min_distance: float = 0.0) -> list[int]:
     """Greedy batch by expected hypervolume improvement over the measured runs.
 
     For each candidate the improvement of the measured front's hypervolume is averaged over
@@ -201,6 +202,11 @@ def select_ehvi(mu: np.ndarray, sd: np.ndarray, measured: np.ndarray, sign: np.n
     eligible : ndarray of bool, shape (m,), optional
         Candidates allowed (e.g. far enough from the runs already made).
     n_samples, seed : int
+    X : ndarray, shape (m, d), optional
+        Candidates' coordinates (e.g. feature vectors scaled to [0, 1]); with ``min_distance``,
+        a pick makes every candidate closer than ``min_distance`` (RMS over ``d``) to it
+        ineligible, so a batch does not spend runs on near-copies of one recipe.
+    min_distance : float
 
     Returns
     -------
@@ -227,6 +233,8 @@ def select_ehvi(mu: np.ndarray, sd: np.ndarray, measured: np.ndarray, sign: np.n
         best = int(np.argmax(gain))
         chosen.append(best)
         ok[best] = False
+        if X is not None and min_distance > 0:
+            ok &= np.sqrt(((np.asarray(X, float) - np.asarray(X, float)[best]) ** 2).mean(axis=1)) >= min_distance
         front = np.vstack([front, mu[best] * sign])
     return chosen
 
@@ -259,7 +267,8 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
         ``mean ± κ std`` (optimistic: explores where the twin is uncertain). ``"ehvi"`` takes
         the optimistic front as candidates and picks the batch by expected hypervolume
         improvement over the measured runs (:func:`select_ehvi`, needs ``measured`` and
-        ``reference``) instead of spreading it along the front. ``"mc-ehvi"`` picks the same way
+        ``reference``) instead of spreading it along the front; the picks of a batch keep
+        ``min_distance`` from each other as from the runs made (no near-copies in one batch). ``"mc-ehvi"`` picks the same way
         from a wider pool (:func:`_wide_pool`): the optimistic front of *each* number of cycles
         (a mixed front is dominated by the structure the twin knows best), a trust region around
         the recipes of the measured front and random feasible recipes; its baseline is the
@@ -310,7 +319,7 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
                                    constraints=constraints, seed=seed)
             profiles_all, Xf = profiles_all + extra, np.vstack([Xf, Xe])
         picks = _ehvi_picks(twin, objectives, profiles_all, Xf, ex, int(n), measured, reference,
-                            min_distance=min_distance, seed=seed, denoise=wide,
+                            min_distance=min_distance, seed=seed, denoise=wide, batch_gap=True,
                             kappa=float(kappa) if acquisition == "hvi-ucb" else None)
         how = [acquisition] * len(picks)
     else:
@@ -339,12 +348,13 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
 
 def _ehvi_picks(twin: Any, objectives, profiles: list[ThermocycleProfile], Xf: np.ndarray, existing: np.ndarray,
                 n: int, measured, reference, *, min_distance: float, seed: int, denoise: bool = False,
-                kappa: float | None = None) -> list[int]:
+                kappa: float | None = None, batch_gap: bool = False) -> list[int]:
     """EHVI batch among the candidate profiles (those not within ``min_distance`` of a run made).
 
     ``denoise``: the baseline front is the twin's mean at the measured recipes (rows of
     ``existing`` aligned with ``measured``) instead of the noisy measured values. ``kappa``: score
-    each candidate by the improvement of its optimistic point ``mean ± κ std`` instead (UCB)."""
+    each candidate by the improvement of its optimistic point ``mean ± κ std`` instead (UCB).
+    ``batch_gap``: the picks of one batch also keep ``min_distance`` from each other."""
     from crystalloop.digital_twin.design import parse_objectives
 
     objs = parse_objectives(objectives, list(twin.cqas))
@@ -369,7 +379,8 @@ def _ehvi_picks(twin: Any, objectives, profiles: list[ThermocycleProfile], Xf: n
     sign = np.array([o.sign for o in objs])
     if kappa is not None:  # UCB: the optimistic point, no sampling
         mu, sd = mu - sign * kappa * sd, np.zeros_like(sd)
-    return select_ehvi(mu, sd, M, sign, np.asarray(reference, float), n, eligible=far, seed=seed)
+    return select_ehvi(mu, sd, M, sign, np.asarray(reference, float), n, eligible=far, seed=seed,
+                       X=Z if batch_gap else None, min_distance=min_distance)
 
 
 #: trust-region steps (fraction of each variable's bound width, 1 σ) and the pool's make-up

@@ -122,3 +122,11 @@ def test_campaign_round_with_mc_ehvi(tiny_doe, tmp_path):
     assert list(res.history["selected_by"]) == ["mc-ehvi", "mc-ehvi"]
     assert res.rounds["hypervolume"].iloc[0] > 0
     assert all(1 <= p.n_cycles <= 2 for p in res.profiles[0])
+
+
+def test_ehvi_batch_skips_near_copies_of_a_pick():
+    mu = np.array([[125.0, 8.0], [125.0, 8.0], [110.0, 3.0]])  # 0 and 1: the same recipe twice
+    sd = np.array([[20.0, 5.0], [20.0, 5.0], [2.0, 1.0]])
+    X = np.array([[0.50, 0.50], [0.51, 0.50], [0.90, 0.10]])
+    assert select_ehvi(mu, sd, MEASURED, SIGN, REF, 2, seed=0) == [0, 1]  # the copy still has variance to offer
+    assert select_ehvi(mu, sd, MEASURED, SIGN, REF, 2, seed=0, X=X, min_distance=0.05) == [0, 2]
