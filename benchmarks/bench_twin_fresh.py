@@ -18,12 +18,19 @@ Side by side, in one run:
 (e) **FeatureGPTwin** (:mod:`crystalloop.digital_twin.gp`): per CQA, a GP on physical features whose
     feature set ("all", or a greedy forward selection by leave-one-out MAE) is chosen by an outer
     5-fold CV on the DoE only; percentages clipped to 0–100.
+(f) **HybridTwin** (:mod:`crystalloop.digital_twin.hybrid`): a grey-box kinetic model
+    (:mod:`crystalloop.digital_twin.kinetic`: power-law growth with Arrhenius factor, secondary
+    nucleation, dissolution, seeds charged at the saturation point; 7 constants fitted to the DoE's
+    D50, an ensemble of 3 global searches) run on every recipe; D50 = kinetic D50 × a GP on the log
+    residual (physical features), DoA and crystallinity = GPs on the physical features plus the
+    kinetic model's quantities (peak supersaturation, seed survival, nuclei share, ...).
 
 Per CQA: MAE, R², and the coverage of the 95 % interval (mean ± 1.96 std) on the fresh recipes
 (recipes that make no product have no D50/crystallinity and are left out of those CQAs). The
 plant's own repeatability (``noise_floor.csv``) is printed beside it.
 
-Run:  python benchmarks/bench_twin_fresh.py [--quick] [--only a,b,c,d,e] [--seed 0]
+Run:  python benchmarks/bench_twin_fresh.py [--quick] [--only a,b,c,d,e,f] [--seed 0] [--fresh dev_recipes.csv]
+      python benchmarks/bench_twin_fresh.py --make-dev   (the 100-recipe development set, seed 7)
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from sklearn.preprocessing import StandardScaler
 from crystalloop.digital_twin import fit_twin
 from crystalloop.digital_twin.features import ProfileFeatures, SolubilityCurve, profile_features
 from crystalloop.digital_twin.gp import FeatureGPTwin
+from crystalloop.digital_twin.hybrid import HybridTwin
 from crystalloop.profiles import feature_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,6 +108,15 @@ def feature_gp_predictions(doe: pd.DataFrame, X_test: pd.DataFrame, *, seed: int
     return {c: (mu[:, i], sd[:, i]) for i, c in enumerate(CQAS)}
 
 
+def hybrid_predictions(doe: pd.DataFrame, X_test: pd.DataFrame, *, seed: int) -> dict:
+    twin = HybridTwin(CQAS, solubility=SOLUBILITY, random_state=seed).fit(doe)
+    km = twin.kinetic_
+    print(f"  (f) kinetic constants {list(km.thetas_.round(2).tolist())}, ensemble log-D50 RMSE on the DoE "
+          f"{km.rmse_log_:.3f}", flush=True)
+    mu, sd = twin.predict(X_test, return_std=True)
+    return {c: (mu[:, i], sd[:, i]) for i, c in enumerate(CQAS)}
+
+
 def score(pred: dict, test: pd.DataFrame) -> dict:
     out = {}
     for c, (mu, sd) in pred.items():
@@ -131,7 +148,7 @@ def make_dev_set(*, n_per_cycle: int = 20, seed: int = 7, n_jobs: int = 2) -> pd
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="20-member ensembles, no augmentation (a smoke run)")
-    ap.add_argument("--only", default="a,b,c,d,e")
+    ap.add_argument("--only", default="a,b,c,d,e,f")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--doe", type=Path, default=ROOT / "examples" / "doe" / "doe.csv")
     ap.add_argument("--fresh", type=Path, default=TRUTH / "fresh_recipes.csv")
@@ -149,7 +166,8 @@ def main() -> None:
             "b": ("(b) GP, recipe vector", lambda: gp_predictions(doe, fresh, physical=False, seed=a.seed)),
             "c": ("(c) twin on physical features", lambda: twin_predictions(a.doe, fresh, physical=True, seed=a.seed, quick=a.quick)),
             "d": ("(d) GP on physical features", lambda: gp_predictions(doe, fresh, physical=True, seed=a.seed)),
-            "e": ("(e) FeatureGPTwin (features by CV on DoE)", lambda: feature_gp_predictions(doe, fresh, seed=a.seed))}
+            "e": ("(e) FeatureGPTwin (features by CV on DoE)", lambda: feature_gp_predictions(doe, fresh, seed=a.seed)),
+            "f": ("(f) HybridTwin (kinetic model + GP)", lambda: hybrid_predictions(doe, fresh, seed=a.seed))}
     table = {}
     for key in a.only.split(","):
         label, fn = runs[key]

@@ -44,7 +44,8 @@ from crystalloop.profiles import feature_names as profile_feature_names
 
 from .features import SolubilityCurve
 
-__all__ = ["KineticModel", "kinetic_features", "KINETIC_FEATURES", "KINETIC_PARAMS", "DEFAULT_THETA", "THETA_BOUNDS"]
+__all__ = ["KineticModel", "kinetic_features", "KINETIC_FEATURES", "KINETIC_STATE_FEATURES", "KINETIC_LAST_FEATURES",
+           "KINETIC_PARAMS", "DEFAULT_THETA", "THETA_BOUNDS"]
 
 #: the fitted constants: log10 k_g (µm/min at 25 °C), g, E_g (kJ/mol), log10 k_b (# per mg crystal per min), b,
 #: log10 k_d (µm/min), ln of the factor from the model D50 to the measured one (agglomerates, shape, method)
@@ -52,11 +53,15 @@ KINETIC_PARAMS = ("log10_kg", "g", "Eg_kJ_mol", "log10_kb", "b", "log10_kd", "ln
 DEFAULT_THETA = (0.0, 1.5, 30.0, 6.0, 4.0, 1.0, 0.0)
 THETA_BOUNDS = ((-3.0, 3.0), (0.5, 3.0), (0.0, 100.0), (-2.0, 12.0), (1.0, 8.0), (-2.0, 3.0), (-1.0, 1.5))
 
-KINETIC_FEATURES = (
+#: what the batch ends with and went through (sizes, seed survival, supersaturation peaks and integrals)
+KINETIC_STATE_FEATURES = (
     "kin_d50_um", "kin_log_d50", "kin_mean_size_um", "kin_nuclei_mass_frac", "kin_seed_survival",
     "kin_seeds_lost", "kin_sigma_max", "kin_sigma_int_h", "kin_sigma_last_max", "kin_time_sigma_high_h",
     "kin_dissolved_mass_frac", "kin_yield", "kin_log_number", "kin_growth_mass_high_sigma",
 )
+#: the last growth period (since the last dissolution): ∫σ² dt and the share of the crystal mass it deposited
+KINETIC_LAST_FEATURES = ("kin_sigma2_int_last_h", "kin_mass_frac_last")
+KINETIC_FEATURES = KINETIC_STATE_FEATURES + KINETIC_LAST_FEATURES
 
 _A = 6.5e-10  # ρ k_v in mg/µm³ (only scales the number of crystals; absorbed in k_b)
 _R = 8.314
@@ -123,6 +128,8 @@ def _simulate(theta: np.ndarray, c0: np.ndarray, seed: np.ndarray, T: np.ndarray
     grown = np.zeros(n)
     seed_min = np.ones(n)
     sig_last = np.zeros(n)
+    sig2_last = np.zeros(n)
+    m_last = np.zeros(n)
     M = np.zeros(n)
     for j in range(n_steps):
         charge = ~seeded & (T[:, j + 1] <= t_seed)
@@ -173,6 +180,8 @@ def _simulate(theta: np.ndarray, c0: np.ndarray, seed: np.ndarray, T: np.ndarray
         seed_mass = _A * np.einsum("ij,ij->i", N[:, :n_seed_classes], L[:, :n_seed_classes] ** 3)
         seed_min = np.where(seeded, np.minimum(seed_min, seed_mass / np.maximum(m_seed, 1e-300)), seed_min)
         sig_last = np.where(dM < 0, 0.0, np.maximum(sig_last, sig))  # peak σ since the last dissolution
+        sig2_last = np.where(dM < 0, 0.0, sig2_last + pos**2 * h)  # ∫σ² dt since the last dissolution
+        m_last = np.where(dM < 0, 0.0, m_last + np.maximum(dM, 0.0))  # mass deposited since then
     vol = N * L**3
     total = vol.sum(1)
     # volume-weighted median: cohorts sorted by size, Q3 linear between them
@@ -203,6 +212,8 @@ def _simulate(theta: np.ndarray, c0: np.ndarray, seed: np.ndarray, T: np.ndarray
         "kin_yield": 1.0 - c / c0,
         "kin_log_number": np.log10(np.maximum(number, 1e-300)),
         "kin_growth_mass_high_sigma": np.divide(grown_high, grown, out=np.zeros(n), where=grown > 0),
+        "kin_sigma2_int_last_h": sig2_last / 60.0,
+        "kin_mass_frac_last": np.divide(m_last, M, out=np.zeros(n), where=M > 0),
     }
 
 

@@ -1,0 +1,164 @@
+"""Grey-box kinetic model and the hybrid GP twin (issue 16)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crystalloop.digital_twin.features import SolubilityCurve
+from crystalloop.digital_twin.hybrid import HybridGPRegressor, HybridTwin
+from crystalloop.digital_twin.kinetic import (
+    DEFAULT_THETA,
+    KINETIC_FEATURES,
+    KINETIC_PARAMS,
+    THETA_BOUNDS,
+    KineticModel,
+    kinetic_features,
+)
+from crystalloop.errors import ConfigError, InsufficientDataError, SchemaError
+from crystalloop.profiles import Segment, ThermocycleProfile, feature_names, profiles_to_frame
+
+SOL = SolubilityCurve(coefficients=(8.0, 0.283, 0.00917))  # mg/g solvent, T in °C
+FN = feature_names(4)
+TRUE = np.array([0.3, 1.2, 40.0, 5.0, 5.0, 1.5, 0.3])  # constants of the synthetic truth
+FAST = dict(n_steps=60, de_popsize=4, de_maxiter=6, n_fits=1)
+
+
+def _recipes(n: int, seed: int = 0) -> pd.DataFrame:
+    """Feasible recipes of 0–2 cycles inside the DoE's bounds."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        t0 = float(rng.uniform(55, 70))
+        segs = [Segment(float(rng.uniform(10, 30)), float(rng.uniform(0.05, 0.3)))]
+        for _ in range(i % 3):
+            top = float(min(segs[-1].target_c + rng.uniform(5, 25), 65.0))
+            segs += [Segment(top, float(rng.uniform(0.5, 1.0)), float(rng.uniform(0, 30))),
+                     Segment(float(rng.uniform(0, top - 5)), float(rng.uniform(0.05, 0.3)))]
+        out.append(ThermocycleProfile(float(rng.uniform(25, 55)), float(rng.uniform(0.05, 0.15)), t0, tuple(segs)))
+    return profiles_to_frame(out, 4)
+
+
+def test_kinetic_features_shapes_and_physics():
+    X = _recipes(12)
+    F = kinetic_features(X, DEFAULT_THETA, solubility=SOL, n_steps=80)
+    assert list(F.columns) == list(KINETIC_FEATURES) and len(F) == 12
+    assert np.all(np.isfinite(F.to_numpy()))
+    # the solute never goes below the solubility at the end temperature: yield <= the theoretical one
+    T_end = X["T1_c"].where(X["n_segments"] == 1, X["T3_c"]).where(X["n_segments"] != 5, X["T5_c"]).to_numpy()
+    assert np.all(F["kin_yield"].to_numpy() <= 1 - SOL(T_end) / X["c0_mg_g"].to_numpy() + 1e-9)
+    assert np.all((F["kin_seed_survival"] >= 0) & (F["kin_seed_survival"] <= 1 + 1e-9))
+    assert np.all(F["kin_d50_um"] > 0)
+    assert np.all(F["kin_sigma2_int_last_h"] >= 0)
+    assert np.all((F["kin_mass_frac_last"] >= 0) & (F["kin_mass_frac_last"] <= 1 + 1e-9))
+
+
+def test_growth_only_grows_seeds_by_mass_balance():
+    """No nucleation, fast growth: all the yield lands on the seeds, D50 scales as (1 + yield/seed)^(1/3)."""
+    p = ThermocycleProfile(40.0, 0.1, 60.0, (Segment(10.0, 0.1),))
+    theta = np.array([2.0, 1.0, 0.0, -2.0, 8.0, 1.0, 0.0])  # k_b = 1e-2, order 8: no nuclei
+    F = kinetic_features(profiles_to_frame([p], 4), theta, solubility=SOL, n_steps=200, seed_spread=0.0).iloc[0]
+    crystallized = 40.0 - float(SOL(10.0))
+    assert F["kin_yield"] == pytest.approx(crystallized / 40.0, rel=1e-3)
+    assert F["kin_d50_um"] == pytest.approx(60.0 * (1 + crystallized / (0.1 * 40.0)) ** (1 / 3), rel=1e-3)
+    assert F["kin_nuclei_mass_frac"] < 1e-3 and F["kin_seed_survival"] == pytest.approx(1.0)
+
+
+def test_heating_above_saturation_loses_the_seeds():
+    keep = ThermocycleProfile(40.0, 0.1, 60.0, (Segment(20.0, 0.2), Segment(30.0, 1.0, 10.0), Segment(10.0, 0.2)))
+    lose = ThermocycleProfile(40.0, 0.1, 60.0, (Segment(20.0, 0.2), Segment(60.0, 1.0, 30.0), Segment(10.0, 0.2)))
+    F = kinetic_features(profiles_to_frame([keep, lose], 4), DEFAULT_THETA, solubility=SOL)
+    assert F["kin_seeds_lost"].tolist() == [0.0, 1.0]
+    assert F["kin_dissolved_mass_frac"].iloc[1] > F["kin_dissolved_mass_frac"].iloc[0]
+
+
+def test_fit_recovers_the_constants_of_its_own_model():
+    X = _recipes(24, seed=1)
+    y = kinetic_features(X, TRUE, solubility=SOL, n_steps=60)["kin_d50_um"].to_numpy()
+    m = KineticModel(SOL, random_state=0, **FAST).fit(X, y)
+    assert m.rmse_log_ < 0.02  # reproduces its own data
+    Xt = _recipes(10, seed=2)
+    yt = kinetic_features(Xt, TRUE, solubility=SOL, n_steps=60)["kin_d50_um"].to_numpy()
+    assert np.max(np.abs(np.log(m.predict(Xt) / yt))) < 0.05  # and generalizes
+    for name in ("log10_kd", "ln_size_factor"):  # the well-determined constants
+        j = KINETIC_PARAMS.index(name)
+        assert m.theta_[j] == pytest.approx(TRUE[j], abs=0.3)
+    lo, hi = np.array(THETA_BOUNDS).T
+    assert np.all((m.theta_ >= lo) & (m.theta_ <= hi))
+
+
+def test_kinetic_model_errors():
+    X = _recipes(6)
+    with pytest.raises(SchemaError, match="solubility curve"):
+        KineticModel(None).fit(X, np.full(6, 100.0))
+    with pytest.raises(SchemaError, match="finite and positive"):
+        KineticModel(SOL).fit(X, np.r_[np.full(5, 100.0), -1.0])
+    with pytest.raises(InsufficientDataError, match="at least 5 rows"):
+        KineticModel(SOL).fit(X.iloc[:3], np.full(3, 100.0))
+    with pytest.raises(SchemaError, match="recipe columns"):
+        kinetic_features(X.to_numpy()[:, :10], DEFAULT_THETA, solubility=SOL)
+
+
+@pytest.fixture(scope="module")
+def doe() -> pd.DataFrame:
+    X = _recipes(20, seed=3)
+    K = kinetic_features(X, TRUE, solubility=SOL, n_steps=60)
+    t = X.copy()
+    t["D50_um"] = K["kin_d50_um"].to_numpy() * np.exp(np.random.default_rng(0).normal(0, 0.03, len(X)))
+    t["DoA_pct"] = np.clip(60 * K["kin_sigma_max"].to_numpy(), 0, 100)
+    t.loc[::3, "DoA_pct"] = np.nan  # measured in part, as in the shipped DoE
+    return t
+
+
+@pytest.fixture(scope="module")
+def twin(doe) -> HybridTwin:
+    return HybridTwin(("D50_um", "DoA_pct"), solubility=SOL, kinetic_params=FAST, random_state=0).fit(doe)
+
+
+def test_twin_predictions_finite_in_range_and_reproducible(twin, doe):
+    Xt = _recipes(15, seed=4)
+    mu, sd = twin.predict(Xt, return_std=True)
+    assert mu.shape == sd.shape == (15, 2)
+    assert np.all(np.isfinite(mu)) and np.all(sd > 0)
+    assert np.all(mu[:, 0] > 0) and np.all((mu[:, 1] >= 0) & (mu[:, 1] <= 100))
+    again = HybridTwin(("D50_um", "DoA_pct"), solubility=SOL, kinetic_params=FAST, random_state=0).fit(doe)
+    np.testing.assert_array_equal(again.predict(Xt), mu)
+    np.testing.assert_array_equal(again.kinetic_.theta_, twin.kinetic_.theta_)
+    f = twin.predict_frame(Xt[FN].to_numpy())
+    assert list(f.columns) == ["D50_um_mean", "D50_um_std", "DoA_pct_mean", "DoA_pct_std"]
+    np.testing.assert_allclose(f["D50_um_mean"], mu[:, 0])
+    assert list(twin.training_data_.columns) == FN and twin.max_cycles == 4 and twin.feature_names == FN
+    # the D50 model is close to the truth it was generated from (3 % noise)
+    yt = kinetic_features(Xt, TRUE, solubility=SOL, n_steps=60)["kin_d50_um"].to_numpy()
+    assert np.median(np.abs(mu[:, 0] / yt - 1)) < 0.1
+
+
+def test_twin_shares_one_kinetic_model(twin):
+    assert twin.models_["DoA_pct"].kinetic_ is not twin.models_["D50_um"].kinetic_
+    np.testing.assert_array_equal(twin.models_["DoA_pct"].kinetic_.theta_, twin.kinetic_.theta_)
+    assert any(c.startswith("kin_") for c in twin.models_["DoA_pct"].features_)
+
+
+def test_without_solubility_falls_back_to_profile_features(doe):
+    tw = HybridTwin(("D50_um", "DoA_pct"), random_state=0).fit(doe)
+    assert tw.kinetic_ is None
+    assert not any(c.startswith("kin_") for m in tw.models_.values() for c in m.features_)
+    mu, sd = tw.predict(_recipes(5, seed=5), return_std=True)
+    assert np.all(np.isfinite(mu)) and np.all(sd > 0) and np.all(mu[:, 0] > 0)
+
+
+def test_regressor_errors(doe):
+    X, y = doe[FN], doe["D50_um"].to_numpy()
+    with pytest.raises(ConfigError, match="mean must be"):
+        HybridGPRegressor(SOL, mean="linear").fit(X, y)
+    with pytest.raises(ConfigError, match="features must be one of"):
+        HybridGPRegressor(SOL, features="some", kinetic_params=FAST).fit(X, y)
+    with pytest.raises(ConfigError, match="unknown feature"):
+        HybridGPRegressor(SOL, features=["nope"], kinetic_theta=TRUE).fit(X, y)
+    with pytest.raises(ConfigError, match="positive size target"):
+        HybridGPRegressor(SOL, mean="kinetic").fit(X, y - 1000.0)
+    with pytest.raises(SchemaError, match="missing/non-finite"):
+        HybridGPRegressor(SOL).fit(X, np.r_[y[:-1], np.nan])
+    with pytest.raises(SchemaError, match="lacks columns"):
+        HybridTwin(("D50_um",)).fit(doe.drop(columns=["T2_c"]))
