@@ -133,7 +133,13 @@ class HybridGPRegressor(RegressorMixin, BaseEstimator):
         s = self.solubility
         return s if s is None or isinstance(s, SolubilityCurve) else SolubilityCurve.from_dict(s)
 
-    def _table(self, X) -> pd.DataFrame:
+    def feature_table(self, X) -> pd.DataFrame:
+        """Physical profile features and (with a kinetic model) the kinetic quantities of recipe rows ``X``.
+
+        Returns
+        -------
+        DataFrame, shape (n, n_features)
+        """
         if not isinstance(X, pd.DataFrame):
             X = np.atleast_2d(np.asarray(X, dtype=float))
         F = profile_features(X, solubility=self._curve(), max_cycles=self.max_cycles)
@@ -191,7 +197,7 @@ class HybridGPRegressor(RegressorMixin, BaseEstimator):
                     raise ConfigError("fitting the kinetic model needs a positive size target (D50, µm); "
                                       f"the smallest is {y.min():g}. Pass kinetic_theta for other CQAs")
                 self.kinetic_ = km.fit(X, y)
-        F = self._table(X)
+        F = self.feature_table(X)
         self.features_ = self._columns_for(list(F.columns))
         A = F[self.features_].to_numpy(dtype=float)
         self.mean_, self.scale_ = A.mean(0), A.std(0)
@@ -216,7 +222,12 @@ class HybridGPRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X, return_std: bool = False):
         """Mean (and std) of the CQA, target units; shape (n,)."""
         check_is_fitted(self, "gp_")
-        F = self._table(X)
+        return self.predict_table(self.feature_table(X), return_std=return_std)
+
+    def predict_table(self, F: pd.DataFrame, return_std: bool = False):
+        """:meth:`predict` from a :meth:`feature_table` (computed once for several CQAs that share
+        the kinetic model, as :class:`HybridTwin` does)."""
+        check_is_fitted(self, "gp_")
         A = (F[self.features_].to_numpy(dtype=float) - self.mean_) / self.scale_
         mu, sd = self.gp_.predict(A, return_std=True)
         sd = sd * self.std_factor_
@@ -311,19 +322,23 @@ class HybridTwin:
         self.training_data_ = table[self.feature_names].reset_index(drop=True)
         return self
 
+    def _predict(self, X, cqas: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        X = X[self.feature_names] if isinstance(X, pd.DataFrame) else np.atleast_2d(np.asarray(X, dtype=float))
+        F = self.models_[cqas[0]].feature_table(X)  # the models share the curve and the kinetic constants
+        return [self.models_[c].predict_table(F, return_std=True) for c in cqas]
+
     def predict(self, X, return_std: bool = False):
         """Means (and stds), shape (n, len(cqas)), in ``cqas`` order."""
-        X = X[self.feature_names] if isinstance(X, pd.DataFrame) else np.atleast_2d(np.asarray(X, dtype=float))
-        out = [self.models_[c].predict(X, return_std=True) for c in self.cqas]
+        out = self._predict(X, self.cqas)
         mu = np.column_stack([o[0] for o in out])
         sd = np.column_stack([o[1] for o in out])
         return (mu, sd) if return_std else mu
 
     def predict_frame(self, X: np.ndarray, *, cqas: Sequence[str] | None = None, warn: bool = True) -> pd.DataFrame:
         """``{cqa}_mean`` / ``{cqa}_std`` columns for recipe rows ``X`` (shape (n, len(feature_names)))."""
-        X = np.atleast_2d(np.asarray(X, dtype=float))
+        names = list(self.cqas if cqas is None else cqas)
+        out = self._predict(np.atleast_2d(np.asarray(X, dtype=float)), names)
         cols = {}
-        for c in (self.cqas if cqas is None else cqas):
-            mu, sd = self.models_[c].predict(X, return_std=True)
+        for c, (mu, sd) in zip(names, out, strict=True):
             cols[f"{c}_mean"], cols[f"{c}_std"] = mu, sd
         return pd.DataFrame(cols)
