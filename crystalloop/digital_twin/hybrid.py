@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
@@ -58,15 +59,27 @@ def _gp(A: np.ndarray, y: np.ndarray, *, restarts: int, seed: int) -> GaussianPr
         return GaussianProcessRegressor(k, normalize_y=True, n_restarts_optimizer=restarts, random_state=seed).fit(A, y)
 
 
-def _loo_std_factor(gp: GaussianProcessRegressor, A: np.ndarray, t: np.ndarray) -> float:
-    """Factor (≥ 1) on the predictive std so that 95 % of the leave-one-out z-scores of the training
-    rows fall inside ±1.96 (closed-form LOO of the fitted GP, Rasmussen & Williams eq. 5.12)."""
-    tn = (t - t.mean()) / (t.std() or 1.0)
-    K = gp.kernel_(A) + gp.alpha * np.eye(len(A))
-    Kinv = np.linalg.inv(K)
+def _loo(gp: GaussianProcessRegressor, A: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-form leave-one-out residuals ``t_i − μ_loo,i`` and std ``σ_loo,i`` of a fitted GP (target
+    units; Rasmussen & Williams eq. 5.12)."""
+    scale = t.std() or 1.0
+    tn = (t - t.mean()) / scale
+    Kinv = np.linalg.inv(gp.kernel_(A) + gp.alpha * np.eye(len(A)))
     d = np.diag(Kinv)
-    z = (Kinv @ tn) / np.sqrt(d)  # (y_i − μ_loo,i) / σ_loo,i
-    return float(max(1.0, np.quantile(np.abs(z), 0.95) / 1.96))
+    return (Kinv @ tn) / d * scale, scale / np.sqrt(d)
+
+
+def _fit_excess_noise(r: np.ndarray, s_loo: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` of an input-dependent noise ``exp(a + b x)`` (``b ≥ 0``, ``x`` standardized) that the
+    leave-one-out residuals ``r`` show beyond the GP's own ``s_loo``: Gaussian maximum likelihood."""
+
+    def nll(p):
+        v = s_loo**2 + np.exp(2 * (p[0] + p[1] * x))
+        return 0.5 * float(np.sum(np.log(v) + r**2 / v))
+
+    best = min((minimize(nll, np.array([a0, b0]), method="L-BFGS-B", bounds=[(-12.0, 2.0), (0.0, 10.0)])
+                for a0 in (-6.0, -2.0) for b0 in (0.0, 1.0)), key=lambda res: res.fun)
+    return float(best.x[0]), float(best.x[1])
 
 
 class HybridGPRegressor(RegressorMixin, BaseEstimator):
@@ -99,6 +112,13 @@ class HybridGPRegressor(RegressorMixin, BaseEstimator):
     calibrate : bool
         Widen the predictive std (never narrow it) so that 95 % of the training rows' closed-form
         leave-one-out residuals fall inside ±1.96 std (``std_factor_``).
+    noise_feature : str, optional
+        A column of :meth:`feature_table` on which the noise grows: an extra std
+        ``exp(a + b x)`` (``x`` that column standardized, ``b ≥ 0``) fitted by maximum likelihood to
+        the leave-one-out residuals beyond the GP's own std, added in quadrature to the predictive
+        std (target units: the log scale for ``mean="kinetic"``); the column is clipped to its
+        training range (the trend is not extrapolated). E.g. ``"kin_sigma_max"``: the
+        kinetic model fails where the peak supersaturation is high (partly amorphous product).
     random_state : int, optional
 
     Attributes
@@ -112,12 +132,14 @@ class HybridGPRegressor(RegressorMixin, BaseEstimator):
         Standardization of the inputs.
     std_factor_ : float
         Calibration factor on the predictive std (1 without ``calibrate``).
+    noise_ab_ : (float, float)
+        ``(a, b)`` of the input-dependent extra std (``(-inf, 0)`` without ``noise_feature``).
     """
 
     def __init__(self, solubility: SolubilityCurve | dict | None = None, max_cycles: int = 4, mean: str = "none",
                  features: str | Sequence[str] = "all", kinetic_theta: Sequence[float] | None = None,
                  kinetic_params: dict | None = None, clip: tuple[float, float] | None = None, n_restarts: int = 2,
-                 calibrate: bool = True, random_state: int | None = None) -> None:
+                 calibrate: bool = True, noise_feature: str | None = None, random_state: int | None = None) -> None:
         self.solubility = solubility
         self.max_cycles = max_cycles
         self.mean = mean
@@ -127,6 +149,7 @@ class HybridGPRegressor(RegressorMixin, BaseEstimator):
         self.clip = clip
         self.n_restarts = n_restarts
         self.calibrate = calibrate
+        self.noise_feature = noise_feature
         self.random_state = random_state
 
     def _curve(self) -> SolubilityCurve | None:
@@ -205,7 +228,17 @@ class HybridGPRegressor(RegressorMixin, BaseEstimator):
         t = self._target(F, y)
         An = (A - self.mean_) / self.scale_
         self.gp_ = _gp(An, t, restarts=int(self.n_restarts), seed=seed)
-        self.std_factor_ = _loo_std_factor(self.gp_, An, t) if self.calibrate else 1.0
+        r, s_loo = _loo(self.gp_, An, t)
+        self.noise_ab_ = (-np.inf, 0.0)
+        if self.noise_feature is not None:
+            if self.noise_feature not in F.columns:
+                raise ConfigError(f"unknown noise_feature {self.noise_feature!r}; available: {list(F.columns)}")
+            v = F[self.noise_feature].to_numpy(dtype=float)
+            self.noise_center_ = (float(v.mean()), float(v.std() or 1.0), float(v.min()), float(v.max()))
+            self.noise_ab_ = _fit_excess_noise(r, s_loo, (v - self.noise_center_[0]) / self.noise_center_[1])
+            s_loo = np.sqrt(s_loo**2 + self._excess(F) ** 2)
+        z = r / s_loo
+        self.std_factor_ = float(max(1.0, np.quantile(np.abs(z), 0.95) / 1.96)) if self.calibrate else 1.0
         self.n_features_in_ = len(profile_feature_names(self.max_cycles))
         return self
 
@@ -224,16 +257,26 @@ class HybridGPRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "gp_")
         return self.predict_table(self.feature_table(X), return_std=return_std)
 
+    def _excess(self, F: pd.DataFrame) -> np.ndarray:
+        a, b = self.noise_ab_
+        if not np.isfinite(a):
+            return np.zeros(len(F))
+        mu, sd, lo, hi = self.noise_center_
+        x = (np.clip(F[self.noise_feature].to_numpy(dtype=float), lo, hi) - mu) / sd  # no extrapolated trend
+        return np.exp(a + b * x)
+
     def predict_table(self, F: pd.DataFrame, return_std: bool = False):
         """:meth:`predict` from a :meth:`feature_table` (computed once for several CQAs that share
         the kinetic model, as :class:`HybridTwin` does)."""
         check_is_fitted(self, "gp_")
         A = (F[self.features_].to_numpy(dtype=float) - self.mean_) / self.scale_
         mu, sd = self.gp_.predict(A, return_std=True)
-        sd = sd * self.std_factor_
+        sd = np.sqrt(sd**2 + self._excess(F) ** 2) * self.std_factor_
         if self._uses_kinetic_mean():
-            m = np.exp(mu + F["kin_log_d50"].to_numpy() + sd**2 / 2)  # log-normal moments
-            sd = m * np.sqrt(np.expm1(sd**2))
+            # the median exp(μ) as the prediction; the std such that ±1.96 std spans the log-normal
+            # 95 % interval exp(μ ± 1.96 s) (its moments explode for the large s of the noisy region)
+            m = np.exp(mu + F["kin_log_d50"].to_numpy())
+            sd = m * np.sinh(1.96 * sd) / 1.96
             mu = m
         if self.clip is not None:
             mu = np.clip(mu, *self.clip)
@@ -244,8 +287,10 @@ class HybridTwin:
     """One :class:`HybridGPRegressor` per CQA behind the design's twin protocol, sharing one kinetic model.
 
     The kinetic constants are fitted once, to the D50 rows (``size_cqa``); the size CQA's GP
-    models the residual of the kinetic model on the log scale, the other CQAs' GPs take the
-    kinetic quantities as inputs beside the physical features.
+    models the residual of the kinetic model on the log scale, with a noise that grows with the
+    kinetic model's peak supersaturation (``noise_feature="kin_sigma_max"``: where it is high the
+    plant forms product the model does not describe); the other CQAs' GPs take the kinetic
+    quantities as inputs beside the physical features.
 
     Parameters
     ----------
@@ -310,6 +355,7 @@ class HybridTwin:
             rows = table.dropna(subset=[c])
             is_size = c == self.size_cqa
             m = HybridGPRegressor(mean="kinetic" if is_size else "none",
+                                  noise_feature="kin_sigma_max" if is_size and self.solubility is not None else None,
                                   features=feats.get(c, _DEFAULT_FEATURES.get(c, "all")) if self.solubility is not None
                                   else "physical",
                                   kinetic_theta=None if is_size else theta,

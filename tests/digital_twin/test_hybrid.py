@@ -162,3 +162,17 @@ def test_regressor_errors(doe):
         HybridGPRegressor(SOL).fit(X, np.r_[y[:-1], np.nan])
     with pytest.raises(SchemaError, match="lacks columns"):
         HybridTwin(("D50_um",)).fit(doe.drop(columns=["T2_c"]))
+
+
+def test_noise_grows_with_the_noise_feature(twin, doe):
+    m = twin.models_["D50_um"]
+    assert m.noise_feature == "kin_sigma_max" and m.noise_ab_[1] >= 0
+    F = m.feature_table(_recipes(30, seed=6))
+    _, sd = m.predict_table(F, return_std=True)
+    mu = m.predict_table(F)
+    rel = sd / mu  # the relative std follows the peak supersaturation (b >= 0)
+    order = np.argsort(F["kin_sigma_max"].to_numpy())
+    assert rel[order[-1]] >= rel[order[0]] - 1e-12
+    with pytest.raises(ConfigError, match="unknown noise_feature"):
+        HybridGPRegressor(SOL, mean="kinetic", kinetic_theta=TRUE, noise_feature="nope",
+                          kinetic_params=FAST).fit(doe[FN], doe["D50_um"].to_numpy())
