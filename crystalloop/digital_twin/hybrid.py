@@ -304,7 +304,9 @@ class HybridTwin:
     features : dict of str -> str or list, optional
         GP inputs per CQA (see :class:`HybridGPRegressor`); defaults (chosen on the development
         set): D50 ``"physical"``, DoA ``"kinetic"``, crystallinity the physical features
-        and :data:`~crystalloop.digital_twin.kinetic.KINETIC_STATE_FEATURES`, any other CQA ``"all"``. Without a solubility curve every CQA uses ``"physical"``.
+        and :data:`~crystalloop.digital_twin.kinetic.KINETIC_STATE_FEATURES`, any other CQA
+        ``"all"``. Without a solubility curve, or without ``size_cqa`` among ``cqas``, there is no
+        kinetic model and every CQA uses ``"physical"``.
     kinetic_params : dict, optional
         Passed to :class:`~crystalloop.digital_twin.kinetic.KineticModel`.
     percent_cqas : sequence of str, optional
@@ -350,14 +352,15 @@ class HybridTwin:
         common = dict(solubility=self.solubility, max_cycles=self.max_cycles, kinetic_params=self.kinetic_params,
                       n_restarts=self.n_restarts, random_state=self.random_state)
         self.models_ = {}
-        order = sorted(self.cqas, key=lambda c: c != self.size_cqa)  # the size CQA first: it fits the kinetics
+        # a kinetic model needs the curve and the size CQA (it is fitted to it, first)
+        kinetic = self.solubility is not None and self.size_cqa in self.cqas
+        order = sorted(self.cqas, key=lambda c: c != self.size_cqa)
         for c in order:
             rows = table.dropna(subset=[c])
             is_size = c == self.size_cqa
             m = HybridGPRegressor(mean="kinetic" if is_size else "none",
-                                  noise_feature="kin_sigma_max" if is_size and self.solubility is not None else None,
-                                  features=feats.get(c, _DEFAULT_FEATURES.get(c, "all")) if self.solubility is not None
-                                  else "physical",
+                                  noise_feature="kin_sigma_max" if is_size and kinetic else None,
+                                  features=feats.get(c, _DEFAULT_FEATURES.get(c, "all")) if kinetic else "physical",
                                   kinetic_theta=None if is_size else theta,
                                   clip=(0.0, 100.0) if c in pct else None, **common)
             m.fit(rows[self.feature_names], rows[c].to_numpy(float))

@@ -148,6 +148,12 @@ def test_without_solubility_falls_back_to_profile_features(doe):
     assert np.all(np.isfinite(mu)) and np.all(sd > 0) and np.all(mu[:, 0] > 0)
 
 
+def test_without_the_size_cqa_no_kinetic_model(doe):
+    tw = HybridTwin(("DoA_pct",), solubility=SOL, random_state=0).fit(doe)
+    assert tw.kinetic_ is None and tw.models_["DoA_pct"].kinetic_ is None
+    assert np.all(np.isfinite(tw.predict(_recipes(4, seed=7))))
+
+
 def test_regressor_errors(doe):
     X, y = doe[FN], doe["D50_um"].to_numpy()
     with pytest.raises(ConfigError, match="mean must be"):
