@@ -42,6 +42,7 @@ from sklearn.utils.validation import check_is_fitted
 from crystalloop.errors import InsufficientDataError, SchemaError
 from crystalloop.profiles import feature_names as profile_feature_names
 
+from ._kinetic_kernel import have_numba, integrate
 from .features import SolubilityCurve
 
 __all__ = ["KineticModel", "kinetic_features", "KINETIC_FEATURES", "KINETIC_STATE_FEATURES", "KINETIC_LAST_FEATURES",
@@ -95,28 +96,17 @@ def _schedule(col: dict[str, np.ndarray], max_cycles: int, n_steps: int) -> tupl
     return out, dt
 
 
-def _simulate(theta: np.ndarray, c0: np.ndarray, seed: np.ndarray, T: np.ndarray, dt: np.ndarray,
-              sol: SolubilityCurve, *, seed_size_um: float, seed_spread: float,
-              seed_subcooling_c: float = 0.5, n_seed_classes: int = 5) -> dict[str, np.ndarray]:
-    """Integrate the cohort model for all recipes; returns the mechanistic quantities (n,) each."""
-    lkg, g, eg, lkb, b, lkd, lnf = (float(v) for v in theta)
-    kg, kb, kd = 10.0**lkg, 10.0**lkb, 10.0**lkd
+def _integrate_numpy(T, cs, arr, dt, c0, m_seed, Ns, Ls, t_seed, rates, *, n_coh: int):
+    """The cohort model's time loop with numpy, all recipes advanced together (the path without
+    numba; :func:`crystalloop.digital_twin._kinetic_kernel.integrate` is the same row by row)."""
+    kg, g, kb, b, kd = rates
     n, m = T.shape
     n_steps = m - 1
-    cs = sol(T)  # (n, m)
-    arr = np.exp(-eg * 1e3 / _R * (1.0 / (T + 273.15) - 1.0 / 298.15))  # Arrhenius, k_g at 25 °C
-    # seed classes: equal-mass quantiles of a log-normal volume distribution
-    q = (np.arange(n_seed_classes) + 0.5) / n_seed_classes
-    Ls = seed_size_um * np.exp(seed_spread * norm.ppf(q))
-    m_seed = seed * c0  # mg / g solvent
-    Ns = (m_seed[:, None] / n_seed_classes) / (_A * Ls[None, :] ** 3)
-    n_coh = n_seed_classes + n_steps
+    n_seed_classes = len(Ls)
+    h = dt
     L = np.zeros((n, n_coh))
     N = np.zeros((n, n_coh))
     L[:, :n_seed_classes] = Ls
-    # seeds are charged when the solution first cools to T_sat(c0) − seed_subcooling_c (lab practice:
-    # seeds put into an undersaturated solution dissolve), or at once if the start is already there
-    t_seed = sol.saturation_temperature(c0) - seed_subcooling_c
     seeded = np.zeros(n, dtype=bool)
     c = c0.copy()
     m0 = 0.01 * m_seed
@@ -182,6 +172,44 @@ def _simulate(theta: np.ndarray, c0: np.ndarray, seed: np.ndarray, T: np.ndarray
         sig_last = np.where(dM < 0, 0.0, np.maximum(sig_last, sig))  # peak σ since the last dissolution
         sig2_last = np.where(dM < 0, 0.0, sig2_last + pos**2 * h)  # ∫σ² dt since the last dissolution
         m_last = np.where(dM < 0, 0.0, m_last + np.maximum(dM, 0.0))  # mass deposited since then
+    acc = np.column_stack([c, M, sig_max, sig_int, t_high, diss, grown, grown_high, seed_min, sig_last, sig2_last,
+                           m_last])
+    return N, L, acc
+
+
+def _use_numba(use_numba: bool | None) -> bool:
+    return have_numba() if use_numba is None else bool(use_numba) and have_numba()
+
+
+def _simulate(theta: np.ndarray, c0: np.ndarray, seed: np.ndarray, T: np.ndarray, dt: np.ndarray,
+              sol: SolubilityCurve, *, seed_size_um: float, seed_spread: float,
+              seed_subcooling_c: float = 0.5, n_seed_classes: int = 5,
+              use_numba: bool | None = None) -> dict[str, np.ndarray]:
+    """Integrate the cohort model for all recipes; returns the mechanistic quantities (n,) each.
+
+    ``use_numba``: the compiled loop (default when numba imports) or the numpy one (``False``);
+    the two agree to float rounding."""
+    lkg, g, eg, lkb, b, lkd, lnf = (float(v) for v in theta)
+    kg, kb, kd = 10.0**lkg, 10.0**lkb, 10.0**lkd
+    n, m = T.shape
+    n_steps = m - 1
+    cs = sol(T)  # (n, m)
+    arr = np.exp(-eg * 1e3 / _R * (1.0 / (T + 273.15) - 1.0 / 298.15))  # Arrhenius, k_g at 25 °C
+    # seed classes: equal-mass quantiles of a log-normal volume distribution
+    q = (np.arange(n_seed_classes) + 0.5) / n_seed_classes
+    Ls = seed_size_um * np.exp(seed_spread * norm.ppf(q))
+    m_seed = seed * c0  # mg / g solvent
+    Ns = (m_seed[:, None] / n_seed_classes) / (_A * Ls[None, :] ** 3)
+    n_coh = n_seed_classes + n_steps
+    # seeds are charged when the solution first cools to T_sat(c0) − seed_subcooling_c (lab practice:
+    # seeds put into an undersaturated solution dissolve), or at once if the start is already there
+    t_seed = sol.saturation_temperature(c0) - seed_subcooling_c
+    args = (T, cs, arr, dt, c0, m_seed, Ns, Ls, t_seed, (kg, g, kb, b, kd))
+    if _use_numba(use_numba):
+        N, L, acc = integrate(*args, A=_A, n_coh=n_coh)
+    else:
+        N, L, acc = _integrate_numpy(*args, n_coh=n_coh)
+    c, M, sig_max, sig_int, t_high, diss, grown, grown_high, seed_min, sig_last, sig2_last, m_last = acc.T
     vol = N * L**3
     total = vol.sum(1)
     # volume-weighted median: cohorts sorted by size, Q3 linear between them
@@ -237,7 +265,7 @@ def _columns(X, max_cycles: int) -> dict[str, np.ndarray]:
 
 def kinetic_features(X, theta: Sequence[float], *, solubility: SolubilityCurve, max_cycles: int = 4,
                      n_steps: int = 80, seed_size_um: float = 60.0, seed_spread: float = 0.3,
-                     seed_subcooling_c: float = 0.5) -> pd.DataFrame:
+                     seed_subcooling_c: float = 0.5, use_numba: bool | None = None) -> pd.DataFrame:
     """Mechanistic quantities of recipe rows under the kinetic constants ``theta``.
 
     Parameters
@@ -254,6 +282,10 @@ def kinetic_features(X, theta: Sequence[float], *, solubility: SolubilityCurve, 
         Volume-median size (µm) and log-normal width of the seed crystals.
     seed_subcooling_c : float
         Seeds are charged when the solution first cools to ``T_sat(c0) − seed_subcooling_c`` (°C).
+    use_numba : bool, optional
+        Integrate with the compiled loop (default when numba imports: one recipe per iteration,
+        about 10x faster) or with numpy, all recipes advanced together (``False``); they agree to
+        float rounding.
 
     Returns
     -------
@@ -262,7 +294,8 @@ def kinetic_features(X, theta: Sequence[float], *, solubility: SolubilityCurve, 
     col = _columns(X, max_cycles)
     T, dt = _schedule(col, max_cycles, int(n_steps))
     out = _simulate(np.asarray(theta, float), col["c0_mg_g"], col["seed_loading"], T, dt, solubility,
-                    seed_size_um=seed_size_um, seed_spread=seed_spread, seed_subcooling_c=seed_subcooling_c)
+                    seed_size_um=seed_size_um, seed_spread=seed_spread, seed_subcooling_c=seed_subcooling_c,
+                    use_numba=use_numba)
     return pd.DataFrame(out)
 
 
@@ -416,8 +449,11 @@ class KineticModel(RegressorMixin, BaseEstimator):
         """:func:`kinetic_features` of ``X``, averaged over the fitted constant sets (``thetas_``);
         ``kin_log_d50`` is the mean of the members' log D50 and ``kin_d50_um`` its exponential."""
         check_is_fitted(self, "thetas_")
-        F = [kinetic_features(X, th, solubility=self._curve(), max_cycles=self.max_cycles, n_steps=self.n_steps,
-                              **self._kw()) for th in np.atleast_2d(self.thetas_)]
+        col = _columns(X, self.max_cycles)
+        T, dt = _schedule(col, self.max_cycles, int(self.n_steps))  # once for every constant set
+        sol = self._curve()
+        F = [pd.DataFrame(_simulate(np.asarray(th, float), col["c0_mg_g"], col["seed_loading"], T, dt, sol, **self._kw()))
+             for th in np.atleast_2d(self.thetas_)]
         out = sum(F[1:], F[0]) / len(F)
         out["kin_d50_um"] = np.exp(out["kin_log_d50"])
         return out
