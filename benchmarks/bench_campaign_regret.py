@@ -25,7 +25,18 @@ summary.json``, every nominal plant batch evaluated there), (a) on the **nominal
 the recipes (variability off, noise off: the regret against the truth, primary) and (b) on the
 measured values; after 0, 3, 6, ... plant runs beyond the DoE.
 
+qNEHVI settings are those of BoTorch's multi-objective tutorial (10 restarts, 512 raw samples, 128
+quasi-MC samples, sequential greedy over the batch), torch on one thread (the machine's cores are
+shared). Its inputs are the recipe's feature vector; its search space is the design space written
+as a unit box in which every point is a feasible recipe (each temperature a fraction of the range
+its direction allows after the previous one, as :meth:`DesignSpace.sample` draws them), decoded
+differentiably, so ``optimize_acqf_mixed`` needs no constraints; the number of cycles is its fixed
+(discrete) feature.
+
 Run:  python benchmarks/bench_campaign_regret.py [--quick] [--seeds 0,1,2] [--arms campaign,qnehvi,random,oneshot]
+      (one invocation), or arms/seeds as parallel invocations with ``--tag NAME`` each, then ``--merge``
+      (table, plot and summary of every ``curves_*.csv`` in ``--out``). Without BoTorch
+      (``pip install -e '.[bench]'``) the qnehvi arm is skipped with a message.
 """
 
 from __future__ import annotations
@@ -367,7 +378,8 @@ def plot(curves: pd.DataFrame, path: Path, hv_doe: float) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, key, title in ((axes[0], "hv_nominal", "nominal plant CQAs (regret vs truth)"),
                            (axes[1], "hv_measured", "measured CQAs")):
-        for arm, g in curves.groupby("arm", sort=False):
+        for arm in [x for x in ARMS if x in set(curves["arm"])]:
+            g = curves[curves["arm"] == arm]
             s = g.groupby("n_runs")[key]
             m, sd = s.mean(), s.std().fillna(0.0)
             ax.plot(m.index, 100 * m, label=f"{arm} ({g['seed'].nunique()} seeds)")
@@ -424,7 +436,7 @@ def main() -> None:
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--batch", type=int, default=3)
-    ap.add_argument("--acquisition", default="ehvi-mc", help="the campaign's acquisition (propose.ACQUISITIONS)")
+    ap.add_argument("--acquisition", default="ehvi", help="the campaign's acquisition (propose.ACQUISITIONS)")
     ap.add_argument("--kappa", type=float, default=1.0)
     ap.add_argument("--min-distance", type=float, default=0.05, help="the campaign's min_distance (scaled features, RMS)")
     ap.add_argument("--pop-size", type=int, default=40)
@@ -449,6 +461,8 @@ def main() -> None:
         except ImportError:
             print("BoTorch is not installed (pip install -e '.[bench]'): the qnehvi arm is skipped", flush=True)
             arms.remove("qnehvi")
+            if not arms:
+                return
     a.out.mkdir(parents=True, exist_ok=True)
     tag = f"_{a.tag}" if a.tag else ""
     if a.merge:

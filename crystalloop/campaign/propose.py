@@ -5,7 +5,8 @@
   point farthest from those chosen, never too close to a run already made;
 * :func:`select_ehvi` — the batch by Monte-Carlo expected hypervolume improvement over the
   measured runs (``"ehvi"``: among the optimistic front; ``"mc-ehvi"``: among a wider pool — the
-  optimistic front, a trust region around the measured front and random feasible recipes).
+  optimistic front, each number of cycles' own optimistic front, a trust region around the
+  measured front).
 """
 
 from __future__ import annotations
@@ -268,13 +269,15 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
         the optimistic front as candidates and picks the batch by expected hypervolume
         improvement over the measured runs (:func:`select_ehvi`, needs ``measured`` and
         ``reference``) instead of spreading it along the front; the picks of a batch keep
-        ``min_distance`` from each other as from the runs made (no near-copies in one batch). ``"mc-ehvi"`` picks the same way
-        from a wider pool (:func:`_wide_pool`): the optimistic front of *each* number of cycles
-        (a mixed front is dominated by the structure the twin knows best), a trust region around
-        the recipes of the measured front and random feasible recipes; its baseline is the
-        twin's mean at the measured recipes (the measured front is raised by measurement noise:
-        a noisy-EHVI baseline). ``"hvi-ucb"``: the same pool, each candidate scored by the
-        hypervolume improvement of its optimistic point ``mean ± κ std`` (upper confidence bound).
+        ``min_distance`` from each other as from the runs made (no near-copies in one batch).
+        ``"mc-ehvi"`` picks the same way from a wider pool: the optimistic front, the optimistic
+        front of *each* number of cycles (a mixed front is dominated by the structure the twin
+        knows best) and a trust region around the recipes of the measured front
+        (:func:`_wide_pool`; needs ``existing`` rows aligned with ``measured``). ``"hvi-ucb"``:
+        the same pool, each candidate scored by the hypervolume improvement of its optimistic
+        point ``mean ± κ std`` (upper confidence bound). On the plant benchmark
+        (``docs/benchmarks.md``, "Campaign vs qNEHVI") ``"ehvi"`` did best; the wider pools did
+        not help.
     kappa : float
         κ, in standard deviations.
     min_distance, pop_size, n_gen, seed, bounds, callback
@@ -293,7 +296,7 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
         The chosen front rows with the twin's *unshifted* ``{cqa}_mean``/``{cqa}_std``
         and ``selected_by`` (``front`` or ``random`` when the front was too short).
     """
-    from crystalloop.digital_twin.design import optimize_design
+    from crystalloop.digital_twin.design import optimize_design, parse_cycles
 
     if int(n) != n or n < 1:
         raise ConfigError(f"batch size must be a whole number >= 1, got {n!r}")
@@ -302,7 +305,7 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
         raise ConfigError(f"acquisition {acquisition!r} needs measured= (objective values of the runs so far) and reference= "
                           "(the hypervolume reference point)")
     acq_twin, pess = _acquire(twin, objectives, acquisition, kappa)
-    res = optimize_design(acq_twin, objectives, cycles=cycles, mixed=mixed and not wide, constraints=constraints,
+    res = optimize_design(acq_twin, objectives, cycles=cycles, mixed=mixed, constraints=constraints,
                           pessimistic=pess, bounds=bounds, limits=limits, pop_size=pop_size, n_gen=n_gen,
                           seed=seed, n_jobs=1, callback=callback)
     front = res.front
@@ -314,12 +317,18 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
     F = res.objective_matrix(order)
     ex = np.zeros((0, Xf.shape[1])) if existing is None else np.atleast_2d(np.asarray(existing, float))
     if acquisition in ("ehvi", "mc-ehvi", "hvi-ucb"):
-        if wide:  # widen the pool: trust region around the measured front, random recipes
+        if wide:  # widen the pool: each structure's own optimistic front, a trust region around the measured front
+            if mixed and len(parse_cycles(cycles)) > 1:
+                per = optimize_design(acq_twin, objectives, cycles=cycles, mixed=False, constraints=constraints,
+                                      pessimistic=pess, bounds=bounds, limits=limits, pop_size=pop_size, n_gen=n_gen,
+                                      seed=seed + 1, n_jobs=1, callback=callback)
+                profiles_all = profiles_all + list(per.profiles)
             extra, Xe = _wide_pool(twin, objectives, ex, measured, cycles=cycles, bounds=bounds, limits=limits,
                                    constraints=constraints, seed=seed)
-            profiles_all, Xf = profiles_all + extra, np.vstack([Xf, Xe])
+            profiles_all = profiles_all + extra
+            Xf = profiles_to_frame(profiles_all, int(twin.max_cycles))[list(twin.feature_names)].to_numpy(float)
         picks = _ehvi_picks(twin, objectives, profiles_all, Xf, ex, int(n), measured, reference,
-                            min_distance=min_distance, seed=seed, denoise=wide, batch_gap=True,
+                            min_distance=min_distance, seed=seed, batch_gap=True,
                             kappa=float(kappa) if acquisition == "hvi-ucb" else None)
         how = [acquisition] * len(picks)
     else:
@@ -347,13 +356,11 @@ def propose(twin: Any, objectives: str | Sequence[str], n: int, *, existing: np.
 
 
 def _ehvi_picks(twin: Any, objectives, profiles: list[ThermocycleProfile], Xf: np.ndarray, existing: np.ndarray,
-                n: int, measured, reference, *, min_distance: float, seed: int, denoise: bool = False,
+                n: int, measured, reference, *, min_distance: float, seed: int,
                 kappa: float | None = None, batch_gap: bool = False) -> list[int]:
     """EHVI batch among the candidate profiles (those not within ``min_distance`` of a run made).
 
-    ``denoise``: the baseline front is the twin's mean at the measured recipes (rows of
-    ``existing`` aligned with ``measured``) instead of the noisy measured values. ``kappa``: score
-    each candidate by the improvement of its optimistic point ``mean ± κ std`` instead (UCB).
+    ``kappa``: score each candidate by the improvement of its optimistic point ``mean ± κ std`` instead (UCB).
     ``batch_gap``: the picks of one batch also keep ``min_distance`` from each other."""
     from crystalloop.digital_twin.design import parse_objectives
 
@@ -370,12 +377,7 @@ def _ehvi_picks(twin: Any, objectives, profiles: list[ThermocycleProfile], Xf: n
     far = (np.sqrt(((Z[:, None, :] - E[None]) ** 2).mean(axis=2)).min(axis=1) >= min_distance if len(E)
            else np.ones(len(Z), bool))
     M = np.atleast_2d(np.asarray(measured, float))
-    fin = np.all(np.isfinite(M), axis=1) if M.size else np.zeros(0, bool)
-    if denoise and M.size and len(M) == len(existing) and fin.any() and all(o.name in twin.cqas for o in objs):
-        pe = twin.predict_frame(existing[fin], warn=False)
-        M = np.column_stack([pe[f"{o.name}_mean"].to_numpy(float) for o in objs])
-    else:
-        M = M[fin] if M.size else np.zeros((0, len(objs)))
+    M = M[np.all(np.isfinite(M), axis=1)] if M.size else np.zeros((0, len(objs)))
     sign = np.array([o.sign for o in objs])
     if kappa is not None:  # UCB: the optimistic point, no sampling
         mu, sd = mu - sign * kappa * sd, np.zeros_like(sd)
@@ -383,19 +385,24 @@ def _ehvi_picks(twin: Any, objectives, profiles: list[ThermocycleProfile], Xf: n
                        X=Z if batch_gap else None, min_distance=min_distance)
 
 
-#: trust-region steps (fraction of each variable's bound width, 1 σ) and the pool's make-up
+#: trust-region steps (fraction of each variable's bound width, 1 σ), candidates and centres
 _TR_STEPS = (0.03, 0.08, 0.15)
-_TR_SIZE, _RANDOM_SIZE, _TR_CENTRES = 300, 200, 8
+_TR_SIZE, _TR_CENTRES = 300, 8
 
 
 def _wide_pool(twin: Any, objectives, existing: np.ndarray, measured, *, cycles, bounds, limits, constraints,
                seed: int) -> tuple[list[ThermocycleProfile], np.ndarray]:
-    """Candidates beyond the optimistic front: perturbations of the measured front's recipes
-    (Gaussian steps of :data:`_TR_STEPS` of the bound widths in the design's decision space, the
-    number of cycles moved by one now and then) and uniform feasible recipes; outcome
-    constraints are judged on the twin's mean. Returns the profiles and their feature rows."""
-    from crystalloop.digital_twin.design import DesignSpace, nondominated, parse_constraints, parse_cycles, \
-        parse_objectives
+    """A trust region around the measured front: perturbations of its recipes (Gaussian steps
+    of :data:`_TR_STEPS` of the bound widths in the design's decision space, the number of cycles
+    moved by one for a quarter of them); outcome constraints are judged on the twin's mean.
+    Returns the profiles and their feature rows (none when no measured recipe fits the space)."""
+    from crystalloop.digital_twin.design import (
+        DesignSpace,
+        nondominated,
+        parse_constraints,
+        parse_cycles,
+        parse_objectives,
+    )
 
     rng = np.random.default_rng([int(seed), 4099])
     ncs = parse_cycles(cycles)
@@ -403,7 +410,7 @@ def _wide_pool(twin: Any, objectives, existing: np.ndarray, measured, *, cycles,
          else bounds or DEFAULT_BOUNDS)
     space = DesignSpace((ncs[0], ncs[-1]) if len(ncs) > 1 else ncs[0], bounds=b, limits=limits)
     xl, xu = space.bounds_arrays()
-    parts = [space.sample(_RANDOM_SIZE, rng)]
+    parts = []
     M = np.atleast_2d(np.asarray(measured, float)) if measured is not None else np.zeros((0, 0))
     if len(existing) and M.shape[0] == len(existing):
         objs = parse_objectives(objectives, list(twin.cqas))
@@ -428,6 +435,8 @@ def _wide_pool(twin: Any, objectives, existing: np.ndarray, measured, *, cycles,
             if space.mixed:  # keep the number of cycles mostly; move it by one for a quarter
                 X[:, 3] = C[:, 3] + np.where(rng.random(_TR_SIZE) < 0.25, rng.choice([-1.0, 1.0], _TR_SIZE), 0.0)
             parts.append(space.repair(X))
+    if not parts:
+        return [], np.zeros((0, len(twin.feature_names)))
     X = np.vstack(parts)
     feats = space.features(X, int(twin.max_cycles))
     cons = parse_constraints(constraints, [*twin.cqas, "batch_time_min"]) if constraints else []
