@@ -3,7 +3,9 @@
 Read a DoE table (:func:`read_doe`), fit a twin (:class:`DigitalTwin` or :func:`fit_twin`: model
 selection by repeated K-fold CV, synthetic augmentation with weighted ERM, Monte Carlo CV
 uncertainty), or a Gaussian process per CQA on physical profile features (:class:`FeatureGPTwin`,
-:func:`fit_gp_twin`, optionally with the compound's :class:`SolubilityCurve`), predict mean ± std
+:func:`fit_gp_twin`, optionally with the compound's :class:`SolubilityCurve`), or a grey-box twin:
+a fitted :class:`KineticModel` under a GP per CQA (:class:`HybridTwin`, :func:`fit_hybrid_twin`),
+predict mean ± std
 per CQA, save/load either without pickle (skops, XGBoost JSON, JSON; :func:`load_twin` opens any
 twin folder), report on it (:func:`write_report`), and design recipes on it
 (:mod:`crystalloop.digital_twin.design`).
@@ -21,6 +23,8 @@ from .augment import (
 from .doe import CQA_NAMES, DoETable, DoEWarning, read_doe, resolve_cqa
 from .features import SolubilityCurve
 from .gp import FeatureGPRegressor, FeatureGPTwin, fit_gp_twin
+from .hybrid import HybridGPRegressor, HybridTwin, fit_hybrid_twin
+from .kinetic import KineticModel, kinetic_features
 from .models import (
                       MIN_ROWS,
                       MODEL_FAMILIES,
@@ -48,6 +52,7 @@ __all__ = [
     "fit_and_save", "predict_profiles", "report_twin",
     "TRUSTED_TYPES", "save_ensemble", "load_ensemble",
     "FeatureGPTwin", "FeatureGPRegressor", "fit_gp_twin", "SolubilityCurve", "load_twin",
+    "HybridTwin", "HybridGPRegressor", "fit_hybrid_twin", "KineticModel", "kinetic_features",
 ]
 
 

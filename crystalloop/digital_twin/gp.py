@@ -76,7 +76,8 @@ from .persist import (
 )
 from .uncertainty import calibration_report
 
-__all__ = ["FeatureGPRegressor", "FeatureGPTwin", "fit_gp_twin", "solubility_curve", "GP_FORMAT_VERSION", "GP_KIND"]
+__all__ = ["FeatureGPRegressor", "FeatureGPTwin", "fit_gp_twin", "solubility_curve", "GP_FORMAT_VERSION", "GP_KIND",
+           "recipe_matrix", "warn_unseen_segments", "package_versions"]
 
 #: ``kind`` in the twin.json of a GP twin folder (an ensemble twin's folder has another kind).
 GP_KIND = "feature-gp"
@@ -389,7 +390,54 @@ class FeatureGPRegressor(RegressorMixin, BaseEstimator):
         return m
 
 
-def _versions() -> dict[str, str]:
+def warn_unseen_segments(A: np.ndarray, cqas: Sequence[str], info: dict) -> None:
+    """A :class:`~crystalloop.errors.TwinWarning` per CQA for recipe rows ``A`` whose number of segments no
+    training run of that CQA had (``info[cqa]["n_segments_seen"]``): the prediction extrapolates."""
+    nseg = np.rint(A[:, 3])
+    for c in cqas:
+        seen = info.get(c, {}).get("n_segments_seen") or []
+        unseen = ~np.isin(nseg, seen)
+        if seen and unseen.any():
+            warnings.warn(f"{int(unseen.sum())} profile(s) have n_segments {sorted({int(v) for v in nseg[unseen]})}, "
+                          f"never seen in the training runs of {c} (seen: {seen}); the prediction "
+                          f"extrapolates - run such profiles and refit before trusting it", TwinWarning,
+                          stacklevel=3)
+
+
+def recipe_matrix(X, feature_names: Sequence[str], max_cycles: int) -> np.ndarray:
+    """Recipe rows as a float array, shape (n, len(feature_names)): profiles, a DataFrame with the
+    feature columns, or an array; every value finite (else :class:`~crystalloop.errors.ModelError`
+    naming the row and feature)."""
+    feature_names = list(feature_names)
+    if isinstance(X, ThermocycleProfile):
+        X = [X]
+    if isinstance(X, (list, tuple)) and X and isinstance(X[0], ThermocycleProfile):
+        try:
+            X = profiles_to_frame(list(X), max_cycles)
+        except Exception as e:
+            raise ModelError(f"cannot encode the profiles for this twin (max_cycles={max_cycles}): {e}") from None
+    if isinstance(X, pd.DataFrame):
+        missing = [c for c in feature_names if c not in X.columns]
+        if missing:
+            raise ModelError(f"feature table lacks column(s) {missing[:5]}; this twin expects "
+                             f"feature_names({max_cycles}) ({len(feature_names)} columns)")
+        A = X[feature_names].to_numpy(dtype=float)
+    else:
+        try:
+            A = np.atleast_2d(np.asarray(X, dtype=float))
+        except (TypeError, ValueError):
+            raise ModelError(f"X must be a feature DataFrame or a numeric 2-D array; got {type(X).__name__}") from None
+        if A.ndim != 2 or A.shape[1] != len(feature_names):
+            raise ModelError(f"X has shape {A.shape}; this twin expects (n, {len(feature_names)}) feature "
+                             f"vectors (feature_names({max_cycles}))")
+    if not np.isfinite(A).all():
+        r, c = np.argwhere(~np.isfinite(A))[0]
+        raise ModelError(f"row {r}, feature {feature_names[c]!r}: value {A[r, c]} is not finite")
+    return A
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the numerical packages, stored with a fitted twin."""
     import scipy
     import sklearn
 
@@ -516,7 +564,7 @@ class FeatureGPTwin:
             }
         keep = [c for c in ("run_id", *self.feature_names, *self.cqas) if c in table.columns]
         self.training_data_ = table[keep].reset_index(drop=True)
-        self.metadata_ = {"versions": _versions(), "source": source, "data_hash": data_hash,
+        self.metadata_ = {"versions": package_versions(), "source": source, "data_hash": data_hash,
                           "n_runs": int(len(table)), "settings": self._settings()}
         self.fit_times_ = {"fit_time_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
                            "per_cqa_s": {c: self.info_[c].pop("fit_s") for c in self.cqas}}
@@ -544,31 +592,7 @@ class FeatureGPTwin:
 
     # ------------------------------------------------------------------ predict
     def _matrix(self, X) -> np.ndarray:
-        if isinstance(X, ThermocycleProfile):
-            X = [X]
-        if isinstance(X, (list, tuple)) and X and isinstance(X[0], ThermocycleProfile):
-            try:
-                X = profiles_to_frame(list(X), self.max_cycles)
-            except Exception as e:
-                raise ModelError(f"cannot encode the profiles for this twin (max_cycles={self.max_cycles}): {e}") from None
-        if isinstance(X, pd.DataFrame):
-            missing = [c for c in self.feature_names if c not in X.columns]
-            if missing:
-                raise ModelError(f"feature table lacks column(s) {missing[:5]}; this twin expects "
-                                 f"feature_names({self.max_cycles}) ({len(self.feature_names)} columns)")
-            A = X[self.feature_names].to_numpy(dtype=float)
-        else:
-            try:
-                A = np.atleast_2d(np.asarray(X, dtype=float))
-            except (TypeError, ValueError):
-                raise ModelError(f"X must be a feature DataFrame or a numeric 2-D array; got {type(X).__name__}") from None
-            if A.ndim != 2 or A.shape[1] != len(self.feature_names):
-                raise ModelError(f"X has shape {A.shape}; this twin expects (n, {len(self.feature_names)}) feature "
-                                 f"vectors (feature_names({self.max_cycles}))")
-        if not np.isfinite(A).all():
-            r, c = np.argwhere(~np.isfinite(A))[0]
-            raise ModelError(f"row {r}, feature {self.feature_names[c]!r}: value {A[r, c]} is not finite")
-        return A
+        return recipe_matrix(X, self.feature_names, self.max_cycles)
 
     def _mean_std(self, A: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         self._check_fitted()
@@ -595,15 +619,7 @@ class FeatureGPTwin:
         A = self._matrix(X)
         names = list(self.cqas) if cqas is None else [resolve_cqa(c, self.cqas) for c in cqas]
         if warn:
-            nseg = np.rint(A[:, 3])
-            for c in names:
-                seen = self.info_.get(c, {}).get("n_segments_seen") or []
-                unseen = ~np.isin(nseg, seen)
-                if seen and unseen.any():
-                    warnings.warn(f"{int(unseen.sum())} profile(s) have n_segments {sorted({int(v) for v in nseg[unseen]})}, "
-                                  f"never seen in the training runs of {c} (seen: {seen}); the prediction "
-                                  f"extrapolates - run such profiles and refit before trusting it", TwinWarning,
-                                  stacklevel=2)
+            warn_unseen_segments(A, names, self.info_)
         mu, sd = self._mean_std(A, names)
         cols = {}
         for j, c in enumerate(names):
@@ -694,7 +710,7 @@ class FeatureGPTwin:
             twin.models_[c] = FeatureGPRegressor._from_state(read_json_file(p), str(p))
         twin.training_data_ = pd.read_csv(d / "data" / "doe.csv")
         twin.info_, twin.metadata_, twin.fit_times_ = info, metadata, {}
-        saved, now = metadata.get("versions", {}), _versions()
+        saved, now = metadata.get("versions", {}), package_versions()
         diff = {k: (saved[k], now.get(k)) for k in ("scikit-learn", "numpy", "scipy") if k in saved and saved[k] != now.get(k)}
         if diff:
             warnings.warn(f"twin {d} was saved with {diff} (saved, installed); predictions may differ slightly - "

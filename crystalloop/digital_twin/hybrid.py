@@ -14,12 +14,33 @@ on top of it, as PharmaPy users calibrate a mechanistic model and correct it wit
 
 Without a solubility curve there is no supersaturation and so no kinetic model: the regressors
 fall back to the profile-only features (a plain feature GP).
+
+:class:`HybridTwin` is a first-class twin like :class:`~crystalloop.digital_twin.FeatureGPTwin`:
+closed-form leave-one-out CV scores and honesty warnings per CQA (``info_``), and a model folder
+without pickle (:meth:`HybridTwin.save`, :meth:`HybridTwin.load`,
+:func:`crystalloop.digital_twin.load_twin`)::
+
+    twin.json               kind "hybrid", format version, settings (solubility curve, seed, kinetic
+                            settings), the fitted kinetic constants, CV scores, package versions
+                            and the SHA-256 of every file below
+    models/<cqa>.json       GP inputs, standardization, kernel with its fitted hyperparameters,
+                            noise-feature parameters, std calibration factor, the kinetic model's
+                            settings and constants (thetas), the GP's training inputs and targets,
+                            leave-one-out predictions
+    data/doe.csv            the training rows (run_id, recipe and CQA columns)
+
+Loading reads the kinetic constants (no refit) and refits each GP on its stored inputs with its
+stored kernel and the optimizer off: the predictions are bit-identical, and the same data and
+seed give a byte-identical folder (tested).
 """
 
 from __future__ import annotations
 
+import json
+import time
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,15 +50,42 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted
 
-from crystalloop.errors import ConfigError, InsufficientDataError, SchemaError
+from crystalloop.errors import (
+    ConfigError,
+    InsufficientDataError,
+    ModelError,
+    SchemaError,
+    TwinWarning,
+    UntrustedModelError,
+)
 from crystalloop.profiles import feature_names as profile_feature_names
 
+from ._gp_numerics import one_blas_thread
+from .doe import DoETable, read_doe, resolve_cqa
 from .features import PROFILE_FEATURES, SOLUBILITY_FEATURES, SolubilityCurve, profile_features
+from .fitting import honesty_warnings
+from .gp import package_versions, recipe_matrix, solubility_curve, warn_unseen_segments
 from .kinetic import KINETIC_FEATURES, KINETIC_STATE_FEATURES, KineticModel
+from .models import MIN_ROWS
+from .persist import (
+    check_files,
+    jsonable,
+    kernel_from_dict,
+    kernel_to_dict,
+    read_json_file,
+    sha256_file,
+)
+from .uncertainty import calibration_report
 
-__all__ = ["HybridGPRegressor", "HybridTwin"]
+__all__ = ["HybridGPRegressor", "HybridTwin", "fit_hybrid_twin", "HYBRID_KIND", "HYBRID_FORMAT_VERSION"]
+
+#: ``kind`` in the twin.json of a hybrid twin folder.
+HYBRID_KIND = "hybrid"
+#: Version of the hybrid twin folder layout.
+HYBRID_FORMAT_VERSION = 1
 
 _FEATURE_SETS = ("physical", "kinetic", "all")
 #: GP inputs per CQA chosen on the development set (benchmarks/results/plant_truth/dev_recipes.csv):
@@ -227,7 +275,8 @@ class HybridGPRegressor(RegressorMixin, BaseEstimator):
         self.scale_[self.scale_ == 0] = 1.0
         t = self._target(F, y)
         An = (A - self.mean_) / self.scale_
-        self.gp_ = _gp(An, t, restarts=int(self.n_restarts), seed=seed)
+        with one_blas_thread():  # as when a saved twin is loaded: the same factorization, bit for bit
+            self.gp_ = _gp(An, t, restarts=int(self.n_restarts), seed=seed)
         r, s_loo = _loo(self.gp_, An, t)
         self.noise_ab_ = (-np.inf, 0.0)
         if self.noise_feature is not None:
@@ -239,6 +288,8 @@ class HybridGPRegressor(RegressorMixin, BaseEstimator):
             s_loo = np.sqrt(s_loo**2 + self._excess(F) ** 2)
         z = r / s_loo
         self.std_factor_ = float(max(1.0, np.quantile(np.abs(z), 0.95) / 1.96)) if self.calibrate else 1.0
+        self.y_train_, self.t_train_ = y, t
+        self.loo_mean_, self.loo_std_ = self._output(t - r, s_loo * self.std_factor_, F)
         self.n_features_in_ = len(profile_feature_names(self.max_cycles))
         return self
 
@@ -270,8 +321,14 @@ class HybridGPRegressor(RegressorMixin, BaseEstimator):
         the kinetic model, as :class:`HybridTwin` does)."""
         check_is_fitted(self, "gp_")
         A = (F[self.features_].to_numpy(dtype=float) - self.mean_) / self.scale_
-        mu, sd = self.gp_.predict(A, return_std=True)
+        with one_blas_thread():
+            mu, sd = self.gp_.predict(A, return_std=True)
         sd = np.sqrt(sd**2 + self._excess(F) ** 2) * self.std_factor_
+        mu, sd = self._output(mu, sd, F)
+        return (mu, sd) if return_std else mu
+
+    def _output(self, mu: np.ndarray, sd: np.ndarray, F: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """GP mean and (calibrated) std on the target scale -> CQA units."""
         if self._uses_kinetic_mean():
             # the median exp(μ) as the prediction; the std such that ±1.96 std spans the log-normal
             # 95 % interval exp(μ ± 1.96 s) (its moments explode for the large s of the noisy region)
@@ -280,7 +337,110 @@ class HybridGPRegressor(RegressorMixin, BaseEstimator):
             mu = m
         if self.clip is not None:
             mu = np.clip(mu, *self.clip)
-        return (mu, sd) if return_std else mu
+        return mu, sd
+
+
+    def cv_scores(self) -> dict[str, Any]:
+        """Scores of the closed-form leave-one-out predictions (CQA units): ``n``, ``mae``, ``r2``,
+        ``calibration`` (level, coverage, n, mean width per 68 % / 95 % interval)."""
+        check_is_fitted(self, "gp_")
+        y, mu, sd = self.y_train_, self.loo_mean_, self.loo_std_
+        return {"n": int(len(y)), "mae": float(np.mean(np.abs(y - mu))),
+                "r2": float(r2_score(y, mu)) if len(y) > 1 and np.ptp(y) > 0 else None,
+                "calibration": calibration_report(y, mu, sd).to_dict("records")}
+
+    # -- persistence (JSON; used by HybridTwin.save/load) -----------------------------------------
+    def _state(self) -> dict[str, Any]:
+        gp = self.gp_
+        params = self.get_params()
+        s = self._curve()
+        params["solubility"] = None if s is None else s.to_dict()
+        params["features"] = self.features if isinstance(self.features, str) else list(self.features)
+        if params["kinetic_theta"] is not None:
+            params["kinetic_theta"] = np.atleast_2d(np.asarray(params["kinetic_theta"], dtype=float))
+        km = self.kinetic_
+        kin = None
+        if km is not None:
+            kp = km.get_params()
+            kp["solubility"] = solubility_curve(km.solubility).to_dict()
+            kin = {"params": kp, "thetas": km.thetas_, "theta": km.theta_,
+                   "cost": getattr(km, "cost_", None), "rmse_log": getattr(km, "rmse_log_", None)}
+        a, b = self.noise_ab_
+        return {
+            "params": params,
+            "kinetic": kin,
+            "features_kept": list(self.features_),
+            "standardization": {"mean": self.mean_, "scale": self.scale_},
+            "gp": {"kernel": kernel_to_dict(gp.kernel_), "theta": gp.kernel_.theta, "alpha": float(gp.alpha),
+                   "normalize_y": True, "log_marginal_likelihood": float(gp.log_marginal_likelihood_value_)},
+            "noise": {"feature": self.noise_feature, "a": float(a) if np.isfinite(a) else None, "b": float(b),
+                      "center": list(getattr(self, "noise_center_", ())) or None},
+            "std_factor": self.std_factor_,
+            "training": {"A": gp.X_train_, "target": self.t_train_, "y": self.y_train_},
+            "leave_one_out": {"mean": self.loo_mean_, "std": self.loo_std_},
+        }
+
+    @classmethod
+    def _from_state(cls, d: Any, source: str) -> HybridGPRegressor:
+        try:
+            params = dict(d["params"])
+            if isinstance(params.get("features"), list):
+                params["features"] = tuple(params["features"])
+            if params.get("clip") is not None:
+                params["clip"] = tuple(float(v) for v in params["clip"])
+            if params.get("kinetic_theta") is not None:
+                params["kinetic_theta"] = np.asarray(params["kinetic_theta"], dtype=float)
+            m = cls(**params)
+            m.kinetic_ = None
+            kin = d["kinetic"]
+            if kin is not None:
+                kp = dict(kin["params"])
+                kp["solubility"] = SolubilityCurve.from_dict(kp["solubility"], source=source)
+                km = KineticModel(**kp)
+                km.thetas_ = np.atleast_2d(np.asarray(kin["thetas"], dtype=float))
+                km.theta_ = np.asarray(kin["theta"], dtype=float)
+                if km.thetas_.shape[1] != 7 or km.theta_.shape != (7,):
+                    raise ValueError(f"kinetic constants of shape {km.thetas_.shape}, expected (m, 7)")
+                if kin.get("cost") is not None:
+                    km.cost_ = float(kin["cost"])
+                if kin.get("rmse_log") is not None:
+                    km.rmse_log_ = float(kin["rmse_log"])
+                km.n_features_in_ = len(profile_feature_names(km.max_cycles))
+                m.kinetic_ = km
+            m.features_ = [str(f) for f in d["features_kept"]]
+            m.mean_ = np.asarray(d["standardization"]["mean"], dtype=float)
+            m.scale_ = np.asarray(d["standardization"]["scale"], dtype=float)
+            noise = d["noise"]
+            m.noise_ab_ = (-np.inf if noise["a"] is None else float(noise["a"]), float(noise["b"]))
+            if noise["center"] is not None:
+                m.noise_center_ = tuple(float(v) for v in noise["center"])
+            m.std_factor_ = float(d["std_factor"])
+            A = np.asarray(d["training"]["A"], dtype=float)
+            t = np.asarray(d["training"]["target"], dtype=float)
+            y = np.asarray(d["training"]["y"], dtype=float)
+            kernel = kernel_from_dict(d["gp"]["kernel"], source=source)
+            theta = np.asarray(d["gp"]["theta"], dtype=float)
+            alpha = float(d["gp"]["alpha"])
+            loo = d["leave_one_out"]
+            m.loo_mean_, m.loo_std_ = np.asarray(loo["mean"], dtype=float), np.asarray(loo["std"], dtype=float)
+        except UntrustedModelError:
+            raise
+        except (KeyError, TypeError, ValueError, ConfigError, SchemaError) as e:
+            raise ModelError(f"model file {source} lacks or garbles the hybrid GP state ({type(e).__name__}: {e}); "
+                             f"refit the twin") from None
+        if A.ndim != 2 or A.shape != (len(t), len(m.features_)) or len(y) != len(t) or m.mean_.shape != (len(m.features_),):
+            raise ModelError(f"model file {source}: training inputs of shape {A.shape} do not match {len(t)} targets "
+                             f"and {len(m.features_)} features; refit the twin")
+        if theta.shape != kernel.theta.shape or not np.allclose(theta, kernel.theta, rtol=0, atol=1e-12):
+            raise ModelError(f"model file {source}: the kernel's hyperparameters do not match its stored theta; "
+                             f"refit the twin")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            with one_blas_thread():  # as in fit
+                m.gp_ = GaussianProcessRegressor(kernel, alpha=alpha, optimizer=None, normalize_y=True).fit(A, t)
+        m.y_train_, m.t_train_ = y, t
+        m.n_features_in_ = len(profile_feature_names(m.max_cycles))
+        return m
 
 
 class HybridTwin:
@@ -340,54 +500,303 @@ class HybridTwin:
         self.n_restarts = n_restarts
         self.random_state = random_state
 
-    def fit(self, table: pd.DataFrame) -> HybridTwin:
-        """Fit on a DoE table (recipe columns + CQA columns; rows without a CQA are left out of its model)."""
+    def _check_fitted(self) -> None:
+        if "models_" not in self.__dict__:
+            raise ModelError("this HybridTwin is not fitted yet; call fit(doe) or HybridTwin.load(folder)")
+
+    def _curve(self) -> SolubilityCurve | None:
+        return solubility_curve(self.solubility)
+
+    @staticmethod
+    def _resolve(name: str, available: list[str]) -> str:
+        try:
+            return resolve_cqa(name, available)
+        except SchemaError:
+            return name  # reported with every other missing column
+
+    def fit(self, table: DoETable | pd.DataFrame | str | Path) -> HybridTwin:
+        """Fit on a DoE table (recipe columns + CQA columns; rows without a CQA are left out of its model).
+
+        Parameters
+        ----------
+        table : DoETable, DataFrame or path
+            A DataFrame with the recipe columns is used as is; anything else is read with
+            :func:`~crystalloop.digital_twin.read_doe`.
+
+        Raises
+        ------
+        SchemaError
+            The table lacks a recipe or CQA column.
+        InsufficientDataError
+            A CQA has fewer than 5 measured rows.
+        """
+        t0, c0 = time.perf_counter(), time.process_time()
+        source, data_hash = "DataFrame", None
+        if isinstance(table, (DoETable, str, Path)):
+            doe = table if isinstance(table, DoETable) else read_doe(table)
+            source, data_hash = str(doe.source), doe.data_hash()
+            table = doe.to_frame()
+        elif not isinstance(table, pd.DataFrame):
+            raise SchemaError(f"HybridTwin.fit takes a DoE table (DoETable, DataFrame or path), got {type(table).__name__}")
+        cqa_cols = [c for c in table.columns if c not in self.feature_names and c != "run_id"]
+        self.cqas = [self._resolve(c, cqa_cols) for c in self.cqas]
+        size_cqa = self._resolve(self.size_cqa, cqa_cols)
         missing = [c for c in [*self.feature_names, *self.cqas] if c not in table.columns]
         if missing:
             raise SchemaError(f"training table lacks columns {missing[:6]}")
         pct = [c for c in self.cqas if c.endswith("_pct")] if self.percent_cqas is None else list(self.percent_cqas)
         feats = dict(self.features or {})
+        curve = self._curve()
         self.kinetic_ = None
         theta = None
-        common = dict(solubility=self.solubility, max_cycles=self.max_cycles, kinetic_params=self.kinetic_params,
+        common = dict(solubility=curve, max_cycles=self.max_cycles, kinetic_params=self.kinetic_params,
                       n_restarts=self.n_restarts, random_state=self.random_state)
-        self.models_ = {}
+        self.models_, self.info_ = {}, {}
+        seg_all = np.rint(table["n_segments"].to_numpy(float))
         # a kinetic model needs the curve and the size CQA (it is fitted to it, first)
-        kinetic = self.solubility is not None and self.size_cqa in self.cqas
-        order = sorted(self.cqas, key=lambda c: c != self.size_cqa)
+        kinetic = curve is not None and size_cqa in self.cqas
+        order = sorted(self.cqas, key=lambda c: c != size_cqa)
         for c in order:
-            rows = table.dropna(subset=[c])
-            is_size = c == self.size_cqa
+            mask = table[c].notna().to_numpy()
+            rows = table[mask]
+            if len(rows) < 5:
+                raise InsufficientDataError(f"{source}: CQA {c!r} has {len(rows)} measured row(s); a GP needs at least 5. "
+                                            f"Measure it in more runs or leave it out of the CQAs modelled (--cqa, cqas=)")
+            t1 = time.perf_counter()
+            is_size = c == size_cqa
             m = HybridGPRegressor(mean="kinetic" if is_size else "none",
                                   noise_feature="kin_sigma_max" if is_size and kinetic else None,
                                   features=feats.get(c, _DEFAULT_FEATURES.get(c, "all")) if kinetic else "physical",
                                   kinetic_theta=None if is_size else theta,
                                   clip=(0.0, 100.0) if c in pct else None, **common)
-            m.fit(rows[self.feature_names], rows[c].to_numpy(float))
+            y = rows[c].to_numpy(float)
+            m.fit(rows[self.feature_names], y)
             if is_size and m.kinetic_ is not None:
                 self.kinetic_ = m.kinetic_
                 theta = m.kinetic_.thetas_
             self.models_[c] = m
-        self.training_data_ = table[self.feature_names].reset_index(drop=True)
+            sc = m.cv_scores()
+            cal = {round(float(r["level"]), 2): r for r in sc["calibration"]}
+            unit = " µm" if c.endswith("_um") else " %" if c.endswith("_pct") else ""
+            self.info_[c] = {
+                "model": "hybrid", "n_rows": int(len(rows)), "features": list(m.features_),
+                "strategy": m.features if isinstance(m.features, str) else "given",
+                "mean": "kinetic" if m._uses_kinetic_mean() else "none", "kernel": str(m.gp_.kernel_),
+                "noise_feature": m.noise_feature, "std_factor": m.std_factor_,
+                "cv_method": ("closed-form leave-one-out of the fitted GP (its hyperparameters, the kinetic constants "
+                              "and the std calibration chosen on all rows)"),
+                "cv_mae": sc["mae"], "cv_r2": sc["r2"], "calibration_cv": sc["calibration"],
+                "coverage_68": cal.get(0.68, {}).get("coverage"), "coverage_95": cal.get(0.95, {}).get("coverage"),
+                "warnings": honesty_warnings(c, y, sc["r2"], sc["calibration"], unit=unit),
+                "target_range": [float(y.min()), float(y.max())],
+                "n_segments_seen": sorted({int(v) for v in seg_all[mask]}),
+                "fit_s": time.perf_counter() - t1,
+            }
+        self.models_ = {c: self.models_[c] for c in self.cqas}
+        self.info_ = {c: self.info_[c] for c in self.cqas}
+        keep = [c for c in ("run_id", *self.feature_names, *self.cqas) if c in table.columns]
+        self.training_data_ = table[keep].reset_index(drop=True)
+        km = self.kinetic_
+        self.metadata_ = {"versions": _versions(), "source": source, "data_hash": data_hash,
+                          "n_runs": int(len(table)), "settings": self._settings(),
+                          "kinetic": None if km is None else {
+                              "size_cqa": size_cqa, "thetas": km.thetas_, "theta": km.theta_,
+                              "rmse_log_d50": km.rmse_log_}}
+        self.fit_times_ = {"fit_time_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+                           "per_cqa_s": {c: self.info_[c].pop("fit_s") for c in self.cqas}}
+        for c in self.cqas:
+            for msg in self.info_[c]["warnings"]:
+                warnings.warn(msg, TwinWarning, stacklevel=2)
         return self
 
-    def _predict(self, X, cqas: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-        X = X[self.feature_names] if isinstance(X, pd.DataFrame) else np.atleast_2d(np.asarray(X, dtype=float))
-        F = self.models_[cqas[0]].feature_table(X)  # the models share the curve and the kinetic constants
+    def _settings(self) -> dict[str, Any]:
+        s = self._curve()
+        feats = None if self.features is None else {
+            k: v if isinstance(v, str) else list(v) for k, v in dict(self.features).items()}
+        return {"cqas": list(self.cqas), "solubility": None if s is None else s.to_dict(),
+                "max_cycles": int(self.max_cycles), "size_cqa": self.size_cqa, "features": feats,
+                "kinetic_params": None if self.kinetic_params is None else dict(self.kinetic_params),
+                "percent_cqas": None if self.percent_cqas is None else list(self.percent_cqas),
+                "n_restarts": int(self.n_restarts), "random_state": self.random_state}
+
+    # ------------------------------------------------------------------ predict
+    def _predict(self, A: np.ndarray, cqas: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        self._check_fitted()
+        F = self.models_[cqas[0]].feature_table(A)  # the models share the curve and the kinetic constants
         return [self.models_[c].predict_table(F, return_std=True) for c in cqas]
 
     def predict(self, X, return_std: bool = False):
-        """Means (and stds), shape (n, len(cqas)), in ``cqas`` order."""
-        out = self._predict(X, self.cqas)
+        """Means (and stds), shape (n, len(cqas)), in ``cqas`` order (CQA units)."""
+        out = self._predict(recipe_matrix(X, self.feature_names, self.max_cycles), self.cqas)
         mu = np.column_stack([o[0] for o in out])
         sd = np.column_stack([o[1] for o in out])
         return (mu, sd) if return_std else mu
 
-    def predict_frame(self, X: np.ndarray, *, cqas: Sequence[str] | None = None, warn: bool = True) -> pd.DataFrame:
-        """``{cqa}_mean`` / ``{cqa}_std`` columns for recipe rows ``X`` (shape (n, len(feature_names)))."""
-        names = list(self.cqas if cqas is None else cqas)
-        out = self._predict(np.atleast_2d(np.asarray(X, dtype=float)), names)
+    def predict_frame(self, X, *, cqas: Sequence[str] | None = None, warn: bool = True) -> pd.DataFrame:
+        """``{cqa}_mean`` / ``{cqa}_std`` columns for recipe rows ``X`` (profiles, a DataFrame with the
+        feature columns, or an array of shape (n, len(feature_names))); the index of a DataFrame is kept.
+
+        ``warn``: warn (:class:`~crystalloop.errors.TwinWarning`) about profiles whose number of
+        segments no training run of that CQA had (the prediction extrapolates).
+        """
+        self._check_fitted()
+        A = recipe_matrix(X, self.feature_names, self.max_cycles)
+        names = list(self.cqas) if cqas is None else [resolve_cqa(c, self.cqas) for c in cqas]
+        if warn:
+            warn_unseen_segments(A, names, getattr(self, "info_", {}))
+        out = self._predict(A, names)
         cols = {}
         for c, (mu, sd) in zip(names, out, strict=True):
             cols[f"{c}_mean"], cols[f"{c}_std"] = mu, sd
-        return pd.DataFrame(cols)
+        return pd.DataFrame(cols, index=X.index if isinstance(X, pd.DataFrame) else None)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per CQA: model, rows, GP inputs, cross-validated R²/MAE, coverage, warning."""
+        self._check_fitted()
+        return pd.DataFrame([{
+            "cqa": c, "model": "hybrid", "mean": i["mean"], "n_rows": i["n_rows"], "n_features": len(i["features"]),
+            "cv_r2": i["cv_r2"], "cv_mae": i["cv_mae"], "coverage_68": i["coverage_68"],
+            "coverage_95": i["coverage_95"], "warning": "; ".join(i["warnings"]),
+        } for c, i in ((c, self.info_[c]) for c in self.cqas)])
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path) -> Path:
+        """Write the model folder (JSON only, see the module docstring); returns its path.
+
+        The same data and ``random_state`` give byte-identical files (no time stamps; the fit
+        times stay in :attr:`fit_times_`).
+        """
+        self._check_fitted()
+        d = Path(directory)
+        (d / "models").mkdir(parents=True, exist_ok=True)
+        (d / "data").mkdir(exist_ok=True)
+        files: dict[str, str] = {}
+        for c in self.cqas:
+            rel = f"models/{c}.json"
+            state = {"cqa": c, **self.models_[c]._state()}
+            (d / rel).write_text(json.dumps(jsonable(state), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+            files[rel] = sha256_file(d / rel)
+        self.training_data_.to_csv(d / "data" / "doe.csv", index=False)
+        files["data/doe.csv"] = sha256_file(d / "data" / "doe.csv")
+        doc = {"kind": HYBRID_KIND, "format_version": HYBRID_FORMAT_VERSION, "cqas": list(self.cqas),
+               "max_cycles": int(self.max_cycles), "feature_names": list(self.feature_names),
+               "files": files, "metadata": self.metadata_, "info": self.info_}
+        (d / "twin.json").write_text(json.dumps(jsonable(doc), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> HybridTwin:
+        """Read a folder written by :meth:`save`; every file is checked against its SHA-256 in twin.json.
+
+        The kinetic constants are read, not refitted; each GP is rebuilt with its stored kernel and
+        refitted on its stored inputs with the optimizer off: the loaded twin predicts bit for bit
+        what the saved one did.
+
+        Raises
+        ------
+        ModelError
+            A missing or malformed file (named), another kind of twin, an unknown format version.
+        UntrustedModelError
+            A file that was modified, truncated or replaced, or an unknown kernel type.
+        """
+        d = Path(directory)
+        meta = d / "twin.json"
+        if not meta.is_file():
+            raise ModelError(f"{d} is not a saved twin: {meta} is missing (create one with `crystalloop twin fit`)")
+        doc = read_json_file(meta)
+        if not isinstance(doc, dict) or doc.get("kind") != HYBRID_KIND:
+            raise ModelError(f"{meta} does not describe a hybrid twin (kind "
+                             f"{doc.get('kind') if isinstance(doc, dict) else None!r}, expected {HYBRID_KIND!r})")
+        if doc.get("format_version") != HYBRID_FORMAT_VERSION:
+            raise ModelError(f"{meta}: hybrid twin format v{doc.get('format_version')!r}, this crystalloop reads "
+                             f"v{HYBRID_FORMAT_VERSION}; refit the twin")
+        try:
+            cqas = [str(c) for c in doc["cqas"]]
+            mc = int(doc["max_cycles"])
+            files, info, metadata = doc["files"], dict(doc["info"]), dict(doc["metadata"])
+            settings = dict(metadata["settings"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{meta} lacks or garbles the key {e}; the twin folder is damaged - refit the twin") from None
+        if doc.get("feature_names") != profile_feature_names(mc):
+            raise ModelError(f"{meta}: stored feature names do not match feature_names({mc}) of this crystalloop")
+        expected = {f"models/{c}.json" for c in cqas} | {"data/doe.csv"}
+        if not isinstance(files, dict) or set(files) != expected:
+            raise UntrustedModelError(f"{meta} lists the files {sorted(files) if isinstance(files, dict) else files!r}; "
+                                      f"expected {sorted(expected)}")
+        check_files(d, files, listed_in=meta)
+        sol = settings.get("solubility")
+        try:
+            twin = cls(cqas, solubility=None if sol is None else SolubilityCurve.from_dict(sol, source=str(meta)),
+                       max_cycles=mc, size_cqa=str(settings.get("size_cqa", "D50_um")),
+                       features=settings.get("features"), kinetic_params=settings.get("kinetic_params"),
+                       percent_cqas=settings.get("percent_cqas"), n_restarts=int(settings.get("n_restarts", 4)),
+                       random_state=settings.get("random_state"))
+        except (TypeError, ValueError, ConfigError) as e:
+            raise ModelError(f"{meta}: settings cannot be read ({e}); refit the twin") from None
+        twin.models_ = {}
+        for c in cqas:
+            p = d / "models" / f"{c}.json"
+            twin.models_[c] = HybridGPRegressor._from_state(read_json_file(p), str(p))
+        size = twin.models_.get(twin.size_cqa)
+        twin.kinetic_ = None if size is None else size.kinetic_
+        twin.training_data_ = pd.read_csv(d / "data" / "doe.csv")
+        twin.info_, twin.metadata_, twin.fit_times_ = info, metadata, {}
+        saved, now = metadata.get("versions", {}), _versions()
+        diff = {k: (saved[k], now.get(k)) for k in ("scikit-learn", "numpy", "scipy", "numba")
+                if k in saved and saved[k] != now.get(k)}
+        if diff:
+            warnings.warn(f"twin {d} was saved with {diff} (saved, installed); predictions may differ slightly - "
+                          f"refit to be safe", TwinWarning, stacklevel=2)
+        return twin
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        nb = version("numba")  # the kinetic model's compiled loop
+    except PackageNotFoundError:
+        nb = "none"
+    return {**package_versions(), "numba": nb}
+
+
+def fit_hybrid_twin(doe: DoETable | pd.DataFrame | str | Path, *, cqas: Sequence[str] | None = None,
+                    solubility: Any = None, random_state: int = 0, **params: Any) -> HybridTwin:
+    """Fit a :class:`HybridTwin` from a DoE table in one call (what ``twin fit --model hybrid`` runs).
+
+    Parameters
+    ----------
+    doe : DoETable, DataFrame or path
+        Read with :func:`~crystalloop.digital_twin.read_doe`.
+    cqas : sequence of str, optional
+        CQAs to model (short names allowed); default every CQA column with at least
+        :data:`~crystalloop.digital_twin.models.MIN_ROWS` measured rows (the others are left
+        out with a :class:`~crystalloop.errors.TwinWarning`).
+    solubility : SolubilityCurve, dict, coefficients, text or path, optional
+        ``c*(T)``, mg/g solvent, T in °C (:func:`~crystalloop.digital_twin.gp.solubility_curve`).
+        Without it there is no kinetic model: one :class:`~crystalloop.errors.TwinWarning`, and
+        every CQA gets a GP on the profile-only features.
+    random_state : int
+    **params
+        Other :class:`HybridTwin` settings (``size_cqa``, ``features``, ``kinetic_params``, ...).
+    """
+    table = doe if isinstance(doe, DoETable) else read_doe(doe)
+    counts = table.n_measured()
+    if cqas is None:
+        chosen = [c for c in table.cqa_names if counts[c] >= MIN_ROWS]
+        for c in table.cqa_names:
+            if counts[c] < MIN_ROWS:
+                warnings.warn(f"{table.source}: CQA {c!r} has {int(counts[c])} measured row(s) (< {MIN_ROWS}); it is "
+                              f"left out of the twin. Measure it in more runs to model it", TwinWarning, stacklevel=2)
+        if not chosen:
+            raise ModelError(f"{table.source}: no CQA column has at least {MIN_ROWS} measured rows; nothing to model "
+                             f"(CQA columns: {table.cqa_names})")
+    else:
+        chosen = [resolve_cqa(c, table.cqa_names) for c in cqas]
+    curve = solubility_curve(solubility)
+    if curve is None:
+        warnings.warn(f"{table.source}: no solubility curve given, so the hybrid twin's kinetic part is off (no "
+                      f"supersaturation): every CQA gets a GP on the profile features only. Give the compound's "
+                      f"c*(T) (solubility=, --solubility) for the kinetic model", TwinWarning, stacklevel=2)
+    return HybridTwin(chosen, solubility=curve, max_cycles=int(table.max_cycles), random_state=random_state,
+                      **params).fit(table)

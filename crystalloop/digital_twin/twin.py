@@ -57,6 +57,7 @@ from .augment import DEFAULT_ALPHAS, DEFAULT_M
 from .doe import DoETable, read_doe, resolve_cqa
 from .fitting import check_settings, fit_cqa_models
 from .gp import GP_KIND, FeatureGPTwin
+from .hybrid import HYBRID_KIND, HybridTwin
 from .models import MODEL_FAMILIES
 from .persist import jsonable, load_ensemble, read_json_file, save_ensemble, sha256_file
 from .synthetic import GENERATORS
@@ -568,11 +569,13 @@ def fit_twin(
 
 
 def load_twin(directory: str | Path, *, data: DoETable | pd.DataFrame | str | Path | None = None
-              ) -> DigitalTwin | FeatureGPTwin:
+              ) -> DigitalTwin | FeatureGPTwin | HybridTwin:
     """Open any saved twin folder: the kind in its ``twin.json`` picks the loader.
 
     ``"feature-gp"``: a :class:`~crystalloop.digital_twin.gp.FeatureGPTwin`
-    (:meth:`~crystalloop.digital_twin.gp.FeatureGPTwin.load`); anything else is read as the
+    (:meth:`~crystalloop.digital_twin.gp.FeatureGPTwin.load`); ``"hybrid"``: a
+    :class:`~crystalloop.digital_twin.hybrid.HybridTwin` (:meth:`~crystalloop.digital_twin.hybrid.HybridTwin.load`,
+    the kinetic constants read, not refitted); anything else is read as the
     ensemble twin (:meth:`DigitalTwin.load`, which checks its own kind and format). Both check
     every file against the SHA-256 recorded in twin.json and never unpickle.
 
@@ -597,4 +600,6 @@ def load_twin(directory: str | Path, *, data: DoETable | pd.DataFrame | str | Pa
     doc = read_json_file(meta)
     if isinstance(doc, dict) and doc.get("kind") == GP_KIND:
         return FeatureGPTwin.load(d)
+    if isinstance(doc, dict) and doc.get("kind") == HYBRID_KIND:
+        return HybridTwin.load(d)
     return DigitalTwin.load(d, data=data)

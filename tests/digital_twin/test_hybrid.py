@@ -128,7 +128,8 @@ def test_twin_predictions_finite_in_range_and_reproducible(twin, doe):
     f = twin.predict_frame(Xt[FN].to_numpy())
     assert list(f.columns) == ["D50_um_mean", "D50_um_std", "DoA_pct_mean", "DoA_pct_std"]
     np.testing.assert_allclose(f["D50_um_mean"], mu[:, 0])
-    assert list(twin.training_data_.columns) == FN and twin.max_cycles == 4 and twin.feature_names == FN
+    assert list(twin.training_data_.columns) == [*FN, "D50_um", "DoA_pct"] and twin.max_cycles == 4
+    assert twin.feature_names == FN
     # the D50 model is close to the truth it was generated from (3 % noise)
     yt = kinetic_features(Xt, TRUE, solubility=SOL, n_steps=60)["kin_d50_um"].to_numpy()
     assert np.median(np.abs(mu[:, 0] / yt - 1)) < 0.1
@@ -212,3 +213,68 @@ def test_compiled_loop_equals_numpy_on_many_recipes():
         a = kinetic_features(X, theta, solubility=SOL).to_numpy()
         b = kinetic_features(X, theta, solubility=SOL, use_numba=False).to_numpy()
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- a first-class twin
+def test_cv_scores_and_info(twin, doe):
+    for c in ("D50_um", "DoA_pct"):
+        i = twin.info_[c]
+        m = twin.models_[c]
+        y = doe[c].dropna().to_numpy()
+        assert i["n_rows"] == len(y) and i["model"] == "hybrid"
+        assert i["cv_mae"] == pytest.approx(float(np.mean(np.abs(m.loo_mean_ - y))))
+        assert i["cv_mae"] > 0 and i["cv_r2"] is not None and 0 <= i["coverage_95"] <= 1
+    assert twin.info_["D50_um"]["mean"] == "kinetic" and twin.info_["DoA_pct"]["mean"] == "none"
+    s = twin.summary()
+    assert list(s["cqa"]) == ["D50_um", "DoA_pct"] and list(s["model"]) == ["hybrid", "hybrid"]
+    assert twin.metadata_["kinetic"]["thetas"] is twin.kinetic_.thetas_
+
+
+def test_save_load_bit_identical_and_byte_identical_per_seed(twin, doe, tmp_path):
+    from crystalloop.digital_twin import load_twin
+
+    twin.save(tmp_path / "a")
+    doc = (tmp_path / "a" / "twin.json").read_text()
+    assert '"kind": "hybrid"' in doc
+    assert not any(p.suffix in (".pkl", ".joblib", ".skops") for p in (tmp_path / "a").rglob("*"))
+    back = load_twin(tmp_path / "a")
+    assert isinstance(back, HybridTwin) and back.cqas == twin.cqas
+    np.testing.assert_array_equal(back.kinetic_.thetas_, twin.kinetic_.thetas_)
+    Xt = _recipes(25, seed=8)
+    for a, b in zip(back.predict(Xt, return_std=True), twin.predict(Xt, return_std=True), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(back.models_["D50_um"].loo_mean_, twin.models_["D50_um"].loo_mean_)
+    again = HybridTwin(("D50_um", "DoA_pct"), solubility=SOL, kinetic_params=FAST, random_state=0).fit(doe)
+    again.save(tmp_path / "b")
+    for p in sorted((tmp_path / "a").rglob("*")):
+        if p.is_file():
+            assert p.read_bytes() == (tmp_path / "b" / p.relative_to(tmp_path / "a")).read_bytes(), p.name
+    back.save(tmp_path / "c")  # a loaded twin saves the same folder
+    assert (tmp_path / "c" / "models" / "D50_um.json").read_bytes() == (tmp_path / "a" / "models" / "D50_um.json").read_bytes()
+
+
+def test_tampered_or_truncated_folder_names_the_file(twin, tmp_path):
+    from crystalloop.errors import ModelError, UntrustedModelError
+
+    d = twin.save(tmp_path / "t")
+    f = d / "models" / "DoA_pct.json"
+    f.write_text(f.read_text()[:200])
+    with pytest.raises(UntrustedModelError, match=r"DoA_pct\.json does not match the SHA-256"):
+        HybridTwin.load(d)
+    d2 = twin.save(tmp_path / "u")
+    (d2 / "twin.json").write_text((d2 / "twin.json").read_text()[:300])
+    with pytest.raises(ModelError, match=r"twin\.json is not valid JSON"):
+        HybridTwin.load(d2)
+    (d2 / "twin.json").unlink()
+    with pytest.raises(ModelError, match="twin.json is missing"):
+        HybridTwin.load(d2)
+
+
+def test_fit_hybrid_twin_without_solubility_warns_once(doe):
+    from crystalloop.digital_twin import fit_hybrid_twin
+    from crystalloop.errors import TwinWarning
+
+    with pytest.warns(TwinWarning, match="kinetic part is off") as rec:
+        tw = fit_hybrid_twin(doe.assign(run_id=[f"r{i}" for i in range(len(doe))]), cqas=["D50"])
+    assert sum("kinetic part is off" in str(w.message) for w in rec) == 1
+    assert tw.kinetic_ is None and tw.cqas == ["D50_um"]
