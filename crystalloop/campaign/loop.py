@@ -6,7 +6,9 @@
    campaign's own runs): the tree-ensemble :func:`~crystalloop.digital_twin.twin.fit_twin` with
    fast settings by default (``twin_options``), with ``twin_model="gp"`` a
    :class:`~crystalloop.digital_twin.FeatureGPTwin` (a GP per CQA on physical profile features,
-   with the compound's solubility curve when known), or any ``learn(frame, cqas, seed) -> twin``;
+   with the compound's solubility curve when known), with ``twin_model="hybrid"`` a
+   :class:`~crystalloop.digital_twin.HybridTwin` (a kinetic model fitted to D50 under a GP per
+   CQA; needs the curve), or any ``learn(frame, cqas, seed) -> twin``;
 2. **proposes** ``batch_size`` recipes (:mod:`crystalloop.campaign.propose`): NSGA-II on an
    acquisition view of the twin, then a batch spread along the predicted front;
 3. **runs** each recipe on the backend with the single-batch runner
@@ -59,7 +61,7 @@ DEFAULT_TWIN_OPTIONS: dict[str, Any] = {"grid": "fast", "n_splits": 20, "augment
 #: settings of the GP twin of a round (``twin_model="gp"``): every physical feature (about a second)
 DEFAULT_GP_OPTIONS: dict[str, Any] = {"features": "all"}
 #: twins a campaign can learn each round
-TWIN_MODELS = ("ensemble", "gp")
+TWIN_MODELS = ("ensemble", "gp", "hybrid")
 
 
 @dataclass
@@ -117,6 +119,16 @@ def _gp_learn(solubility: Any, options: dict) -> Callable[[pd.DataFrame, list[st
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # honesty warnings, repeated every round (the round report scores the twin)
             return fit_gp_twin(frame, cqas=cqas, solubility=solubility, random_state=seed, **options)
+    return learn
+
+
+def _hybrid_learn(solubility: Any, options: dict) -> Callable[[pd.DataFrame, list[str], int], Any]:
+    def learn(frame: pd.DataFrame, cqas: list[str], seed: int):
+        from crystalloop.digital_twin.hybrid import fit_hybrid_twin
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # honesty warnings, repeated every round (the round report scores the twin)
+            return fit_hybrid_twin(frame, cqas=cqas, solubility=solubility, random_state=seed, **options)
     return learn
 
 
@@ -282,15 +294,17 @@ def run_campaign(
         ``{"cooling_rate_c_min": (0.1, 0.3)}`` for shorter batches).
     learn : callable(frame, cqas, seed) -> twin, optional
         Replaces the twin of ``twin_model``.
-    twin_model : {"ensemble", "gp"}
+    twin_model : {"ensemble", "gp", "hybrid"}
         ``"ensemble"``: :func:`~crystalloop.digital_twin.twin.fit_twin` with ``twin_options``
         (default :data:`DEFAULT_TWIN_OPTIONS`: fast grid, 20 MC-CV splits, no augmentation).
         ``"gp"``: :func:`~crystalloop.digital_twin.gp.fit_gp_twin` with ``twin_options``
         (default :data:`DEFAULT_GP_OPTIONS`) and ``solubility``; about a second per round, and
-        more accurate on fresh recipes (docs/benchmarks.md). Each round's twin is saved in
-        ``round_XX/twin`` either way.
+        more accurate on fresh recipes (docs/benchmarks.md). ``"hybrid"``:
+        :func:`~crystalloop.digital_twin.hybrid.fit_hybrid_twin` with ``twin_options`` and
+        ``solubility`` (a few CPU-s per round; the most accurate on fresh recipes). Each round's
+        twin is saved in ``round_XX/twin`` in every case.
     solubility : "auto", None, SolubilityCurve, coefficients, or path
-        The compound's solubility curve for the GP twin (``twin_model="gp"``; mg/g solvent, T in
+        The compound's solubility curve for the GP or hybrid twin (``twin_model="gp"``/``"hybrid"``; mg/g solvent, T in
         °C, as :func:`~crystalloop.digital_twin.gp.solubility_curve` reads it). ``"auto"``: a
         simulated backend's own curve (its :class:`~crystalloop.hardware.base.GroundTruth`: the
         kinetic set's ``solubility``); on hardware none, and the GP uses the profile features only
@@ -384,19 +398,24 @@ def run_campaign(
     sol_info = None
     if learn is not None:
         learn_fn = learn
-    elif twin_model == "gp":
+    elif twin_model in ("gp", "hybrid"):
         from crystalloop.digital_twin.gp import solubility_curve
 
         if isinstance(solubility, str) and solubility == "auto":
             curve = _plant_solubility(backend, backend_options) if simulated else None
             if curve is None:
-                warnings.warn(f"campaign on {backend}: no solubility curve known, so the GP twin uses the profile "
-                              f"features only; give the compound's curve (solubility=, --solubility) for the "
-                              f"saturation and dissolution features", CampaignWarning, stacklevel=2)
+                what = ("the hybrid twin's kinetic part is off and every CQA gets a GP on the profile features"
+                        if twin_model == "hybrid" else "the GP twin uses the profile features only")
+                warnings.warn(f"campaign on {backend}: no solubility curve known, so {what}; give the compound's "
+                              f"curve (solubility=, --solubility) for the saturation and dissolution features",
+                              CampaignWarning, stacklevel=2)
         else:
             curve = solubility_curve(solubility)
         sol_info = None if curve is None else curve.to_dict()
-        learn_fn = _gp_learn(curve, {**DEFAULT_GP_OPTIONS, **(twin_options or {})})
+        if twin_model == "hybrid":
+            learn_fn = _hybrid_learn(curve, dict(twin_options or {}))
+        else:
+            learn_fn = _gp_learn(curve, {**DEFAULT_GP_OPTIONS, **(twin_options or {})})
     else:
         learn_fn = _default_learn({**DEFAULT_TWIN_OPTIONS, **(twin_options or {})})
     out.mkdir(parents=True, exist_ok=True)

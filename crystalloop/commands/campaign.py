@@ -31,9 +31,10 @@ def campaign(
         "--bounds", help="YAML/JSON overriding design bounds, e.g. 'cooling_rate_c_min: [0.1, 0.3]'.")] = None,
     pop: Annotated[int, typer.Option("--pop", help="NSGA-II population size.")] = 40,
     gens: Annotated[int, typer.Option("--gens", help="NSGA-II generations per round.")] = 30,
-    model: Annotated[str, typer.Option("--model", help="Twin learned each round: 'ensemble' (tree ensembles, seed 003) or 'gp' "
-                  "(a Gaussian process per CQA on physical profile features; about a second per round).")] = "ensemble",
-    solubility: Annotated[str | None, typer.Option("--solubility", help="--model gp: the compound's solubility c*(T) as "
+    model: Annotated[str, typer.Option("--model", help="Twin learned each round: 'ensemble' (tree ensembles, seed 003), 'gp' "
+                  "(a Gaussian process per CQA on physical profile features; about a second per round) or 'hybrid' "
+                  "(a kinetic model fitted to D50 under a GP per CQA; a few seconds per round).")] = "ensemble",
+    solubility: Annotated[str | None, typer.Option("--solubility", help="--model gp/hybrid: the compound's solubility c*(T) as "
                   "coefficients a0,a1,a2 (mg/g solvent, T in °C) or a CSV/YAML/JSON file (columns T_c, solubility_mg_g). "
                   "Default: the simulated plant's own curve on sim://; none on hardware (profile features only).")] = None,
     grid: Annotated[str, typer.Option("--grid", help="Twin hyper-parameter grids: fast or paper.")] = "fast",
@@ -54,10 +55,10 @@ def campaign(
     from crystalloop.digital_twin.design import read_bounds
     from crystalloop.errors import ConfigError
 
-    if model not in ("ensemble", "gp"):
-        raise ConfigError(f"--model must be 'ensemble' or 'gp', got {model!r}")
+    if model not in ("ensemble", "gp", "hybrid"):
+        raise ConfigError(f"--model must be 'ensemble', 'gp' or 'hybrid', got {model!r}")
     if model == "ensemble" and solubility is not None:
-        raise ConfigError("--solubility is used by --model gp only; add --model gp or drop --solubility")
+        raise ConfigError("--solubility is used by --model gp or hybrid only; add --model gp/hybrid or drop --solubility")
     console = make_console()
     run_opts = {"sample_interval_s": sample_interval}
     if image_interval is not None:

@@ -71,6 +71,7 @@ def design(
     console = make_console()
     from crystalloop.digital_twin.design import solubility_polynomial
     from crystalloop.digital_twin.gp import FeatureGPTwin, solubility_curve
+    from crystalloop.digital_twin.hybrid import HybridTwin
     from crystalloop.errors import ConfigError
 
     sol = None
@@ -90,9 +91,10 @@ def design(
         except ValueError:
             raise ConfigError(f"--max-distance must be a number > 0, 'auto' or 'none', got {max_distance!r}") from None
     tw = load_twin(twin)
-    if sol is None and isinstance(tw, FeatureGPTwin) and tw.solubility is not None:
-        sol = solubility_curve(tw.solubility)  # the GP twin's own curve (mg/g, T in °C)
-        console.print("dissolution check: the solubility curve stored with the GP twin", highlight=False)
+    if sol is None and isinstance(tw, (FeatureGPTwin, HybridTwin)) and tw.solubility is not None:
+        sol = solubility_curve(tw.solubility)  # the twin's own curve (mg/g, T in °C)
+        kind = "hybrid" if isinstance(tw, HybridTwin) else "GP"
+        console.print(f"dissolution check: the solubility curve stored with the {kind} twin", highlight=False)
     n_inst = 1 if mixed else len(parse_cycles(cycles))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:

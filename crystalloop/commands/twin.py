@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 twin_app = typer.Typer(help="Digital twin: CQA models with uncertainty from DoE tables (tree ensembles as in "
-                            "seed 003, or a Gaussian process on physical profile features).",
+                            "seed 003, a Gaussian process on physical profile features, or a kinetic model under "
+                            "a GP).",
                        no_args_is_help=True)
 
 
@@ -26,14 +27,16 @@ def fit_command(
     doe: Annotated[Path, typer.Argument(help="DoE table (CSV/Parquet/Excel): feature columns or a 'recipe' column, plus CQA columns.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the saved twin (twin.json, models/, report/).")] = Path("twin"),
     model: Annotated[str, typer.Option(
-        "--model", help="'ensemble' (seed 003: model selection, augmentation, Monte Carlo CV ensembles) or 'gp' "
+        "--model", help="'ensemble' (seed 003: model selection, augmentation, Monte Carlo CV ensembles), 'gp' "
                         "(a Gaussian process per CQA on physical profile features: seconds to fit, more accurate on "
-                        "fresh recipes; the options marked 'ensemble' do not apply).")] = "ensemble",
+                        "fresh recipes) or 'hybrid' (grey-box: a kinetic model fitted to D50 under a GP per CQA; "
+                        "needs --solubility; the most accurate on fresh recipes). The options marked 'ensemble' do "
+                        "not apply to gp/hybrid.")] = "ensemble",
     solubility: Annotated[str | None, typer.Option(
-        "--solubility", help="--model gp: the compound's solubility c*(T), as polynomial coefficients a0,a1,a2 in mg/g "
+        "--solubility", help="--model gp/hybrid: the compound's solubility c*(T), as polynomial coefficients a0,a1,a2 in mg/g "
                              "solvent with T in °C (e.g. 8.0,0.283,0.00917) or a CSV file with columns T_c and "
                              "solubility_mg_g (or YAML/JSON); adds saturation, supersaturation and dissolution "
-                             "features. Without it the GP uses the profile features only.")] = None,
+                             "features (hybrid: the kinetic model runs on it). Without it the GP uses the profile features only.")] = None,
     features: Annotated[str, typer.Option(
         "--features", help="--model gp: 'all' physical features (default, ~1 s), 'cv' (all vs. a forward "
                            "selection, chosen by outer 5-fold CV; ~4 CPU-s on 31 runs) or 'auto' (forward selection).")] = "all",
@@ -64,7 +67,8 @@ def fit_command(
                             "needs crystalloop[scale]).")] = None,
 ) -> None:
     """Fit a twin from DOE and save it with its report: the ensemble (model selection, augmentation search,
-    MC-CV uncertainty) or, with --model gp, a Gaussian process per CQA on physical profile features."""
+    MC-CV uncertainty), with --model gp a Gaussian process per CQA on physical profile features, or with
+    --model hybrid a kinetic model fitted to D50 under a GP per CQA."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -76,19 +80,20 @@ def fit_command(
     from crystalloop.errors import ConfigError
     from crystalloop.scale import joblib_backend, parse_scheduler
 
-    if model not in ("ensemble", "gp"):
-        raise ConfigError(f"--model must be 'ensemble' or 'gp', got {model!r}")
+    if model not in ("ensemble", "gp", "hybrid"):
+        raise ConfigError(f"--model must be 'ensemble', 'gp' or 'hybrid', got {model!r}")
     if model == "ensemble" and solubility is not None:
-        raise ConfigError("--solubility is used by --model gp only (the ensemble learns from the recipe vector); "
-                          "add --model gp or drop --solubility")
+        raise ConfigError("--solubility is used by --model gp or hybrid only (the ensemble learns from the recipe "
+                          "vector); add --model gp/hybrid or drop --solubility")
     if features not in ("all", "cv", "auto"):
         raise ConfigError(f"--features must be 'all', 'cv' or 'auto', got {features!r}")
     curve = solubility_curve(solubility, parameter="--solubility")  # a bad curve fails before the fit
     parse_scheduler(scheduler)  # a bad address fails before anything is read or fitted
     console = make_console()
     table = read_doe(doe)
-    if model == "gp":
-        _fit_gp(console, table, doe, out, cqa=cqa, solubility=curve, features=features, holdout=holdout, seed=seed)
+    if model in ("gp", "hybrid"):
+        _fit_gp(console, table, doe, out, cqa=cqa, solubility=curve, features=features, holdout=holdout, seed=seed,
+                model=model)
         return
     n_cqa = len(cqa) if cqa else int((table.n_measured() >= MIN_ROWS).sum())
     fams = [f.strip() for f in families.split(",") if f.strip()]
@@ -135,16 +140,23 @@ def fit_command(
                   f"({sum(1 for p in written.values() if str(p).endswith('.png'))} PNG plots, model_card.md)", highlight=False)
 
 
-def _fit_gp(console, table, doe: Path, out: Path, *, cqa, solubility, features: str, holdout, seed: int) -> None:
+def _fit_gp(console, table, doe: Path, out: Path, *, cqa, solubility, features: str, holdout, seed: int,
+            model: str = "gp") -> None:
     from rich.table import Table
 
     from crystalloop.commands import print_table
     from crystalloop.digital_twin.report import fit_and_save
 
-    with console.status(f"twin fit: GP per CQA on physical features ({features})"):
-        twin, written = fit_and_save(table, out, holdout=holdout, model="gp", cqas=cqa or None, solubility=solubility,
-                                     features=features, random_state=seed)
-    t = Table(title=f"GP twin from {doe.name} ({table.n_runs} runs; leave-one-out scores)", header_style="bold")
+    if model == "hybrid":
+        with console.status("twin fit: kinetic model + GP per CQA"):
+            twin, written = fit_and_save(table, out, holdout=holdout, model="hybrid", cqas=cqa or None,
+                                         solubility=solubility, random_state=seed)
+    else:
+        with console.status(f"twin fit: GP per CQA on physical features ({features})"):
+            twin, written = fit_and_save(table, out, holdout=holdout, model="gp", cqas=cqa or None,
+                                         solubility=solubility, features=features, random_state=seed)
+    name = "Hybrid twin" if model == "hybrid" else "GP twin"
+    t = Table(title=f"{name} from {doe.name} ({table.n_runs} runs; leave-one-out scores)", header_style="bold")
     summ = twin.summary()
     cols = ["cqa", "n_rows", "n_features", "cv_r2", "cv_mae", "coverage_68", "coverage_95"]
     for c in cols:
@@ -153,6 +165,9 @@ def _fit_gp(console, table, doe: Path, out: Path, *, cqa, solubility, features: 
         t.add_row(*["n/a" if r[c] is None else f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols])
     print_table(console, t)
     sol = "with the solubility curve" if solubility is not None else "without a solubility curve (profile features only)"
+    km = twin.kinetic_ if model == "hybrid" else None
+    if km is not None:
+        sol += f"; kinetic model: {len(km.thetas_)} constant sets, log D50 RMSE on the DoE {km.rmse_log_:.3f}"
     console.print(f"fit {twin.fit_times_['fit_time_s']:.1f} s wall, {twin.fit_times_['cpu_s']:.1f} CPU-s; {sol}",
                   highlight=False)
     console.print(f"twin saved in {out}/ (twin.json + models/*.json); report in {out}/report/ "
@@ -162,7 +177,7 @@ def _fit_gp(console, table, doe: Path, out: Path, *, cqa, solubility, features: 
 
 @twin_app.command("predict")
 def predict_command(
-    twin_dir: Annotated[Path, typer.Argument(help="Folder of a saved twin (ensemble or GP).")],
+    twin_dir: Annotated[Path, typer.Argument(help="Folder of a saved twin (ensemble, GP or hybrid).")],
     profiles: Annotated[Path, typer.Argument(help="Profiles table (feature columns or a 'recipe' column).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV for the predictions (default: print only).")] = None,
 ) -> None:

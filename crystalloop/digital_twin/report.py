@@ -1,9 +1,9 @@
 """Twin report: model card (JSON + Markdown), candidate tables and PNG plots.
 
-Both kinds of twin get a report: the ensemble :class:`~crystalloop.digital_twin.DigitalTwin`
-(candidates, α curves, importances, parity of the training/test rows) and the
-:class:`~crystalloop.digital_twin.FeatureGPTwin` (features kept, kernel, parity of the
-leave-one-out predictions). A model card starts with its warnings (a CQA no better than its mean,
+Every kind of twin gets a report: the ensemble :class:`~crystalloop.digital_twin.DigitalTwin`
+(candidates, α curves, importances, parity of the training/test rows), the
+:class:`~crystalloop.digital_twin.FeatureGPTwin` and the :class:`~crystalloop.digital_twin.HybridTwin`
+(features kept, kernel, kinetic constants, parity of the leave-one-out predictions). A model card starts with its warnings (a CQA no better than its mean,
 intervals that miss their coverage).
 """
 
@@ -18,6 +18,7 @@ import pandas as pd
 from crystalloop.errors import ConfigError
 
 from .gp import FeatureGPTwin, fit_gp_twin
+from .hybrid import HybridTwin, fit_hybrid_twin
 from .persist import jsonable
 from .plots import feature_importances, plot_alpha_curves, plot_feature_importance, plot_parity
 from .uncertainty import calibration_report
@@ -41,26 +42,33 @@ def _holdout_entry(twin, cqa: str, holdout: pd.DataFrame | None) -> dict | None:
     }
 
 
-def _gp_card(twin: FeatureGPTwin, holdout: pd.DataFrame | None) -> dict:
+def _gp_card(twin: FeatureGPTwin | HybridTwin, holdout: pd.DataFrame | None) -> dict:
+    hybrid = isinstance(twin, HybridTwin)
     cards = {}
     for cqa in twin.cqas:
         i = twin.info_[cqa]
         m = twin.models_[cqa]
         entry = {
-            "model": "gp", "warnings": i.get("warnings", []), "rows": {"measured": i.get("n_rows")},
+            "model": "hybrid" if hybrid else "gp", "warnings": i.get("warnings", []), "rows": {"measured": i.get("n_rows")},
             "features": {"strategy": i.get("strategy"), "kept": i.get("features"),
                          "outer_cv_mae": i.get("strategy_mae") or None},
-            "kernel": i.get("kernel"), "log_target": bool(m.log_target),
+            "kernel": i.get("kernel"), "log_target": bool(getattr(m, "log_target", False)),
             "clip": None if m.clip is None else list(m.clip),
             "cross_validated": {"method": i.get("cv_method"), "r2": i.get("cv_r2"), "mae": i.get("cv_mae"),
                                 "calibration": i.get("calibration_cv")},
             "training_range": i.get("target_range"), "n_segments_seen": i.get("n_segments_seen"),
         }
+        if hybrid:
+            entry["mean"] = i.get("mean")
+            entry["noise_feature"] = i.get("noise_feature")
+            entry["std_factor"] = i.get("std_factor")
         h = _holdout_entry(twin, cqa, holdout)
         if h is not None:
             entry["holdout"] = h
         cards[cqa] = entry
     md = twin.metadata_
+    if hybrid:
+        return _hybrid_card(twin, cards)
     return {
         "name": "crystalloop digital twin (Gaussian process on physical profile features)",
         "kind": "feature-gp",
@@ -85,9 +93,41 @@ def _gp_card(twin: FeatureGPTwin, holdout: pd.DataFrame | None) -> dict:
     }
 
 
+def _hybrid_card(twin: HybridTwin, cards: dict) -> dict:
+    md = twin.metadata_
+    kin = md.get("kinetic")
+    return {
+        "name": "crystalloop digital twin (grey-box: fitted kinetic model under a Gaussian process per CQA)",
+        "kind": "hybrid",
+        "warnings": ([] if kin else ["no kinetic model (no solubility curve, or the size CQA is not modelled): "
+                                     "every CQA is a GP on the profile features only"])
+        + [w for c in twin.cqas for w in twin.info_[c].get("warnings", [])],
+        "intended_use": ("Predict end-of-batch CQAs (mean ± std) of thermocycle crystallization recipes inside the "
+                         "design space of its DoE, to rank candidate recipes before running them."),
+        "not_for": "Extrapolation outside the training ranges or to profile structures (n_segments) never run.",
+        "inputs": {"max_cycles": twin.max_cycles, "features": twin.feature_names,
+                   "solubility": md.get("settings", {}).get("solubility")},
+        "kinetic_model": kin,
+        "data": {k: md.get(k) for k in ("source", "n_runs", "data_hash")},
+        "settings": md.get("settings"),
+        "versions": md.get("versions"),
+        "cqas": cards,
+        "caveats": [
+            "Cross-validated scores are the closed-form leave-one-out predictions of each fitted GP; the kinetic "
+            "constants, the GP hyperparameters and the std calibration were chosen on all rows, so the scores are "
+            "optimistic (the 95 % coverage is at least 0.95 by construction of the calibration). Judge the twin on "
+            "runs it never saw (--holdout).",
+            "The size CQA is the kinetic model's D50 times exp(GP residual): the median of a log-normal; its std "
+            "is set so that mean ± 1.96 std spans that log-normal's 95 % interval.",
+            "The kinetic model is a textbook cohort model (power-law growth, secondary nucleation, dissolution) "
+            "whose 7 constants are fitted to the size CQA only; it knows nothing of agglomeration or amorphous product.",
+        ],
+    }
+
+
 def model_card(twin, *, holdout: pd.DataFrame | None = None) -> dict:
     """A JSON-able model card: warnings, intended use, data, per-CQA model, scores, uncertainty, caveats."""
-    if isinstance(twin, FeatureGPTwin):
+    if isinstance(twin, (FeatureGPTwin, HybridTwin)):
         return _gp_card(twin, holdout)
     cards = {}
     for cqa in twin.cqas:
@@ -144,7 +184,7 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _gp_markdown(card: dict, twin: FeatureGPTwin, files: dict) -> str:
+def _gp_markdown(card: dict, twin: FeatureGPTwin | HybridTwin, files: dict) -> str:
     out = [f"# Model card: {card['name']}", ""]
     if card["warnings"]:
         out += ["**Warnings.**", ""] + [f"- {w}" for w in card["warnings"]] + [""]
@@ -153,12 +193,19 @@ def _gp_markdown(card: dict, twin: FeatureGPTwin, files: dict) -> str:
             + (f", sha256 `{str(card['data']['data_hash'])[:12]}…`" if card["data"].get("data_hash") else "") + ").", "",
             f"**Intended use.** {card['intended_use']}", "", f"**Not for.** {card['not_for']}", "",
             "**Solubility curve.** " + (f"`{json.dumps(sol)}` (mg/g solvent, T in °C)" if sol else
-                                        "none: profile features only."), "",
+                                        "none: profile features only."), ""]
+    kin = card.get("kinetic_model")
+    if kin:
+        out += [f"**Kinetic model.** {len(kin['thetas'])} constant set(s) fitted to `{kin['size_cqa']}` "
+                f"(log D50 RMSE on the DoE {kin['rmse_log_d50']:.3f}); best set "
+                f"`{[round(float(v), 4) for v in kin['theta']]}`.", ""]
+    out += [
             "## Summary", "", _md_table(twin.summary()), ""]
     for cqa, e in card["cqas"].items():
         f = e["features"]
         cv = e["cross_validated"]
-        out += [f"## {cqa}", "", f"GP on {len(f['kept'])} physical feature(s) ({f['strategy']}): "
+        kind = ("GP on the kinetic model's log residual" if e.get("mean") == "kinetic" else "GP") if "mean" in e else "GP"
+        out += [f"## {cqa}", "", f"{kind} on {len(f['kept'])} feature(s) ({f['strategy']}): "
                 f"{', '.join(f'`{k}`' for k in f['kept'])}.", "", f"Kernel: `{e['kernel']}`"
                 + ("; log target" if e["log_target"] else "") + (f"; clipped to {e['clip']}" if e["clip"] else "") + ".",
                 "", f"Leave-one-out on {e['rows']['measured']} rows: MAE {cv['mae']:.4g}, R² "
@@ -178,7 +225,7 @@ def _gp_markdown(card: dict, twin: FeatureGPTwin, files: dict) -> str:
     return "\n".join(out)
 
 
-def _plot_loo_parity(twin: FeatureGPTwin, cqa: str, *, holdout: pd.DataFrame | None, path: Path):
+def _plot_loo_parity(twin: FeatureGPTwin | HybridTwin, cqa: str, *, holdout: pd.DataFrame | None, path: Path):
     """Measured vs leave-one-out mean ± 1 std (and hold-out runs), saved as PNG."""
     from crystalloop._plotting import pyplot, save_figure
 
@@ -200,13 +247,13 @@ def _plot_loo_parity(twin: FeatureGPTwin, cqa: str, *, holdout: pd.DataFrame | N
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1)
     ax.set_xlabel(f"measured {cqa}")
     ax.set_ylabel(f"predicted {cqa} (mean ± 1 std)")
-    ax.set_title(f"{cqa}: GP on {len(m.features_)} physical features")
+    ax.set_title(f"{cqa}: GP on {len(m.features_)} features")
     ax.legend(fontsize=8)
     save_figure(fig, path, dpi=120, bbox_inches="tight", close=False)
     return fig
 
 
-def _write_gp_report(twin: FeatureGPTwin, d: Path, holdout: pd.DataFrame | None) -> dict[str, Path]:
+def _write_gp_report(twin: FeatureGPTwin | HybridTwin, d: Path, holdout: pd.DataFrame | None) -> dict[str, Path]:
     written: dict[str, Path] = {}
     files: dict[str, dict[str, str]] = {}
     for cqa in twin.cqas:
@@ -263,7 +310,7 @@ def write_report(twin, out_dir: str | Path, *, holdout: pd.DataFrame | None = No
     """
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
-    if isinstance(twin, FeatureGPTwin):
+    if isinstance(twin, (FeatureGPTwin, HybridTwin)):
         return _write_gp_report(twin, d, holdout)
     written: dict[str, Path] = {}
     files: dict[str, dict[str, str]] = {}
@@ -314,10 +361,12 @@ def fit_and_save(doe, out_dir: str | Path, *, holdout=None, report: bool = True,
 
     Parameters
     ----------
-    model : {"ensemble", "gp"}
+    model : {"ensemble", "gp", "hybrid"}
         ``"ensemble"``: :func:`~crystalloop.digital_twin.fit_twin` with ``fit_kw``;
         ``"gp"``: :func:`~crystalloop.digital_twin.gp.fit_gp_twin` with ``fit_kw`` (``cqas``,
-        ``solubility``, ``features``, ``random_state``, ...).
+        ``solubility``, ``features``, ``random_state``, ...); ``"hybrid"``:
+        :func:`~crystalloop.digital_twin.hybrid.fit_hybrid_twin` (``cqas``, ``solubility``,
+        ``random_state``, ...).
     holdout : path or DataFrame, optional
         Hold-out runs for the parity plots and the model card.
 
@@ -327,10 +376,12 @@ def fit_and_save(doe, out_dir: str | Path, *, holdout=None, report: bool = True,
 
     if model == "gp":
         twin = fit_gp_twin(doe, **fit_kw)
+    elif model == "hybrid":
+        twin = fit_hybrid_twin(doe, **fit_kw)
     elif model == "ensemble":
         twin = fit_twin(doe, progress=progress, **fit_kw)
     else:
-        raise ConfigError(f"model must be 'ensemble' or 'gp', got {model!r}")
+        raise ConfigError(f"model must be 'ensemble', 'gp' or 'hybrid', got {model!r}")
     out = Path(out_dir)
     twin.save(out)
     written: dict[str, Path] = {"twin": out / "twin.json"}

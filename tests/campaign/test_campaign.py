@@ -403,18 +403,38 @@ def test_campaign_with_the_gp_twin_reads_the_plant_solubility(tiny_doe, tmp_path
     assert ExperimentStore(tmp_path / "campaign.sqlite").models("campaign-twin")["metadata"][0]["round"] == 1
 
 
+def test_campaign_with_the_hybrid_twin(tiny_doe, tmp_path):
+    """twin_model="hybrid": a HybridTwin per round with the plant's curve (a kinetic model), saved and reloaded bit for bit."""
+    import json
+
+    from crystalloop.digital_twin import HybridTwin, load_twin
+
+    fast = {"kinetic_params": {"n_steps": 60, "de_popsize": 4, "de_maxiter": 6, "n_fits": 1}}
+    res = run_campaign(tiny_doe, "max:D50,min:DoA", out_dir=tmp_path, twin_model="hybrid", twin_options=fast, **_kw())
+    tw = res.twins[0]
+    assert isinstance(tw, HybridTwin) and set(tw.cqas) == {"D50_um", "DoA_pct"}
+    assert tw.solubility.coefficients == (8.0, 0.283, 0.00917) and tw.kinetic_ is not None
+    back = load_twin(tmp_path / "round_01" / "twin")
+    assert isinstance(back, HybridTwin)
+    X = read_doe(tiny_doe).to_frame()[tw.feature_names]
+    np.testing.assert_array_equal(back.predict(X), tw.predict(X))
+    meta = json.loads((tmp_path / "campaign.json").read_text())
+    assert meta["twin_model"] == "hybrid" and meta["solubility"]["coefficients"] == [8.0, 0.283, 0.00917]
+    assert len(res.doe) == len(pd.read_csv(tiny_doe)) + 2
+
+
 def test_campaign_twin_model_and_solubility_are_checked_before_anything_runs(tiny_doe, tmp_path):
     from typer.testing import CliRunner
 
     from crystalloop.cli import app
 
-    with pytest.raises(ConfigError, match=r"twin_model must be one of \['ensemble', 'gp'\], got 'forest'"):
+    with pytest.raises(ConfigError, match=r"twin_model must be one of \['ensemble', 'gp', 'hybrid'\], got 'forest'"):
         run_campaign(tiny_doe, out_dir=tmp_path / "a", twin_model="forest", **_kw())
     with pytest.raises(ConfigError, match=r"solubility 'x,1' is neither comma-separated polynomial coefficients"):
         run_campaign(tiny_doe, out_dir=tmp_path / "b", twin_model="gp", solubility="x,1", **_kw())
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     r = CliRunner().invoke(app, ["campaign", str(tiny_doe), "--out", str(tmp_path / "c"), "--solubility", "8,0.3"])
-    assert r.exit_code == 2 and "--solubility is used by --model gp only" in " ".join(r.output.split())
+    assert r.exit_code == 2 and "--solubility is used by --model gp or hybrid only" in " ".join(r.output.split())
     r = CliRunner().invoke(app, ["campaign", str(tiny_doe), "--out", str(tmp_path / "c"), "--model", "rf"])
-    assert r.exit_code == 2 and "--model must be 'ensemble' or 'gp', got 'rf'" in " ".join(r.output.split())
+    assert r.exit_code == 2 and "--model must be 'ensemble', 'gp' or 'hybrid', got 'rf'" in " ".join(r.output.split())
     assert not (tmp_path / "c").exists()

@@ -119,11 +119,11 @@ def test_gp_twin_fit_bad_options_exit_2(tmp_path):
     make_doe(8).to_csv(tmp_path / "doe.csv", index=False)
     base = ["twin", "fit", str(tmp_path / "doe.csv"), "--out", str(tmp_path / "tw")]
     r = runner.invoke(app, [*base, "--model", "forest"])
-    assert r.exit_code == 2 and "--model must be 'ensemble' or 'gp', got 'forest'" in _flat(r.output)
+    assert r.exit_code == 2 and "--model must be 'ensemble', 'gp' or 'hybrid', got 'forest'" in _flat(r.output)
     r = runner.invoke(app, [*base, "--model", "gp", "--solubility", "8,oops"])
     assert r.exit_code == 2 and "--solubility '8,oops' is neither comma-separated polynomial coefficients" in _flat(r.output)
     r = runner.invoke(app, [*base, "--solubility", "8,0.3"])
-    assert r.exit_code == 2 and "--solubility is used by --model gp only" in _flat(r.output)
+    assert r.exit_code == 2 and "--solubility is used by --model gp or hybrid only" in _flat(r.output)
     r = runner.invoke(app, [*base, "--model", "gp", "--features", "some"])
     assert r.exit_code == 2 and "--features must be 'all', 'cv' or 'auto', got 'some'" in _flat(r.output)
     assert not (tmp_path / "tw").exists()
@@ -142,3 +142,55 @@ def test_gp_twin_fit_warns_in_one_line_when_a_model_is_useless(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("warning: DoA_pct: cross-validated R²"), r.output
     card = (tmp_path / "a" / "report" / "model_card.md").read_text(encoding="utf-8")
     assert card.index("**Warnings.**") < card.index("## Summary") and "DoA_pct: cross-validated R²" in card
+
+
+def test_hybrid_twin_fit_predict_report_design(tmp_path):
+    """--model hybrid: a kinetic model under a GP per CQA; byte-identical per seed, predict, report, design."""
+    import numpy as np
+
+    runner = CliRunner()
+    make_doe(20, seed=2).to_csv(tmp_path / "doe.csv", index=False)
+    make_doe(4, seed=4).drop(columns=["D50_um", "DoA_pct", "crystallinity_pct"]).to_csv(tmp_path / "p.csv", index=False)
+    args = ["twin", "fit", str(tmp_path / "doe.csv"), "--model", "hybrid", "--solubility", "8.0,0.283,0.00917",
+            "--cqa", "D50", "--cqa", "DoA", "--seed", "3"]
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    assert "Hybrid twin from doe.csv (20 runs" in r.output and "kinetic model: 3 constant sets" in _flat(r.output)
+    doc = json.loads((tmp_path / "a" / "twin.json").read_text())
+    assert doc["kind"] == "hybrid" and doc["format_version"] == 1 and doc["cqas"] == ["D50_um", "DoA_pct"]
+    assert doc["metadata"]["settings"]["solubility"]["coefficients"] == [8.0, 0.283, 0.00917]
+    assert np.shape(doc["metadata"]["kinetic"]["thetas"]) == (3, 7)
+    assert doc["info"]["D50_um"]["n_rows"] == 20 and doc["info"]["D50_um"]["mean"] == "kinetic"
+    card = (tmp_path / "a" / "report" / "model_card.md").read_text(encoding="utf-8")
+    assert "Leave-one-out on 20 rows" in card and "**Kinetic model.** 3 constant set(s)" in card
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    for sub in ("twin.json", "models/D50_um.json", "models/DoA_pct.json", "data/doe.csv"):
+        assert (tmp_path / "a" / sub).read_bytes() == (tmp_path / "b" / sub).read_bytes(), sub
+    r = runner.invoke(app, ["twin", "predict", str(tmp_path / "a"), str(tmp_path / "p.csv"), "--out", str(tmp_path / "o.csv")])
+    assert r.exit_code == 0, r.output
+    out = pd.read_csv(tmp_path / "o.csv")
+    assert list(out.columns) == ["run_id", "D50_um_mean", "D50_um_std", "DoA_pct_mean", "DoA_pct_std"] and len(out) == 4
+    from crystalloop.digital_twin import HybridTwin, load_twin
+
+    tw = load_twin(tmp_path / "a")
+    assert isinstance(tw, HybridTwin)
+    feats = pd.read_csv(tmp_path / "p.csv")
+    np.testing.assert_allclose(out["D50_um_mean"], tw.predict_frame(feats[tw.feature_names])["D50_um_mean"], rtol=1e-12)
+    r = runner.invoke(app, ["twin", "report", str(tmp_path / "a"), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0 and (tmp_path / "rep" / "model_card.md").is_file(), r.output
+    r = runner.invoke(app, ["design", str(tmp_path / "a"), "--cycles", "1", "--pop", "12", "--gens", "3",
+                            "--out", str(tmp_path / "des")])
+    assert r.exit_code == 0, r.output
+    assert "the solubility curve stored with the hybrid twin" in _flat(r.output)
+    assert (tmp_path / "des" / "front.csv").is_file()
+
+
+def test_hybrid_twin_fit_without_solubility_warns_once(tmp_path):
+    make_doe(12, seed=1).to_csv(tmp_path / "doe.csv", index=False)
+    r = CliRunner().invoke(app, ["twin", "fit", str(tmp_path / "doe.csv"), "--model", "hybrid", "--cqa", "D50",
+                                 "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.output.splitlines() if "kinetic part is off" in ln]
+    assert len(lines) == 1 and lines[0].startswith("warning: "), r.output
+    assert json.loads((tmp_path / "a" / "twin.json").read_text())["metadata"]["kinetic"] is None

@@ -68,8 +68,8 @@ def resolve_domain(twin: Any, domain: Any, *, bounds: ProfileBounds, solubility:
 
 def load_twin(twin: str | Path | DesignTwin) -> DesignTwin:
     """A twin object as given, or the twin saved in a folder (an ensemble
-    :class:`~crystalloop.digital_twin.DigitalTwin` or a
-    :class:`~crystalloop.digital_twin.FeatureGPTwin`: :func:`crystalloop.digital_twin.load_twin`).
+    :class:`~crystalloop.digital_twin.DigitalTwin`, a :class:`~crystalloop.digital_twin.FeatureGPTwin` or a
+    :class:`~crystalloop.digital_twin.HybridTwin`: :func:`crystalloop.digital_twin.load_twin`).
 
     Raises
     ------
