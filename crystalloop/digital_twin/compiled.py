@@ -6,7 +6,7 @@ random forest, gradient boosting or XGBoost model of 10–200 trees. Evaluated m
 tree or member and one scaled float32 copy of ``X`` per member. :func:`compile_members` instead
 lays every node of every tree into one flat node array, and
 :meth:`CompiledTrees.member_predictions` walks all trees of all members for all rows in one
-compiled loop (numba, row blocks in parallel):
+compiled loop (numba; chunks of rows on ``n_jobs`` threads):
 
 * **No scaling at prediction time.** A member tests ``float32((x - mean) / scale) <= t`` (the
   scaler's float64 operations, then the float32 input of the tree libraries; scikit-learn splits
@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,8 +123,10 @@ class CompiledTrees:
         """Predictions of every member, shape ``(n_members, n_rows)``.
 
         ``X`` holds raw (unscaled) features, shape ``(n_rows, n_features)``. The numba kernel runs
-        on ``numba.get_num_threads()`` threads; ``use_numba=False`` (or numba missing) walks the
-        same arrays with numpy, with the same results."""
+        on ``numba.get_num_threads()`` threads, which take chunks of rows from a queue (a thread
+        that shares its core with another process does fewer, instead of holding up the call as a
+        fixed split would); ``use_numba=False`` (or numba missing) walks the same arrays with numpy,
+        with the same results."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ConfigError(f"X has shape {X.shape}; expected (n_rows, {self.n_features})")
@@ -132,8 +135,18 @@ class CompiledTrees:
         if use_numba is None:
             use_numba = have_numba()
         if use_numba:
-            _kernel()(R, self.nodes, self.value, self.root, self.depth, self.tree_lo, self.tree_hi,
-                      self.offset, self.divisor, self.single, out)
+            import numba
+
+            kernel = _kernel()
+            args = (R, self.nodes, self.value, self.root, self.depth, self.tree_lo, self.tree_hi,
+                    self.offset, self.divisor, self.single, out)
+            n, threads = len(R), numba.get_num_threads()
+            if threads <= 1 or n <= 2 * BLOCK:
+                kernel(*args, 0, n)
+            else:
+                chunk = BLOCK * max(1, n // (BLOCK * threads * 8))  # ~8 chunks per thread
+                with ThreadPoolExecutor(threads) as pool:
+                    list(pool.map(lambda lo: kernel(*args, lo, min(n, lo + chunk)), range(0, n, chunk)))
         else:
             _walk_numpy(R, self.nodes, self.value, self.root, self.depth, self.tree_lo, self.tree_hi,
                         self.offset, self.divisor, self.single, out)
@@ -165,7 +178,7 @@ def _kernel():
     global _KERNEL
     if _KERNEL is not None:
         return _KERNEL
-    from numba import njit, prange
+    from numba import njit
 
     @njit(inline="always", cache=True)
     def step(nd, R, a):
@@ -174,14 +187,14 @@ def _kernel():
         go_right = R[a, nd & np.uint64(0xFF)] > ((nd >> np.uint64(8)) & np.uint64(0xFFFFFF))
         return (nd >> np.uint64(32)) + (np.uint64(1) if go_right else np.uint64(0))
 
-    @njit(parallel=True, cache=True, nogil=True)
-    def walk(R, nodes, value, root, depth, tree_lo, tree_hi, offset, divisor, single, out):
-        n = R.shape[0]
+    @njit(cache=True, nogil=True)
+    def walk(R, nodes, value, root, depth, tree_lo, tree_hi, offset, divisor, single, out, row_lo, row_hi):
+        # rows row_lo..row_hi-1 into out[:, row_lo:row_hi]; threads call it on disjoint row ranges
         block = BLOCK
-        n_blocks = (n + block - 1) // block
-        for b in prange(n_blocks):
-            lo = b * block
-            nb = min(n, lo + block) - lo
+        n_blocks = (row_hi - row_lo + block - 1) // block
+        for b in range(n_blocks):
+            lo = row_lo + b * block
+            nb = min(row_hi, lo + block) - lo
             acc = np.empty(nb)
             for m in range(tree_lo.shape[0]):
                 for i in range(nb):
