@@ -177,6 +177,23 @@ def _integrate_numpy(T, cs, arr, dt, c0, m_seed, Ns, Ls, t_seed, rates, *, n_coh
     return N, L, acc
 
 
+def _summaries_numpy(N: np.ndarray, L: np.ndarray, n_seed_classes: int) -> np.ndarray:
+    """Per recipe: total crystal volume Σ N L³, the volume-weighted median size (µm; cohorts sorted by
+    size, Q3 linear between them), number Σ N, seed volume, Σ N L⁴; shape (n, 5)."""
+    n, n_coh = N.shape
+    vol = N * L**3
+    total = vol.sum(1)
+    order = np.argsort(L, axis=1)
+    Ls_ = np.take_along_axis(L, order, 1)
+    q3 = np.cumsum(np.take_along_axis(vol, order, 1), 1) / np.maximum(total, 1e-300)[:, None]
+    idx = np.clip((q3 < 0.5).sum(1), 1, n_coh - 1)
+    r = np.arange(n)
+    q_lo, q_hi = q3[r, idx - 1], q3[r, idx]
+    w = np.clip((0.5 - q_lo) / np.maximum(q_hi - q_lo, 1e-12), 0.0, 1.0)
+    d50 = Ls_[r, idx - 1] + w * (Ls_[r, idx] - Ls_[r, idx - 1])
+    return np.column_stack([total, d50, N.sum(1), vol[:, :n_seed_classes].sum(1), (N * L**4).sum(1)])
+
+
 def _use_numba(use_numba: bool | None) -> bool:
     return have_numba() if use_numba is None else bool(use_numba) and have_numba()
 
@@ -206,25 +223,14 @@ def _simulate(theta: np.ndarray, c0: np.ndarray, seed: np.ndarray, T: np.ndarray
     t_seed = sol.saturation_temperature(c0) - seed_subcooling_c
     args = (T, cs, arr, dt, c0, m_seed, Ns, Ls, t_seed, (kg, g, kb, b, kd))
     if _use_numba(use_numba):
-        N, L, acc = integrate(*args, A=_A, n_coh=n_coh)
+        acc, summ = integrate(*args, A=_A, n_coh=n_coh)
     else:
         N, L, acc = _integrate_numpy(*args, n_coh=n_coh)
+        summ = _summaries_numpy(N, L, n_seed_classes)
     c, M, sig_max, sig_int, t_high, diss, grown, grown_high, seed_min, sig_last, sig2_last, m_last = acc.T
-    vol = N * L**3
-    total = vol.sum(1)
-    # volume-weighted median: cohorts sorted by size, Q3 linear between them
-    order = np.argsort(L, axis=1)
-    Ls_ = np.take_along_axis(L, order, 1)
-    q3 = np.cumsum(np.take_along_axis(vol, order, 1), 1) / np.maximum(total, 1e-300)[:, None]
-    idx = np.clip((q3 < 0.5).sum(1), 1, n_coh - 1)
-    r = np.arange(n)
-    q_lo, q_hi = q3[r, idx - 1], q3[r, idx]
-    w = np.clip((0.5 - q_lo) / np.maximum(q_hi - q_lo, 1e-12), 0.0, 1.0)
-    d50 = Ls_[r, idx - 1] + w * (Ls_[r, idx] - Ls_[r, idx - 1])
+    total, d50, number, seed_vol, nl4 = summ.T
     d50 = np.where(total > 0, np.maximum(d50, 1e-3), 1e-3) * np.exp(lnf)  # no crystals: "zero" size
-    number = N.sum(1)
-    seed_vol = vol[:, :n_seed_classes].sum(1)
-    mean_size = np.divide((N * L**4).sum(1), total, out=np.zeros(n), where=total > 0)
+    mean_size = np.divide(nl4, total, out=np.zeros(n), where=total > 0)
     return {
         "kin_d50_um": d50,
         "kin_log_d50": np.log(np.where(np.isfinite(d50), d50, 1e-3)),

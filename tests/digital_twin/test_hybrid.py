@@ -278,3 +278,11 @@ def test_fit_hybrid_twin_without_solubility_warns_once(doe):
         tw = fit_hybrid_twin(doe.assign(run_id=[f"r{i}" for i in range(len(doe))]), cqas=["D50"])
     assert sum("kinetic part is off" in str(w.message) for w in rec) == 1
     assert tw.kinetic_ is None and tw.cqas == ["D50_um"]
+
+
+def test_parallel_and_serial_calls_agree_bit_for_bit():
+    X = _recipes(8, seed=9)
+    big = pd.concat([X] * 260, ignore_index=True)  # 2,080 rows: the parallel loop (from 2,048 rows)
+    a = kinetic_features(X, TRUE, solubility=SOL).to_numpy()
+    b = kinetic_features(big, TRUE, solubility=SOL).to_numpy()[:8]
+    np.testing.assert_array_equal(a, b)
