@@ -87,6 +87,9 @@ def fit_command(
                           "vector); add --model gp/hybrid or drop --solubility")
     if features not in ("all", "cv", "auto"):
         raise ConfigError(f"--features must be 'all', 'cv' or 'auto', got {features!r}")
+    if model == "hybrid" and features != "all":
+        raise ConfigError(f"--features is used by --model gp only (the hybrid twin's GP inputs per CQA are fixed); "
+                          f"drop --features {features}")
     curve = solubility_curve(solubility, parameter="--solubility")  # a bad curve fails before the fit
     parse_scheduler(scheduler)  # a bad address fails before anything is read or fitted
     console = make_console()

@@ -124,6 +124,8 @@ def test_gp_twin_fit_bad_options_exit_2(tmp_path):
     assert r.exit_code == 2 and "--solubility '8,oops' is neither comma-separated polynomial coefficients" in _flat(r.output)
     r = runner.invoke(app, [*base, "--solubility", "8,0.3"])
     assert r.exit_code == 2 and "--solubility is used by --model gp or hybrid only" in _flat(r.output)
+    r = runner.invoke(app, [*base, "--model", "hybrid", "--features", "cv"])
+    assert r.exit_code == 2 and "--features is used by --model gp only" in _flat(r.output)
     r = runner.invoke(app, [*base, "--model", "gp", "--features", "some"])
     assert r.exit_code == 2 and "--features must be 'all', 'cv' or 'auto', got 'some'" in _flat(r.output)
     assert not (tmp_path / "tw").exists()
