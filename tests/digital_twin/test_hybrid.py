@@ -286,3 +286,21 @@ def test_parallel_and_serial_calls_agree_bit_for_bit():
     a = kinetic_features(X, TRUE, solubility=SOL).to_numpy()
     b = kinetic_features(big, TRUE, solubility=SOL).to_numpy()[:8]
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_pickle_in_the_folder_is_refused_even_with_its_sha256(twin, tmp_path):
+    """The issue's attack: a model file replaced by a pickle, its SHA-256 updated in twin.json."""
+    import hashlib
+    import json
+    import pickle
+
+    from crystalloop.errors import ModelError
+
+    d = twin.save(tmp_path / "p")
+    f = d / "models" / "D50_um.json"
+    f.write_bytes(pickle.dumps({"print": print}))
+    doc = json.loads((d / "twin.json").read_text())
+    doc["files"]["models/D50_um.json"] = hashlib.sha256(f.read_bytes()).hexdigest()
+    (d / "twin.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match=r"D50_um\.json is not valid JSON"):
+        HybridTwin.load(d)
