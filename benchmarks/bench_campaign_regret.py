@@ -34,7 +34,7 @@ differentiably, so ``optimize_acqf_mixed`` needs no constraints; the number of c
 (discrete) feature.
 
 Run:  python benchmarks/bench_campaign_regret.py [--quick] [--seeds 0,1,2] [--arms campaign,qnehvi,random,oneshot]
-      (one invocation), or arms/seeds as parallel invocations with ``--tag NAME`` each, then ``--merge``
+      [--jobs 12] (one invocation; ``--jobs`` runs the (arm, seed) tasks in parallel processes), or arms/seeds as parallel invocations with ``--tag NAME`` each, then ``--merge``
       (table, plot and summary of every ``curves_*.csv`` in ``--out``). Without BoTorch
       (``pip install -e '.[bench]'``) the qnehvi arm is skipped with a message.
 """
@@ -338,6 +338,22 @@ def arm_qnehvi(doe: pd.DataFrame, seed: int, a: argparse.Namespace, work: Path) 
     return pd.concat(out, ignore_index=True)
 
 
+def _task(arm: str, seed: int, a: argparse.Namespace, doe: pd.DataFrame) -> tuple[pd.DataFrame, float, float]:
+    """One arm and seed: its new runs, CPU-s and wall-s (in a worker process with ``--jobs``)."""
+    if arm == "qnehvi":
+        import torch
+
+        torch.set_num_threads(1)  # shared cores: no thread oversubscription
+    fns = {"campaign": arm_campaign, "qnehvi": arm_qnehvi, "random": arm_random, "oneshot": arm_oneshot}
+    work = Path(tempfile.mkdtemp(prefix=f"regret-{arm}-{seed}-"))
+    t0, w0 = time.process_time(), time.perf_counter()
+    try:
+        new = fns[arm](doe, seed, a, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return new, time.process_time() - t0, time.perf_counter() - w0
+
+
 def _say(arm: str, seed: int, r: int, n: int) -> None:
     print(f"  [{arm} s{seed}] round {r}/{n} ({time.process_time():.0f} CPU-s total)", flush=True)
 
@@ -448,6 +464,7 @@ def main() -> None:
                     help="no runs: build the table, plot and summary from every runs_*.csv/curves_*.csv in --out "
                          "(arms and seeds run as parallel invocations of this script with --tag)")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--jobs", type=int, default=1, help="(arm, seed) tasks in parallel worker processes")
     ap.add_argument("--tag", default="", help="suffix of the output files (trials)")
     a = ap.parse_args()
     seeds = [0] if a.quick else [int(s) for s in a.seeds.split(",")]
@@ -467,10 +484,6 @@ def main() -> None:
     tag = f"_{a.tag}" if a.tag else ""
     if a.merge:
         return merge(a)
-    if "qnehvi" in arms:
-        import torch
-
-        torch.set_num_threads(1)  # 2 shared cores: no thread oversubscription
     hv_true = true_hv()
     doe = read_doe(DOE).to_frame()
     nominal = _Nominal()
@@ -480,28 +493,26 @@ def main() -> None:
     print(f"true HV {hv_true:.0f}; DoE nominal HV {hypervolume(pd.DataFrame(doe_nom, columns=CQAS), OBJS, REF) / hv_true:.3f}; "
           f"arms {arms}, seeds {seeds}, {a.rounds} rounds x {a.batch}; load {load0[0]:.2f}", flush=True)
     runs, curves, cpu = [], [], {}
-    fns = {"campaign": arm_campaign, "qnehvi": arm_qnehvi, "random": arm_random, "oneshot": arm_oneshot}
-    for arm in arms:
-        for seed in seeds:
-            work = Path(tempfile.mkdtemp(prefix=f"regret-{arm}-{seed}-"))
-            t0, w0 = time.process_time(), time.perf_counter()
-            try:
-                new = fns[arm](doe, seed, a, work)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-            cpu_s, wall_s = time.process_time() - t0, time.perf_counter() - w0
-            nom = nominal(new[FEATS].to_numpy(float))
-            new = new.assign(arm=arm, seed=seed, n=np.arange(1, len(new) + 1),
-                             **{f"nominal_{c}": nom[:, j] for j, c in enumerate(CQAS)})
-            runs.append(new)
-            cv = curve(doe, doe_nom, new, nom, hv_true).assign(arm=arm, seed=seed)
-            curves.append(cv)
-            cpu[f"{arm}/{seed}"] = {"cpu_s": round(cpu_s, 1), "wall_s": round(wall_s, 1)}
-            print(f"{arm} seed {seed}: HV nominal {100 * cv['hv_nominal'].iloc[-1]:.1f} %, measured "
-                  f"{100 * cv['hv_measured'].iloc[-1]:.1f} % after {len(new)} runs; best D50 at DoA<=10 "
-                  f"{cv['best_D50_DoA10_nominal'].iloc[-1]:.0f} um; {cpu_s:.0f} CPU-s, {wall_s:.0f} s wall", flush=True)
-            pd.concat(runs, ignore_index=True).to_csv(a.out / f"runs{tag}.csv", index=False)
-            pd.concat(curves, ignore_index=True).to_csv(a.out / f"curves{tag}.csv", index=False)
+    tasks = [(arm, seed) for arm in arms for seed in seeds]
+    if a.jobs > 1:  # every (arm, seed) in its own worker process; results identical to the serial loop
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=a.jobs, backend="loky")(delayed(_task)(arm, seed, a, doe) for arm, seed in tasks)
+    else:
+        results = (_task(arm, seed, a, doe) for arm, seed in tasks)
+    for (arm, seed), (new, cpu_s, wall_s) in zip(tasks, results, strict=True):
+        nom = nominal(new[FEATS].to_numpy(float))
+        new = new.assign(arm=arm, seed=seed, n=np.arange(1, len(new) + 1),
+                         **{f"nominal_{c}": nom[:, j] for j, c in enumerate(CQAS)})
+        runs.append(new)
+        cv = curve(doe, doe_nom, new, nom, hv_true).assign(arm=arm, seed=seed)
+        curves.append(cv)
+        cpu[f"{arm}/{seed}"] = {"cpu_s": round(cpu_s, 1), "wall_s": round(wall_s, 1)}
+        print(f"{arm} seed {seed}: HV nominal {100 * cv['hv_nominal'].iloc[-1]:.1f} %, measured "
+              f"{100 * cv['hv_measured'].iloc[-1]:.1f} % after {len(new)} runs; best D50 at DoA<=10 "
+              f"{cv['best_D50_DoA10_nominal'].iloc[-1]:.0f} um; {cpu_s:.0f} CPU-s, {wall_s:.0f} s wall", flush=True)
+        pd.concat(runs, ignore_index=True).to_csv(a.out / f"runs{tag}.csv", index=False)
+        pd.concat(curves, ignore_index=True).to_csv(a.out / f"curves{tag}.csv", index=False)
     curves_df = pd.concat(curves, ignore_index=True)
     at = [n for n in REPORT_AT if n <= a.rounds * a.batch]
     print(report(curves_df, arms, a.out, tag, float(curves_df.query("n_runs == 0")["hv_nominal"].mean())), flush=True)
