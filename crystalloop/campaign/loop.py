@@ -3,12 +3,13 @@
 "Images in the loop of a data-driven design campaign". Each round of :func:`run_campaign`
 
 1. **learns** a digital twin from every measured run so far (the starting DoE plus the
-   campaign's own runs): the tree-ensemble :func:`~crystalloop.digital_twin.twin.fit_twin` with
-   fast settings by default (``twin_options``), with ``twin_model="gp"`` a
-   :class:`~crystalloop.digital_twin.FeatureGPTwin` (a GP per CQA on physical profile features,
-   with the compound's solubility curve when known), with ``twin_model="hybrid"`` a
+   campaign's own runs): by default (``twin_model="hybrid"``) a
    :class:`~crystalloop.digital_twin.HybridTwin` (a kinetic model fitted to D50 under a GP per
-   CQA; needs the curve), or any ``learn(frame, cqas, seed) -> twin``;
+   CQA, with the compound's solubility curve; the best twin on fresh plant recipes and in the
+   campaign-vs-qNEHVI benchmark, docs/benchmarks.md), with ``twin_model="gp"`` a
+   :class:`~crystalloop.digital_twin.FeatureGPTwin` (a GP per CQA on physical profile features),
+   with ``twin_model="ensemble"`` the tree-ensemble :func:`~crystalloop.digital_twin.twin.fit_twin`
+   with fast settings (``twin_options``), or any ``learn(frame, cqas, seed) -> twin``;
 2. **proposes** ``batch_size`` recipes (:mod:`crystalloop.campaign.propose`): NSGA-II on an
    acquisition view of the twin, then a batch spread along the predicted front;
 3. **runs** each recipe on the backend with the single-batch runner
@@ -229,14 +230,14 @@ def run_campaign(
     limit: str | None = "DoA<=10",
     cycles: str | int | Sequence[int] = "1-4",
     mixed: bool = True,
-    acquisition: str = "optimistic",
+    acquisition: str = "ehvi",
     kappa: float = 1.0,
     min_distance: float = 0.05,
-    pop_size: int = 40,
-    n_gen: int = 30,
+    pop_size: int = 80,
+    n_gen: int = 50,
     bounds: Any = None,
     learn: Callable[[pd.DataFrame, list[str], int], Any] | None = None,
-    twin_model: str = "ensemble",
+    twin_model: str = "hybrid",
     twin_options: dict | None = None,
     solubility: Any = "auto",
     lab: Any = None,
@@ -288,14 +289,16 @@ def run_campaign(
     limit : str or None
         Report "best first objective with ``limit``" per round (e.g. ``"DoA<=10"``).
     cycles, mixed, acquisition, kappa, min_distance, pop_size, n_gen
-        Proposal (:func:`propose`).
+        Proposal (:func:`propose`). Default acquisition ``"ehvi"``: NSGA-II on the optimistic
+        twin (mean ± ``kappa`` std), then the batch by expected hypervolume improvement under the
+        twin's mean and std (``"optimistic"``: the batch spread along the optimistic front).
     bounds : ProfileBounds or dict, optional
         Design bounds (DOMAIN.md §1 by default; a dict overrides single fields, e.g.
         ``{"cooling_rate_c_min": (0.1, 0.3)}`` for shorter batches).
     learn : callable(frame, cqas, seed) -> twin, optional
         Replaces the twin of ``twin_model``.
-    twin_model : {"ensemble", "gp", "hybrid"}
-        ``"ensemble"``: :func:`~crystalloop.digital_twin.twin.fit_twin` with ``twin_options``
+    twin_model : {"hybrid", "gp", "ensemble"}
+        Default ``"hybrid"``. ``"ensemble"``: :func:`~crystalloop.digital_twin.twin.fit_twin` with ``twin_options``
         (default :data:`DEFAULT_TWIN_OPTIONS`: fast grid, 20 MC-CV splits, no augmentation).
         ``"gp"``: :func:`~crystalloop.digital_twin.gp.fit_gp_twin` with ``twin_options``
         (default :data:`DEFAULT_GP_OPTIONS`) and ``solubility``; about a second per round, and

@@ -23,23 +23,23 @@ def campaign(
     limit: Annotated[str, typer.Option("--limit", help="Report the best first objective under this limit ('' for none).")] = "DoA<=10",
     lab: Annotated[Path | None, typer.Option("--lab", help="Table of offline CQAs (run_id + CQA columns); required on real hardware.")] = None,
     lab_wait: Annotated[float, typer.Option("--lab-wait", help="Seconds to wait for a run's row in --lab.")] = 0.0,
-    acquisition: Annotated[str, typer.Option("--acquisition", help="optimistic (NSGA-II on mean ± kappa std, batch spread along the front), "
-                  "ehvi (the same candidates, batch by expected hypervolume improvement), mean or pessimistic.")] = "optimistic",
+    acquisition: Annotated[str, typer.Option("--acquisition", help="ehvi (NSGA-II on mean ± kappa std, batch by expected hypervolume "
+                  "improvement), optimistic (the same candidates, batch spread along the front), mean or pessimistic.")] = "ehvi",
     kappa: Annotated[float, typer.Option("--kappa", help="Std multiples of the acquisition bound.")] = 1.0,
     cycles: Annotated[str, typer.Option("--cycles", "-c", help="Numbers of cycles of the proposals, e.g. '1-4'.")] = "1-4",
     bounds: Annotated[Path | None, typer.Option(
         "--bounds", help="YAML/JSON overriding design bounds, e.g. 'cooling_rate_c_min: [0.1, 0.3]'.")] = None,
-    pop: Annotated[int, typer.Option("--pop", help="NSGA-II population size.")] = 40,
-    gens: Annotated[int, typer.Option("--gens", help="NSGA-II generations per round.")] = 30,
-    model: Annotated[str, typer.Option("--model", help="Twin learned each round: 'ensemble' (tree ensembles, seed 003), 'gp' "
-                  "(a Gaussian process per CQA on physical profile features; about a second per round) or 'hybrid' "
-                  "(a kinetic model fitted to D50 under a GP per CQA; a few seconds per round).")] = "ensemble",
+    pop: Annotated[int, typer.Option("--pop", help="NSGA-II population size.")] = 80,
+    gens: Annotated[int, typer.Option("--gens", help="NSGA-II generations per round.")] = 50,
+    model: Annotated[str, typer.Option("--model", help="Twin learned each round: 'hybrid' (a kinetic model fitted to D50 under a GP "
+                  "per CQA; a few seconds per round), 'gp' (a Gaussian process per CQA on physical profile features; "
+                  "about a second per round) or 'ensemble' (tree ensembles, seed 003).")] = "hybrid",
     solubility: Annotated[str | None, typer.Option("--solubility", help="--model gp/hybrid: the compound's solubility c*(T) as "
                   "coefficients a0,a1,a2 (mg/g solvent, T in °C) or a CSV/YAML/JSON file (columns T_c, solubility_mg_g). "
                   "Default: the simulated plant's own curve on sim://; none on hardware (profile features only).")] = None,
-    grid: Annotated[str, typer.Option("--grid", help="Twin hyper-parameter grids: fast or paper.")] = "fast",
-    splits: Annotated[int, typer.Option("--splits", help="Monte Carlo CV splits of the twin.")] = 20,
-    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="SDV augmentation search (slow).")] = False,
+    grid: Annotated[str, typer.Option("--grid", help="--model ensemble: hyper-parameter grids, fast or paper.")] = "fast",
+    splits: Annotated[int, typer.Option("--splits", help="--model ensemble: Monte Carlo CV splits.")] = 20,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="--model ensemble: SDV augmentation search (slow).")] = False,
     frames: Annotated[int, typer.Option("--frames", help="Probe frames grabbed at the end of each batch.")] = 10,
     sample_interval: Annotated[float, typer.Option("--sample-interval", help="Sensor sampling period of the runner, s.")] = 60.0,
     image_interval: Annotated[float | None, typer.Option("--image-interval", help="Also grab frames during the batch every N s.")] = None,
@@ -59,6 +59,8 @@ def campaign(
         raise ConfigError(f"--model must be 'ensemble', 'gp' or 'hybrid', got {model!r}")
     if model == "ensemble" and solubility is not None:
         raise ConfigError("--solubility is used by --model gp or hybrid only; add --model gp/hybrid or drop --solubility")
+    if model != "ensemble" and (grid != "fast" or augment):
+        raise ConfigError(f"--grid and --augment tune the tree-ensemble twin; add --model ensemble (got --model {model})")
     console = make_console()
     run_opts = {"sample_interval_s": sample_interval}
     if image_interval is not None:

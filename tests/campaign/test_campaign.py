@@ -433,8 +433,12 @@ def test_campaign_twin_model_and_solubility_are_checked_before_anything_runs(tin
     with pytest.raises(ConfigError, match=r"solubility 'x,1' is neither comma-separated polynomial coefficients"):
         run_campaign(tiny_doe, out_dir=tmp_path / "b", twin_model="gp", solubility="x,1", **_kw())
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
-    r = CliRunner().invoke(app, ["campaign", str(tiny_doe), "--out", str(tmp_path / "c"), "--solubility", "8,0.3"])
+    r = CliRunner().invoke(app, ["campaign", str(tiny_doe), "--out", str(tmp_path / "c"), "--model", "ensemble",
+                                 "--solubility", "8,0.3"])
     assert r.exit_code == 2 and "--solubility is used by --model gp or hybrid only" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, ["campaign", str(tiny_doe), "--out", str(tmp_path / "c"), "--grid", "paper"])
+    assert r.exit_code == 2 and ("--grid and --augment tune the tree-ensemble twin; add --model ensemble (got --model hybrid)"
+                                 in " ".join(r.output.split()))
     r = CliRunner().invoke(app, ["campaign", str(tiny_doe), "--out", str(tmp_path / "c"), "--model", "rf"])
     assert r.exit_code == 2 and "--model must be 'ensemble', 'gp' or 'hybrid', got 'rf'" in " ".join(r.output.split())
     assert not (tmp_path / "c").exists()
