@@ -156,6 +156,22 @@ def _plant_solubility(backend: str, backend_options: dict | None) -> Any:
     return SolubilityCurve(table_t_c=tuple(T), table_mg_g=tuple(c))
 
 
+def _check_twin_options(twin_model: str, twin_options: dict | None) -> None:
+    """Refuse ``twin_options`` the GP or hybrid twin does not take (e.g. the ensemble's ``grid``), before anything runs."""
+    import inspect
+
+    from crystalloop.digital_twin.gp import FeatureGPRegressor, FeatureGPTwin
+    from crystalloop.digital_twin.hybrid import HybridTwin
+
+    fixed = {"self", "cqas", "solubility", "max_cycles", "random_state", "regressor_params"}
+    classes = (HybridTwin,) if twin_model == "hybrid" else (FeatureGPTwin, FeatureGPRegressor)
+    allowed = sorted({p for c in classes for p in inspect.signature(c.__init__).parameters} - fixed)
+    bad = sorted(set(twin_options or {}) - set(allowed))
+    if bad:
+        raise ConfigError(f"twin_options {bad} do not apply to twin_model={twin_model!r} (they tune the tree-ensemble "
+                          f"twin: add twin_model='ensemble'); the {twin_model} twin takes {allowed}")
+
+
 def _fingerprint(frame: pd.DataFrame) -> str:
     """SHA-256 of a DoE's content (the same table read from another path has the same print)."""
     import hashlib
@@ -415,6 +431,7 @@ def run_campaign(
         else:
             curve = solubility_curve(solubility)
         sol_info = None if curve is None else curve.to_dict()
+        _check_twin_options(twin_model, twin_options)
         if twin_model == "hybrid":
             learn_fn = _hybrid_learn(curve, dict(twin_options or {}))
         else:

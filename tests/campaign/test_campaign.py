@@ -432,7 +432,9 @@ def test_campaign_twin_model_and_solubility_are_checked_before_anything_runs(tin
         run_campaign(tiny_doe, out_dir=tmp_path / "a", twin_model="forest", **_kw())
     with pytest.raises(ConfigError, match=r"solubility 'x,1' is neither comma-separated polynomial coefficients"):
         run_campaign(tiny_doe, out_dir=tmp_path / "b", twin_model="gp", solubility="x,1", **_kw())
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(ConfigError, match=r"twin_options \['grid'\] do not apply to twin_model='hybrid'"):
+        run_campaign(tiny_doe, out_dir=tmp_path / "d", twin_options={"grid": "fast", "n_restarts": 2}, **_kw())
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "d").exists()
     r = CliRunner().invoke(app, ["campaign", str(tiny_doe), "--out", str(tmp_path / "c"), "--model", "ensemble",
                                  "--solubility", "8,0.3"])
     assert r.exit_code == 2 and "--solubility is used by --model gp or hybrid only" in " ".join(r.output.split())

@@ -38,6 +38,7 @@ def lab(tmp_path_factory) -> dict:
             warnings.simplefilter("ignore")  # twin extrapolation warnings of a tiny, fast twin
             run_campaign(ROOT / "examples" / "doe" / "doe.csv", n_rounds=1, batch_size=2, out_dir=root / "camp",
                          store=db, pop_size=12, n_gen=3, n_frames=3, backend="sim://?n_classes=60", seed=1,
+                         twin_model="ensemble",
                          twin_options={"families": ["rf"], "grid": "fast", "n_splits": 4, "cv": 2, "n_repeats": 1})
         camp = db.runs(kind="campaign")["run_id"].tolist()
     finally:
