@@ -2,7 +2,8 @@
 
 1. Fit a twin on the shipped DoE (``examples/doe/doe.csv``, 31 noisy runs): by default the
    :class:`crystalloop.digital_twin.gp.FeatureGPTwin` (GP on physical profile features, features
-   chosen by cross-validation on the DoE), and as the baseline ``seed003``: ``fit_twin(grid="fast")``
+   chosen by cross-validation on the DoE), ``hybrid``: :class:`crystalloop.digital_twin.hybrid.HybridTwin`
+   (kinetic model fitted to D50 + GP per CQA, ``fit_hybrid_twin`` defaults), and as the baseline ``seed003``: ``fit_twin(grid="fast")``
    without augmentation and with 20 MC-CV members (the README tour's twin, quicker to fit).
 2. Run the default design study on it: :func:`crystalloop.digital_twin.design.optimize_design`,
    max D50 / min DoA, 1–4 cycles with the number of cycles a decision variable (``mixed``), the
@@ -18,7 +19,7 @@
    ``front_mixed.csv``), beside the DoE's own truth (``examples/doe/doe_truth.csv``) as the baseline
    measured in the same run. A parity plot is saved.
 
-Run:  python benchmarks/bench_design_plant.py [--twin gp,seed003] [--pop 40] [--gen 40] [--seed 0]
+Run:  python benchmarks/bench_design_plant.py [--twin hybrid,gp,seed003] [--pop 40] [--gen 40] [--seed 0]
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ SOLUBILITY = SolubilityCurve(coefficients=(8.0, 0.283, 0.00917))
 
 
 def fit(kind: str, doe_path: Path, seed: int):
+    if kind == "hybrid":
+        from crystalloop.digital_twin import fit_hybrid_twin
+
+        return fit_hybrid_twin(doe_path, solubility=SOLUBILITY, random_state=seed)
     if kind == "gp":
         return FeatureGPTwin(solubility=SOLUBILITY, random_state=seed).fit(pd.read_csv(doe_path))
     from crystalloop.digital_twin import fit_twin
@@ -144,7 +149,7 @@ def study(a, kind: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--twin", default="gp,seed003", help="comma-separated: gp (FeatureGPTwin), seed003 (fit_twin)")
+    ap.add_argument("--twin", default="gp,seed003", help="comma-separated: hybrid (HybridTwin), gp (FeatureGPTwin), seed003 (fit_twin)")
     ap.add_argument("--pop", type=int, default=40)
     ap.add_argument("--gen", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
