@@ -304,8 +304,8 @@ def test_simulated_lab_adds_bounded_reproducible_noise():
 
 @pytest.mark.slow
 def test_campaign_with_fit_twin_two_rounds(tiny_doe, tmp_path):
-    """The default learner (fit_twin, fast grid, MC-CV) over two rounds; twins saved in the store."""
-    res = run_campaign(tiny_doe, "max:D50,min:DoA", out_dir=tmp_path,
+    """The tree-ensemble learner (fit_twin, fast grid, MC-CV) over two rounds; twins saved in the store."""
+    res = run_campaign(tiny_doe, "max:D50,min:DoA", out_dir=tmp_path, twin_model="ensemble",
                        twin_options={"n_splits": 5, "families": ("rf", "gbt")}, **_kw(n_rounds=2))
     assert list(res.rounds["round"]) == [1, 2]
     assert len(res.doe) == len(pd.read_csv(tiny_doe)) + 4
