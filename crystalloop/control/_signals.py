@@ -36,7 +36,8 @@ def _in_main_thread() -> bool:
 @contextmanager
 def stop_signals() -> Iterator[None]:
     """Raise :class:`RunTerminated` on SIGTERM/SIGHUP inside the block (main thread only;
-    elsewhere Python cannot install handlers and the block runs unchanged)."""
+    elsewhere Python cannot install handlers and the block runs unchanged). A signal the process
+    ignores stays ignored (``nohup`` ignores SIGHUP so that a run outlives its terminal)."""
     if not _in_main_thread():
         yield
         return
@@ -44,7 +45,7 @@ def stop_signals() -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         raise RunTerminated(signal.Signals(signum).name)
 
-    old = {s: signal.signal(s, handler) for s in _signals("SIGTERM", "SIGHUP")}
+    old = {s: signal.signal(s, handler) for s in _signals("SIGTERM", "SIGHUP") if signal.getsignal(s) != signal.SIG_IGN}
     try:
         yield
     finally:
