@@ -103,33 +103,13 @@ class CampaignResult:
 
 
 # ----------------------------------------------------------------------------- the campaign
-def _default_learn(options: dict) -> Callable[[pd.DataFrame, list[str], int], Any]:
+def _learner(fit: Callable[..., Any], **options: Any) -> Callable[[pd.DataFrame, list[str], int], Any]:
+    """``learn(frame, cqas, seed)`` calling ``fit`` quietly: its sparse-CQA, replicate and honesty warnings
+    would repeat every round, and the round report scores the twin anyway."""
     def learn(frame: pd.DataFrame, cqas: list[str], seed: int):
-        from crystalloop.digital_twin.twin import fit_twin
-
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # sparse-CQA and replicate warnings, repeated every round
-            return fit_twin(frame, cqas=cqas, random_state=seed, **options)
-    return learn
-
-
-def _gp_learn(solubility: Any, options: dict) -> Callable[[pd.DataFrame, list[str], int], Any]:
-    def learn(frame: pd.DataFrame, cqas: list[str], seed: int):
-        from crystalloop.digital_twin.gp import fit_gp_twin
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # honesty warnings, repeated every round (the round report scores the twin)
-            return fit_gp_twin(frame, cqas=cqas, solubility=solubility, random_state=seed, **options)
-    return learn
-
-
-def _hybrid_learn(solubility: Any, options: dict) -> Callable[[pd.DataFrame, list[str], int], Any]:
-    def learn(frame: pd.DataFrame, cqas: list[str], seed: int):
-        from crystalloop.digital_twin.hybrid import fit_hybrid_twin
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # honesty warnings, repeated every round (the round report scores the twin)
-            return fit_hybrid_twin(frame, cqas=cqas, solubility=solubility, random_state=seed, **options)
+            warnings.simplefilter("ignore")
+            return fit(frame, cqas=cqas, random_state=seed, **options)
     return learn
 
 
@@ -433,11 +413,17 @@ def run_campaign(
         sol_info = None if curve is None else curve.to_dict()
         _check_twin_options(twin_model, twin_options)
         if twin_model == "hybrid":
-            learn_fn = _hybrid_learn(curve, dict(twin_options or {}))
+            from crystalloop.digital_twin.hybrid import fit_hybrid_twin
+
+            learn_fn = _learner(fit_hybrid_twin, solubility=curve, **(twin_options or {}))
         else:
-            learn_fn = _gp_learn(curve, {**DEFAULT_GP_OPTIONS, **(twin_options or {})})
+            from crystalloop.digital_twin.gp import fit_gp_twin
+
+            learn_fn = _learner(fit_gp_twin, solubility=curve, **{**DEFAULT_GP_OPTIONS, **(twin_options or {})})
     else:
-        learn_fn = _default_learn({**DEFAULT_TWIN_OPTIONS, **(twin_options or {})})
+        from crystalloop.digital_twin.twin import fit_twin
+
+        learn_fn = _learner(fit_twin, **{**DEFAULT_TWIN_OPTIONS, **(twin_options or {})})
     out.mkdir(parents=True, exist_ok=True)
     if store is None or isinstance(store, (str, Path)):
         from crystalloop.store import ExperimentStore

@@ -77,6 +77,7 @@ from .persist import (
 from .uncertainty import calibration_report
 
 __all__ = ["FeatureGPRegressor", "FeatureGPTwin", "fit_gp_twin", "solubility_curve", "GP_FORMAT_VERSION", "GP_KIND",
+           "write_twin_folder", "read_twin_folder", "warn_version_drift",
            "recipe_matrix", "warn_unseen_segments", "package_versions"]
 
 #: ``kind`` in the twin.json of a GP twin folder (an ensemble twin's folder has another kind).
@@ -448,6 +449,79 @@ def package_versions() -> dict[str, str]:
             "crystalloop": getattr(crystalloop, "__version__", "unknown")}
 
 
+def write_twin_folder(twin: Any, directory: str | Path, *, kind: str, version: int) -> Path:
+    """Write a GP-family twin's folder: ``models/{cqa}.json`` (each regressor's ``_state()``),
+    ``data/doe.csv`` and ``twin.json`` (kind, format version, SHA-256 of every file, metadata, info).
+    JSON only, no time stamps: the same twin gives byte-identical files."""
+    d = Path(directory)
+    (d / "models").mkdir(parents=True, exist_ok=True)
+    (d / "data").mkdir(exist_ok=True)
+    files: dict[str, str] = {}
+    for c in twin.cqas:
+        rel = f"models/{c}.json"
+        state = {"cqa": c, **twin.models_[c]._state()}
+        (d / rel).write_text(json.dumps(jsonable(state), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        files[rel] = sha256_file(d / rel)
+    twin.training_data_.to_csv(d / "data" / "doe.csv", index=False)
+    files["data/doe.csv"] = sha256_file(d / "data" / "doe.csv")
+    doc = {"kind": kind, "format_version": version, "cqas": list(twin.cqas),
+           "max_cycles": int(twin.max_cycles), "feature_names": list(twin.feature_names),
+           "files": files, "metadata": twin.metadata_, "info": twin.info_}
+    (d / "twin.json").write_text(json.dumps(jsonable(doc), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return d
+
+
+def read_twin_folder(directory: str | Path, *, kind: str, version: int, what: str) -> dict[str, Any]:
+    """Check a folder written by :func:`write_twin_folder` (kind, format version, keys, feature names,
+    the listed files and their SHA-256) and return ``dir``, ``meta`` (twin.json's path), ``cqas``,
+    ``max_cycles``, ``info``, ``metadata`` and ``settings``.
+
+    Raises
+    ------
+    ModelError
+        A missing or malformed file (named), another kind of twin (``what`` names the expected
+        one), an unknown format version.
+    UntrustedModelError
+        A file that was modified, truncated or replaced.
+    """
+    d = Path(directory)
+    meta = d / "twin.json"
+    if not meta.is_file():
+        raise ModelError(f"{d} is not a saved twin: {meta} is missing (create one with `crystalloop twin fit`)")
+    doc = read_json_file(meta)
+    if not isinstance(doc, dict) or doc.get("kind") != kind:
+        raise ModelError(f"{meta} does not describe a {what} (kind {doc.get('kind') if isinstance(doc, dict) else None!r}, "
+                         f"expected {kind!r})")
+    if doc.get("format_version") != version:
+        raise ModelError(f"{meta}: {what} format v{doc.get('format_version')!r}, this crystalloop reads "
+                         f"v{version}; refit the twin")
+    try:
+        cqas = [str(c) for c in doc["cqas"]]
+        mc = int(doc["max_cycles"])
+        files, info, metadata = doc["files"], dict(doc["info"]), dict(doc["metadata"])
+        settings = dict(metadata["settings"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{meta} lacks or garbles the key {e}; the twin folder is damaged - refit the twin") from None
+    if doc.get("feature_names") != profile_feature_names(mc):
+        raise ModelError(f"{meta}: stored feature names do not match feature_names({mc}) of this crystalloop")
+    expected = {f"models/{c}.json" for c in cqas} | {"data/doe.csv"}
+    if not isinstance(files, dict) or set(files) != expected:
+        raise UntrustedModelError(f"{meta} lists the files {sorted(files) if isinstance(files, dict) else files!r}; "
+                                  f"expected {sorted(expected)}")
+    check_files(d, files, listed_in=meta)
+    return {"dir": d, "meta": meta, "cqas": cqas, "max_cycles": mc, "info": info, "metadata": metadata,
+            "settings": settings}
+
+
+def warn_version_drift(directory: Path, metadata: dict, installed: dict[str, str], packages: Sequence[str]) -> None:
+    """One :class:`TwinWarning` when the folder was saved with other versions of ``packages``."""
+    saved = metadata.get("versions", {})
+    diff = {k: (saved[k], installed.get(k)) for k in packages if k in saved and saved[k] != installed.get(k)}
+    if diff:
+        warnings.warn(f"twin {directory} was saved with {diff} (saved, installed); predictions may differ slightly - "
+                      f"refit to be safe", TwinWarning, stacklevel=3)
+
+
 class FeatureGPTwin:
     """One :class:`FeatureGPRegressor` per CQA, behind the design's twin protocol.
 
@@ -644,22 +718,7 @@ class FeatureGPTwin:
         times stay in :attr:`fit_times_`).
         """
         self._check_fitted()
-        d = Path(directory)
-        (d / "models").mkdir(parents=True, exist_ok=True)
-        (d / "data").mkdir(exist_ok=True)
-        files: dict[str, str] = {}
-        for c in self.cqas:
-            rel = f"models/{c}.json"
-            state = {"cqa": c, **self.models_[c]._state()}
-            (d / rel).write_text(json.dumps(jsonable(state), indent=1, sort_keys=True) + "\n", encoding="utf-8")
-            files[rel] = sha256_file(d / rel)
-        self.training_data_.to_csv(d / "data" / "doe.csv", index=False)
-        files["data/doe.csv"] = sha256_file(d / "data" / "doe.csv")
-        doc = {"kind": GP_KIND, "format_version": GP_FORMAT_VERSION, "cqas": list(self.cqas),
-               "max_cycles": int(self.max_cycles), "feature_names": list(self.feature_names),
-               "files": files, "metadata": self.metadata_, "info": self.info_}
-        (d / "twin.json").write_text(json.dumps(jsonable(doc), indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        return d
+        return write_twin_folder(self, directory, kind=GP_KIND, version=GP_FORMAT_VERSION)
 
     @classmethod
     def load(cls, directory: str | Path) -> FeatureGPTwin:
@@ -672,31 +731,9 @@ class FeatureGPTwin:
         UntrustedModelError
             A file that was modified, truncated or replaced, or an unknown kernel type.
         """
-        d = Path(directory)
-        meta = d / "twin.json"
-        if not meta.is_file():
-            raise ModelError(f"{d} is not a saved twin: {meta} is missing (create one with `crystalloop twin fit`)")
-        doc = read_json_file(meta)
-        if not isinstance(doc, dict) or doc.get("kind") != GP_KIND:
-            raise ModelError(f"{meta} does not describe a GP twin (kind {doc.get('kind') if isinstance(doc, dict) else None!r}, "
-                             f"expected {GP_KIND!r})")
-        if doc.get("format_version") != GP_FORMAT_VERSION:
-            raise ModelError(f"{meta}: GP twin format v{doc.get('format_version')!r}, this crystalloop reads "
-                             f"v{GP_FORMAT_VERSION}; refit the twin")
-        try:
-            cqas = [str(c) for c in doc["cqas"]]
-            mc = int(doc["max_cycles"])
-            files, info, metadata = doc["files"], dict(doc["info"]), dict(doc["metadata"])
-            settings = dict(metadata["settings"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelError(f"{meta} lacks or garbles the key {e}; the twin folder is damaged - refit the twin") from None
-        if doc.get("feature_names") != profile_feature_names(mc):
-            raise ModelError(f"{meta}: stored feature names do not match feature_names({mc}) of this crystalloop")
-        expected = {f"models/{c}.json" for c in cqas} | {"data/doe.csv"}
-        if not isinstance(files, dict) or set(files) != expected:
-            raise UntrustedModelError(f"{meta} lists the files {sorted(files) if isinstance(files, dict) else files!r}; "
-                                      f"expected {sorted(expected)}")
-        check_files(d, files, listed_in=meta)
+        f = read_twin_folder(directory, kind=GP_KIND, version=GP_FORMAT_VERSION, what="GP twin")
+        d, meta, cqas, mc, info, metadata, settings = (f[k] for k in ("dir", "meta", "cqas", "max_cycles", "info",
+                                                                       "metadata", "settings"))
         sol = settings.get("solubility")
         try:
             twin = cls(cqas, solubility=None if sol is None else SolubilityCurve.from_dict(sol, source=str(meta)),
@@ -710,11 +747,7 @@ class FeatureGPTwin:
             twin.models_[c] = FeatureGPRegressor._from_state(read_json_file(p), str(p))
         twin.training_data_ = pd.read_csv(d / "data" / "doe.csv")
         twin.info_, twin.metadata_, twin.fit_times_ = info, metadata, {}
-        saved, now = metadata.get("versions", {}), package_versions()
-        diff = {k: (saved[k], now.get(k)) for k in ("scikit-learn", "numpy", "scipy") if k in saved and saved[k] != now.get(k)}
-        if diff:
-            warnings.warn(f"twin {d} was saved with {diff} (saved, installed); predictions may differ slightly - "
-                          f"refit to be safe", TwinWarning, stacklevel=2)
+        warn_version_drift(d, metadata, package_versions(), ("scikit-learn", "numpy", "scipy"))
         return twin
 
 

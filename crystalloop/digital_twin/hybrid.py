@@ -36,7 +36,6 @@ seed give a byte-identical folder (tested).
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -67,16 +66,21 @@ from ._gp_numerics import one_blas_thread
 from .doe import DoETable, read_doe, resolve_cqa
 from .features import PROFILE_FEATURES, SOLUBILITY_FEATURES, SolubilityCurve, profile_features
 from .fitting import honesty_warnings
-from .gp import package_versions, recipe_matrix, solubility_curve, warn_unseen_segments
+from .gp import (
+    package_versions,
+    read_twin_folder,
+    recipe_matrix,
+    solubility_curve,
+    warn_unseen_segments,
+    warn_version_drift,
+    write_twin_folder,
+)
 from .kinetic import KINETIC_FEATURES, KINETIC_STATE_FEATURES, KineticModel
 from .models import MIN_ROWS
 from .persist import (
-    check_files,
-    jsonable,
     kernel_from_dict,
     kernel_to_dict,
     read_json_file,
-    sha256_file,
 )
 from .uncertainty import calibration_report
 
@@ -667,22 +671,7 @@ class HybridTwin:
         times stay in :attr:`fit_times_`).
         """
         self._check_fitted()
-        d = Path(directory)
-        (d / "models").mkdir(parents=True, exist_ok=True)
-        (d / "data").mkdir(exist_ok=True)
-        files: dict[str, str] = {}
-        for c in self.cqas:
-            rel = f"models/{c}.json"
-            state = {"cqa": c, **self.models_[c]._state()}
-            (d / rel).write_text(json.dumps(jsonable(state), indent=1, sort_keys=True) + "\n", encoding="utf-8")
-            files[rel] = sha256_file(d / rel)
-        self.training_data_.to_csv(d / "data" / "doe.csv", index=False)
-        files["data/doe.csv"] = sha256_file(d / "data" / "doe.csv")
-        doc = {"kind": HYBRID_KIND, "format_version": HYBRID_FORMAT_VERSION, "cqas": list(self.cqas),
-               "max_cycles": int(self.max_cycles), "feature_names": list(self.feature_names),
-               "files": files, "metadata": self.metadata_, "info": self.info_}
-        (d / "twin.json").write_text(json.dumps(jsonable(doc), indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        return d
+        return write_twin_folder(self, directory, kind=HYBRID_KIND, version=HYBRID_FORMAT_VERSION)
 
     @classmethod
     def load(cls, directory: str | Path) -> HybridTwin:
@@ -699,31 +688,9 @@ class HybridTwin:
         UntrustedModelError
             A file that was modified, truncated or replaced, or an unknown kernel type.
         """
-        d = Path(directory)
-        meta = d / "twin.json"
-        if not meta.is_file():
-            raise ModelError(f"{d} is not a saved twin: {meta} is missing (create one with `crystalloop twin fit`)")
-        doc = read_json_file(meta)
-        if not isinstance(doc, dict) or doc.get("kind") != HYBRID_KIND:
-            raise ModelError(f"{meta} does not describe a hybrid twin (kind "
-                             f"{doc.get('kind') if isinstance(doc, dict) else None!r}, expected {HYBRID_KIND!r})")
-        if doc.get("format_version") != HYBRID_FORMAT_VERSION:
-            raise ModelError(f"{meta}: hybrid twin format v{doc.get('format_version')!r}, this crystalloop reads "
-                             f"v{HYBRID_FORMAT_VERSION}; refit the twin")
-        try:
-            cqas = [str(c) for c in doc["cqas"]]
-            mc = int(doc["max_cycles"])
-            files, info, metadata = doc["files"], dict(doc["info"]), dict(doc["metadata"])
-            settings = dict(metadata["settings"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelError(f"{meta} lacks or garbles the key {e}; the twin folder is damaged - refit the twin") from None
-        if doc.get("feature_names") != profile_feature_names(mc):
-            raise ModelError(f"{meta}: stored feature names do not match feature_names({mc}) of this crystalloop")
-        expected = {f"models/{c}.json" for c in cqas} | {"data/doe.csv"}
-        if not isinstance(files, dict) or set(files) != expected:
-            raise UntrustedModelError(f"{meta} lists the files {sorted(files) if isinstance(files, dict) else files!r}; "
-                                      f"expected {sorted(expected)}")
-        check_files(d, files, listed_in=meta)
+        f = read_twin_folder(directory, kind=HYBRID_KIND, version=HYBRID_FORMAT_VERSION, what="hybrid twin")
+        d, meta, cqas, mc, info, metadata, settings = (f[k] for k in ("dir", "meta", "cqas", "max_cycles", "info",
+                                                                       "metadata", "settings"))
         sol = settings.get("solubility")
         try:
             twin = cls(cqas, solubility=None if sol is None else SolubilityCurve.from_dict(sol, source=str(meta)),
@@ -741,12 +708,7 @@ class HybridTwin:
         twin.kinetic_ = None if size is None else size.kinetic_
         twin.training_data_ = pd.read_csv(d / "data" / "doe.csv")
         twin.info_, twin.metadata_, twin.fit_times_ = info, metadata, {}
-        saved, now = metadata.get("versions", {}), _versions()
-        diff = {k: (saved[k], now.get(k)) for k in ("scikit-learn", "numpy", "scipy", "numba")
-                if k in saved and saved[k] != now.get(k)}
-        if diff:
-            warnings.warn(f"twin {d} was saved with {diff} (saved, installed); predictions may differ slightly - "
-                          f"refit to be safe", TwinWarning, stacklevel=2)
+        warn_version_drift(d, metadata, _versions(), ("scikit-learn", "numpy", "scipy", "numba"))
         return twin
 
 
